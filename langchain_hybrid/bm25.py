@@ -1,0 +1,684 @@
+"""The lexical leg: an exact, incremental, persistent Okapi BM25 index.
+
+Scoring (Lucene's BM25, the ``lucene`` method of bm25s; Robertson & Zaragoza 2009)::
+
+    idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))          always > 0
+    score(q, d) = sum over query tokens t of
+                  idf(t) * tf(t, d) / (tf(t, d) + k1 * (1 - b + b * |d| / avgdl))
+
+``N``, ``df`` and ``avgdl`` count live documents only and are exact after every add, upsert or
+delete: nothing is precomputed that a write could make stale. Postings are held twice: a
+document-major log (CSR, the source of truth, appended on add) and a term-major copy (CSC) for
+queries, built for the bulk of the slots and kept small for recent additions, so a write costs
+time proportional to the documents written, not to the index.
+
+Persistence is plain files, no pickle: ``manifest.json`` (settings, tokenizer, generation, file
+checksums), ``vocab-<gen>.json``, ``docs-<gen>.json`` and ``postings-<gen>.npz``. Data files are
+written under new names first and the manifest is replaced atomically last, so a crash leaves
+either the old index or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from langchain_hybrid.errors import IndexCorruptError, InvalidDocumentsError
+from langchain_hybrid.filters import MetadataColumns, Node
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # noqa: S105 - a regex, not a secret
+
+
+class TokenizerConfig(BaseModel):
+    """How text becomes BM25 tokens; saved with the index, so queries match documents.
+
+    Attributes:
+        lowercase: casefold text before matching.
+        stopwords: ``"english"`` (scikit-learn's list), ``None``, or an explicit list.
+        stemmer: a Snowball algorithm name for PyStemmer (``"english"``, ``"porter"``, ...)
+            or ``None``.
+        token_pattern: regular expression whose matches are tokens (Unicode-aware).
+        normalize: Unicode normalisation form applied first (``NFKC`` folds ligatures and
+            full-width forms), or ``None``.
+        strip_accents: drop combining marks, so ``café`` and ``cafe`` match.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lowercase: bool = True
+    stopwords: Literal["english"] | tuple[str, ...] | None = "english"
+    stemmer: str | None = "english"
+    token_pattern: str = DEFAULT_TOKEN_PATTERN
+    normalize: Literal["NFC", "NFKC", "NFD", "NFKD"] | None = "NFKC"
+    strip_accents: bool = True
+
+    @field_validator("token_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as e:
+            msg = f"token_pattern {value!r} is not a valid regular expression: {e}"
+            raise ValueError(msg) from e
+        return value
+
+    @field_validator("stemmer")
+    @classmethod
+    def _known_stemmer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import Stemmer  # noqa: PLC0415
+
+        if value not in Stemmer.algorithms():
+            msg = f"unknown stemmer {value!r}; PyStemmer offers {sorted(Stemmer.algorithms())}"
+            raise ValueError(msg)
+        return value
+
+
+class Tokenizer:
+    """Turn text into tokens as a :class:`TokenizerConfig` says. Thread-safe."""
+
+    def __init__(self, config: TokenizerConfig | None = None) -> None:
+        """Compile the pattern and load the stopword list and stemmer."""
+        self.config = config or TokenizerConfig()
+        self._pattern = re.compile(self.config.token_pattern)
+        if self.config.stopwords == "english":
+            from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # noqa: PLC0415
+
+            self._stopwords: frozenset[str] = frozenset(ENGLISH_STOP_WORDS)
+        else:
+            self._stopwords = frozenset(self.config.stopwords or ())
+        self._local = threading.local()
+
+    def _stem_words(self, words: list[str]) -> list[str]:
+        if self.config.stemmer is None:
+            return words
+        stemmer = getattr(self._local, "stemmer", None)
+        if stemmer is None:  # PyStemmer objects are not thread-safe: one per thread
+            import Stemmer  # noqa: PLC0415
+
+            stemmer = self._local.stemmer = Stemmer.Stemmer(self.config.stemmer)
+        stemmed: list[str] = stemmer.stemWords(words)
+        return stemmed
+
+    def __call__(self, text: str) -> list[str]:
+        """Tokenize one text."""
+        if self.config.normalize:
+            text = unicodedata.normalize(self.config.normalize, text)
+        if self.config.strip_accents and not text.isascii():
+            text = "".join(
+                c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
+            )
+        if self.config.lowercase:
+            text = text.casefold()
+        words = [w for w in self._pattern.findall(text) if w not in self._stopwords]
+        return self._stem_words(words)
+
+
+class BM25Params(BaseModel):
+    """Okapi BM25 parameters and the tokenizer; all saved with the index."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k1: float = Field(default=0.9, ge=0.0, description="term-frequency saturation")
+    b: float = Field(default=0.4, ge=0.0, le=1.0, description="document-length normalisation")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+
+
+class BM25Hit(NamedTuple):
+    """One scored document of a BM25 search."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+
+
+_Float = npt.NDArray[np.float64]
+_Int = npt.NDArray[np.int64]
+
+
+class _CSC(NamedTuple):
+    indptr: _Int  # per term
+    slots: _Int
+    tfs: _Float
+
+
+def _to_csc(terms: _Int, slots: _Int, tfs: _Float, n_terms: int) -> _CSC:
+    order = np.argsort(terms, kind="stable")
+    counts = np.bincount(terms, minlength=n_terms)
+    indptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return _CSC(indptr, slots[order], tfs[order])
+
+
+class BM25Index:
+    """An exact Okapi BM25 index with add, upsert, delete, filters and atomic persistence.
+
+    Setup:
+        Part of the core install (numpy, PyStemmer, scikit-learn's stopword list).
+
+    Key init args:
+        params: :class:`BM25Params` (``k1``, ``b`` and the tokenizer settings).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_hybrid.bm25 import BM25Index, BM25Params
+
+            index = BM25Index(BM25Params(k1=0.9, b=0.4))
+
+    Usage:
+        .. code-block:: python
+
+            index.add(["a", "b"], ["red apples", "green pears"], [{"c": "red"}, None])
+            index.search("apple", k=5)            # [BM25Hit(id="a", score=..., ...)]
+            index.delete(["a"])
+            index.save("./index/bm25/kb")
+            same = BM25Index.load("./index/bm25/kb")
+
+    Thread-safe: every operation holds the index's lock (a search holds it for about a
+    millisecond at 100k documents).
+    """
+
+    def __init__(self, params: BM25Params | None = None) -> None:
+        """Create an empty index."""
+        self.params = params or BM25Params()
+        self.tokenizer = Tokenizer(self.params.tokenizer)
+        self.generation = 0
+        self._lock = threading.RLock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ids: list[str] = []
+        self._slot_of: dict[str, int] = {}
+        self._texts: list[str] = []
+        self._metadatas: list[dict[str, Any] | None] = []
+        self._columns = MetadataColumns()
+        self._vocab: dict[str, int] = {}
+        self._df = np.zeros(0, dtype=np.int64)
+        # document-major postings (CSR over slots): the source of truth
+        self._doc_ptr = np.zeros(1, dtype=np.int64)
+        self._terms = np.zeros(0, dtype=np.int64)
+        self._tfs = np.zeros(0, dtype=np.float64)
+        self._dl = np.zeros(0, dtype=np.float64)
+        self._alive = np.zeros(0, dtype=bool)
+        self._n_alive = 0
+        self._total_len = 0.0
+        # term-major copy for queries: slots < _main_upto in _main, the rest in _tail
+        self._main: _CSC | None = None
+        self._main_upto = 0
+        self._tail: _CSC | None = None
+        self._derived_valid = False
+        self._idf = np.zeros(0)
+        self._norm = np.zeros(0)
+
+    # ------------------------------------------------------------------ introspection
+    def __len__(self) -> int:
+        """Number of live documents."""
+        return self._n_alive
+
+    def __contains__(self, doc_id: object) -> bool:
+        """Whether ``doc_id`` is a live document."""
+        return doc_id in self._slot_of
+
+    @property
+    def ids(self) -> list[str]:
+        """Ids of the live documents, in insertion order."""
+        return [i for i, alive in zip(self._ids, self._alive, strict=True) if alive]
+
+    @property
+    def vocabulary_size(self) -> int:
+        """Number of distinct tokens ever indexed (including ones only deleted docs used)."""
+        return len(self._vocab)
+
+    @property
+    def avgdl(self) -> float:
+        """Average live document length in tokens."""
+        return self._total_len / self._n_alive if self._n_alive else 0.0
+
+    def get(self, ids: Iterable[str]) -> list[BM25Hit | None]:
+        """Return stored text and metadata of ``ids`` (``None`` for unknown ids), score 0."""
+        out: list[BM25Hit | None] = []
+        for doc_id in ids:
+            slot = self._slot_of.get(doc_id)
+            if slot is None:
+                out.append(None)
+            else:
+                out.append(
+                    BM25Hit(doc_id, 0.0, self._texts[slot], dict(self._metadatas[slot] or {}))
+                )
+        return out
+
+    # ------------------------------------------------------------------ writes
+    def add(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        tokens: Sequence[Sequence[str]] | None = None,
+    ) -> None:
+        """Add documents; ids already present are replaced (upsert).
+
+        Args:
+            ids: unique, non-empty document ids.
+            texts: the text of each document.
+            metadatas: metadata of each document (for filters and returned documents).
+            tokens: pre-tokenized texts (skips the tokenizer; used by tests and rebuilds).
+
+        Raises:
+            InvalidDocumentsError: lengths differ or ids are duplicated or empty. The index is
+                unchanged.
+        """
+        n = len(ids)
+        metadatas = list(metadatas) if metadatas is not None else [None] * n
+        if len(texts) != n or len(metadatas) != n or (tokens is not None and len(tokens) != n):
+            msg = f"got {n} ids, {len(texts)} texts and {len(metadatas)} metadatas"
+            raise InvalidDocumentsError(msg)
+        check_ids(ids)
+        token_lists = [self.tokenizer(t) for t in texts] if tokens is None else tokens
+        counters = [Counter(toks) for toks in token_lists]
+        with self._lock:
+            replaced = [i for i in ids if i in self._slot_of]
+            if replaced:
+                self._delete_locked(replaced)
+            self._append_locked(ids, texts, metadatas, counters)
+            self.generation += 1
+
+    def _append_locked(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any] | None],
+        counters: Sequence[Counter[str]],
+    ) -> None:
+        first = len(self._ids)
+        lengths = np.zeros(len(ids), dtype=np.int64)
+        terms: list[int] = []
+        tfs: list[int] = []
+        vocab = self._vocab
+        for j, counter in enumerate(counters):
+            for token, tf in counter.items():
+                term = vocab.get(token)
+                if term is None:
+                    term = vocab[token] = len(vocab)
+                terms.append(term)
+                tfs.append(tf)
+            lengths[j] = len(counter)
+        doc_lens = np.array([sum(c.values()) for c in counters], dtype=np.float64)
+        new_terms = np.array(terms, dtype=np.int64)
+        if len(vocab) > len(self._df):
+            self._df = np.concatenate([self._df, np.zeros(len(vocab) - len(self._df), np.int64)])
+        np.add.at(self._df, new_terms, 1)
+        self._terms = np.concatenate([self._terms, new_terms])
+        self._tfs = np.concatenate([self._tfs, np.array(tfs, dtype=np.float64)])
+        self._doc_ptr = np.concatenate([self._doc_ptr, self._doc_ptr[-1] + np.cumsum(lengths)])
+        self._dl = np.concatenate([self._dl, doc_lens])
+        self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
+        for j, doc_id in enumerate(ids):
+            self._slot_of[doc_id] = first + j
+        self._ids.extend(ids)
+        self._texts.extend(texts)
+        clean = [dict(m) if m else None for m in metadatas]
+        self._metadatas.extend(clean)
+        self._columns.append(clean)
+        self._n_alive += len(ids)
+        self._total_len += float(doc_lens.sum())
+        self._tail = None
+        self._derived_valid = False
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete documents by id; unknown ids are ignored. Returns how many were deleted."""
+        with self._lock:
+            deleted = self._delete_locked([i for i in ids if i in self._slot_of])
+            if deleted:
+                self.generation += 1
+            return deleted
+
+    def _delete_locked(self, ids: Sequence[str]) -> int:
+        for doc_id in ids:
+            slot = self._slot_of.pop(doc_id)
+            start, end = self._doc_ptr[slot], self._doc_ptr[slot + 1]
+            np.subtract.at(self._df, self._terms[start:end], 1)
+            self._alive[slot] = False
+            self._n_alive -= 1
+            self._total_len -= float(self._dl[slot])
+            self._texts[slot] = ""
+            self._metadatas[slot] = None
+        self._derived_valid = False
+        dead = len(self._ids) - self._n_alive
+        if dead > 1024 and dead > len(self._ids) // 4:  # noqa: PLR2004
+            self._compact_locked()
+        return len(ids)
+
+    def _compact_locked(self) -> None:
+        """Drop deleted slots and renumber (amortised: runs when a quarter of slots are dead)."""
+        keep = np.flatnonzero(self._alive)
+        starts, ends = self._doc_ptr[keep], self._doc_ptr[keep + 1]
+        lengths = ends - starts
+        take = np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths)
+        take = take + np.arange(int(lengths.sum()))
+        self._terms = self._terms[take]
+        self._tfs = self._tfs[take]
+        self._doc_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self._dl = self._dl[keep]
+        self._alive = np.ones(len(keep), dtype=bool)
+        self._ids = [self._ids[s] for s in keep]
+        self._texts = [self._texts[s] for s in keep]
+        self._metadatas = [self._metadatas[s] for s in keep]
+        self._columns = self._columns.take(keep)
+        self._slot_of = {doc_id: s for s, doc_id in enumerate(self._ids)}
+        self._main = None
+        self._main_upto = 0
+        self._tail = None
+        logger.debug("compacted BM25 index to %d slots", len(keep))
+
+    def clear(self) -> None:
+        """Remove every document."""
+        with self._lock:
+            self._reset()
+            self.generation += 1
+
+    # ------------------------------------------------------------------ queries
+    def _ensure_derived(self) -> None:
+        """Bring the query-side structures up to date (under the lock; cheap when current)."""
+        if self._derived_valid:
+            return
+        n_slots = len(self._ids)
+        n_terms = len(self._vocab)
+        tail_slots = n_slots - self._main_upto
+        if self._main is None or tail_slots > max(4096, self._main_upto // 8):
+            self._main = self._build_csc(0, n_slots, n_terms)
+            self._main_upto = n_slots
+            self._tail = None
+        elif self._tail is None and tail_slots:
+            self._tail = self._build_csc(self._main_upto, n_slots, n_terms)
+        if len(self._main.indptr) < n_terms + 1:  # terms added by the tail only
+            pad = np.full(n_terms + 1 - len(self._main.indptr), self._main.indptr[-1])
+            self._main = self._main._replace(indptr=np.concatenate([self._main.indptr, pad]))
+        n = float(self._n_alive)
+        df = self._df.astype(np.float64)
+        self._idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        avgdl = self.avgdl or 1.0
+        k1, b = self.params.k1, self.params.b
+        self._norm = k1 * (1.0 - b + b * self._dl / avgdl)
+        self._derived_valid = True
+
+    def _build_csc(self, first: int, last: int, n_terms: int) -> _CSC:
+        start, end = self._doc_ptr[first], self._doc_ptr[last]
+        lengths = np.diff(self._doc_ptr[first : last + 1])
+        slots = np.repeat(np.arange(first, last, dtype=np.int64), lengths)
+        return _to_csc(self._terms[start:end], slots, self._tfs[start:end], n_terms)
+
+    def token_ids(self, query: str) -> dict[int, int]:
+        """Map the query's known tokens to their vocabulary ids, with query term counts."""
+        counts: dict[int, int] = {}
+        for token in self.tokenizer(query):
+            term = self._vocab.get(token)
+            if term is not None:
+                counts[term] = counts.get(term, 0) + 1
+        return counts
+
+    def scores(self, query: str) -> _Float:
+        """Exact BM25 score of every slot (dead slots score 0). For tests and diagnostics."""
+        with self._lock:
+            self._ensure_derived()
+            return self._score_locked(self.token_ids(query))
+
+    def _score_locked(self, terms: Mapping[int, int]) -> _Float:
+        n_slots = len(self._ids)
+        slot_parts: list[_Int] = []
+        weight_parts: list[_Float] = []
+        for csc in (self._main, self._tail):
+            if csc is None:
+                continue
+            for term, qtf in terms.items():
+                if term + 1 >= len(csc.indptr):
+                    continue
+                lo, hi = csc.indptr[term], csc.indptr[term + 1]
+                if lo == hi:
+                    continue
+                slots = csc.slots[lo:hi]
+                tf = csc.tfs[lo:hi]
+                slot_parts.append(slots)
+                weight_parts.append((self._idf[term] * qtf) * tf / (tf + self._norm[slots]))
+        if not slot_parts:
+            return np.zeros(n_slots)
+        scores: _Float = np.bincount(
+            np.concatenate(slot_parts), np.concatenate(weight_parts), minlength=n_slots
+        ).astype(np.float64, copy=False)
+        scores[~self._alive] = 0.0
+        return scores
+
+    def search(self, query: str, k: int, where: Node | None = None) -> list[BM25Hit]:
+        """Return the top ``k`` documents for ``query``, best first.
+
+        Args:
+            query: the query text (tokenized with the index's tokenizer).
+            k: how many documents to return at most.
+            where: a compiled filter (:func:`langchain_hybrid.filters.parse_filter`), evaluated
+                before top-k selection: only matching documents are ranked.
+
+        Only documents sharing at least one token with the query are returned. Ties are broken
+        by document id, so results do not depend on insertion order.
+        """
+        with self._lock:
+            self._ensure_derived()
+            terms = self.token_ids(query)
+            if not terms:
+                return []
+            scores = self._score_locked(terms)
+            if where is not None:
+                scores[~self._columns.evaluate(where)] = 0.0
+            candidates = np.flatnonzero(scores > 0.0)
+            if len(candidates) > k:
+                cut = -np.partition(-scores[candidates], k - 1)[k - 1]
+                candidates = candidates[scores[candidates] >= cut]
+            ranked = sorted(
+                ((float(scores[s]), self._ids[s], int(s)) for s in candidates),
+                key=lambda t: (-t[0], t[1]),
+            )[:k]
+            return [
+                BM25Hit(doc_id, score, self._texts[s], dict(self._metadatas[s] or {}))
+                for score, doc_id, s in ranked
+            ]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write the index to ``directory`` atomically (see the module docstring)."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            live = np.flatnonzero(self._alive)
+            if len(live) != len(self._ids):
+                self._compact_locked()
+            gen = self.generation
+            vocab_terms = sorted(self._vocab, key=self._vocab.__getitem__)
+            docs = [
+                [self._ids[s], self._texts[s], self._metadatas[s]] for s in range(len(self._ids))
+            ]
+            arrays: dict[str, npt.NDArray[Any]] = {
+                "doc_ptr": self._doc_ptr,
+                "terms": self._terms.astype(np.int32),
+                "tfs": self._tfs.astype(np.int32),
+            }
+        files = {
+            f"vocab-{gen}.json": _json_bytes(vocab_terms),
+            f"docs-{gen}.json": _json_bytes(docs),
+            f"postings-{gen}.npz": _npz_bytes(arrays),
+        }
+        for name, data in files.items():
+            _atomic_write(path / name, data)
+        manifest = {
+            "format": "langchain-hybrid-bm25",
+            "format_version": FORMAT_VERSION,
+            "generation": gen,
+            "documents": len(docs),
+            "params": self.params.model_dump(mode="json"),
+            "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        }
+        _atomic_write(path / "manifest.json", _json_bytes(manifest, indent=2))
+        for stale in path.iterdir():
+            if stale.name != "manifest.json" and stale.name not in files:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+        logger.debug("saved BM25 index (%d docs, generation %d) to %s", len(docs), gen, path)
+
+    @staticmethod
+    def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+        """Read and check a saved index's manifest.
+
+        Raises:
+            FileNotFoundError: there is no saved index in ``directory``.
+            IndexCorruptError: the manifest is unreadable or of an unknown format.
+        """
+        path = Path(directory) / "manifest.json"
+        try:
+            manifest = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as e:
+            msg = f"BM25 manifest {path} is unreadable: {e}"
+            raise IndexCorruptError(msg) from e
+        if not isinstance(manifest, dict) or manifest.get("format") != "langchain-hybrid-bm25":
+            msg = f"{path} is not a langchain-hybrid BM25 manifest"
+            raise IndexCorruptError(msg)
+        if manifest.get("format_version") != FORMAT_VERSION:
+            msg = f"{path} has format version {manifest.get('format_version')}, expected 1"
+            raise IndexCorruptError(msg)
+        return manifest
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> BM25Index:
+        """Load an index saved by :meth:`save`, verifying every file's checksum.
+
+        Raises:
+            FileNotFoundError: there is no saved index in ``directory``.
+            IndexCorruptError: a file is missing, altered, truncated or inconsistent.
+        """
+        path = Path(directory)
+        manifest = cls.read_manifest(path)
+        try:
+            params = BM25Params.model_validate(manifest["params"])
+            blobs: dict[str, bytes] = {}
+            for name, digest in manifest["files"].items():
+                blobs[name.split("-", 1)[0]] = _read_verified(path / name, digest)
+            vocab_terms = json.loads(blobs["vocab"])
+            docs = json.loads(blobs["docs"])
+            with np.load(io.BytesIO(blobs["postings"]), allow_pickle=False) as npz:
+                doc_ptr = npz["doc_ptr"].astype(np.int64)
+                terms = npz["terms"].astype(np.int64)
+                tfs = npz["tfs"].astype(np.float64)
+            index = cls(params)
+            index._restore(vocab_terms, docs, doc_ptr, terms, tfs)
+            index.generation = int(manifest["generation"])
+        except IndexCorruptError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            msg = f"BM25 index in {path} is corrupt: {type(e).__name__}: {e}"
+            raise IndexCorruptError(msg) from e
+        return index
+
+    def _restore(
+        self,
+        vocab_terms: list[str],
+        docs: list[list[Any]],
+        doc_ptr: _Int,
+        terms: _Int,
+        tfs: _Float,
+    ) -> None:
+        n = len(docs)
+        if len(doc_ptr) != n + 1 or doc_ptr[-1] != len(terms) or len(tfs) != len(terms):
+            msg = "postings do not match the document list"
+            raise IndexCorruptError(msg)
+        if len(terms) and (terms.min() < 0 or terms.max() >= len(vocab_terms)):
+            msg = "postings reference unknown terms"
+            raise IndexCorruptError(msg)
+        self._vocab = {t: i for i, t in enumerate(vocab_terms)}
+        self._ids = [str(d[0]) for d in docs]
+        self._texts = [str(d[1]) for d in docs]
+        self._metadatas = [d[2] for d in docs]
+        self._slot_of = {doc_id: s for s, doc_id in enumerate(self._ids)}
+        if len(self._slot_of) != n:
+            msg = "duplicate document ids in the saved index"
+            raise IndexCorruptError(msg)
+        self._columns.append(self._metadatas)
+        self._doc_ptr, self._terms, self._tfs = doc_ptr, terms, tfs
+        slot_of_posting = np.repeat(np.arange(n), np.diff(doc_ptr))
+        self._dl = np.bincount(slot_of_posting, weights=tfs, minlength=n).astype(np.float64)
+        self._df = np.bincount(terms, minlength=len(vocab_terms)).astype(np.int64)
+        self._alive = np.ones(n, dtype=bool)
+        self._n_alive = n
+        self._total_len = float(self._dl.sum())
+
+
+def check_ids(ids: Sequence[object]) -> None:
+    """Raise :class:`InvalidDocumentsError` unless ``ids`` are unique non-empty strings."""
+    seen: set[str] = set()
+    for doc_id in ids:
+        if not isinstance(doc_id, str) or not doc_id:
+            msg = f"document ids must be non-empty strings, got {doc_id!r}"
+            raise InvalidDocumentsError(msg)
+        if doc_id in seen:
+            msg = f"duplicate document id {doc_id!r} in one call"
+            raise InvalidDocumentsError(msg)
+        seen.add(doc_id)
+
+
+def _read_verified(path: Path, digest: str) -> bytes:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        msg = f"checksum mismatch for {path}"
+        raise IndexCorruptError(msg)
+    return data
+
+
+def _json_bytes(obj: object, indent: int | None = None) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False).encode("utf-8")
+
+
+def _npz_bytes(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory, fsync and rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

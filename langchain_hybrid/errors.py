@@ -1,0 +1,94 @@
+"""The exception tree of langchain-hybrid.
+
+Every error the package raises on purpose derives from :class:`HybridRetrieverError`, and each
+also inherits the builtin it is closest to, so ``except ValueError`` keeps working for callers
+that do not know this package::
+
+    HybridRetrieverError
+    ├── ConfigError (ValueError)                 bad settings, misspelt YAML keys
+    │   └── CollectionConfigError                creation-only HNSW setting differs
+    ├── InvalidQueryError (ValueError)           empty / non-string query, bad k or weights
+    ├── InvalidFilterError (ValueError)          malformed ``where`` filter, unknown operator
+    ├── InvalidDocumentsError (ValueError)       length mismatch, duplicate or empty ids
+    ├── IndexCorruptError (RuntimeError)         a BM25 file cannot be read back
+    ├── IndexNotBuiltError (RuntimeError)        nothing to search yet
+    ├── StoreError (RuntimeError)                the vector store failed
+    │   ├── StoreUnavailableError (ConnectionError)   server unreachable
+    │   └── BatchWriteError                      some batches were not written (names the ids)
+    ├── AllLegsFailedError (RuntimeError)        every retrieval leg failed
+    ├── EmbeddingModelNotFoundError (FileNotFoundError)
+    └── WriterLockError (RuntimeError)           another process holds the writer lock
+
+A rejected call never changes stored data: validation happens before any write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class HybridRetrieverError(Exception):
+    """Root of every error raised on purpose by langchain-hybrid."""
+
+
+class ConfigError(HybridRetrieverError, ValueError):
+    """A setting is invalid: unknown key, wrong type, or out of range."""
+
+
+class CollectionConfigError(ConfigError):
+    """A creation-time-only setting differs from the existing collection's."""
+
+
+class InvalidQueryError(HybridRetrieverError, ValueError):
+    """The query or a per-call parameter (``k``, ``fetch_k``, ``weights``) is invalid."""
+
+
+class InvalidFilterError(HybridRetrieverError, ValueError):
+    """A metadata filter is malformed or uses an unknown operator."""
+
+
+class InvalidDocumentsError(HybridRetrieverError, ValueError):
+    """Documents, ids or metadatas passed to a write are inconsistent."""
+
+
+class IndexCorruptError(HybridRetrieverError, RuntimeError):
+    """A persisted BM25 index file is unreadable or inconsistent."""
+
+
+class IndexNotBuiltError(HybridRetrieverError, RuntimeError):
+    """An operation needs an index that has not been built or loaded."""
+
+
+class StoreError(HybridRetrieverError, RuntimeError):
+    """The vector store (Chroma) failed."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The vector store could not be reached."""
+
+
+class BatchWriteError(StoreError):
+    """Some write batches failed; nothing is silently lost.
+
+    Attributes:
+        written_ids: ids that were written before the failure (present in both legs).
+        failed_ids: ids that were not written (present in neither leg).
+    """
+
+    def __init__(self, msg: str, *, written_ids: Sequence[str], failed_ids: Sequence[str]) -> None:
+        """Create the error with the ids that were and were not written."""
+        super().__init__(msg)
+        self.written_ids = list(written_ids)
+        self.failed_ids = list(failed_ids)
+
+
+class AllLegsFailedError(HybridRetrieverError, RuntimeError):
+    """Every retrieval leg failed, so there is nothing to return."""
+
+
+class EmbeddingModelNotFoundError(HybridRetrieverError, FileNotFoundError):
+    """The default embedding model files could not be found or fetched."""
+
+
+class WriterLockError(HybridRetrieverError, RuntimeError):
+    """Another process holds the writer lock of this index directory."""

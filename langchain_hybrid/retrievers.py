@@ -1,0 +1,629 @@
+"""HybridRetriever: run the BM25 and vector legs at once, fuse their ranks, cut to ``k``.
+
+Orchestration only: scoring lives in :mod:`langchain_hybrid.bm25`, storage in
+:mod:`langchain_hybrid.stores`, fusion in :mod:`langchain_hybrid.fusion`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+
+from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
+from langchain_hybrid.errors import (
+    AllLegsFailedError,
+    BatchWriteError,
+    IndexCorruptError,
+    InvalidDocumentsError,
+    InvalidQueryError,
+)
+from langchain_hybrid.filters import Node, parse_filter, validate_metadata
+from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights, fuse
+from langchain_hybrid.stores import ChromaStore, StoreConfig
+
+logger = logging.getLogger(__name__)
+
+LEGS = ("bm25", "vector")
+_CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
+_EXECUTOR_LOCK = threading.Lock()
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The shared pool that runs a leg beside the calling thread (created on first use)."""
+    global _EXECUTOR  # noqa: PLW0603
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            workers = min(32, (os.cpu_count() or 1) + 4)
+            _EXECUTOR = ThreadPoolExecutor(workers, thread_name_prefix="langchain-hybrid")
+        return _EXECUTOR
+
+
+class SearchParams(NamedTuple):
+    """Validated parameters of one search."""
+
+    query: str
+    k: int
+    fetch_k: int
+    weights: tuple[float, float]
+    fusion: str
+    rrf_k: float
+    where: dict[str, Any] | None
+    node: Node | None
+
+
+class LegHit(NamedTuple):
+    """One document as a leg returned it."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+
+
+class _Leg(BaseRetriever):
+    """One retrieval leg as a child retriever run, so traces and callbacks nest per leg."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    parent: Any = Field(exclude=True)
+    leg: Literal["bm25", "vector"]
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        params: SearchParams = kwargs["params"]
+        hits = self.parent.leg_search(self.leg, params)
+        return [_hit_document(hit) for hit in hits]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        params: SearchParams = kwargs["params"]
+        if self.leg == "vector":
+            embedding = await self.parent.embedding.aembed_query(params.query)
+            hits = await asyncio.get_running_loop().run_in_executor(
+                _executor(),
+                self.parent.vector_leg_search,
+                embedding,
+                params,
+            )
+        else:
+            hits = await asyncio.get_running_loop().run_in_executor(
+                _executor(),
+                self.parent.leg_search,
+                self.leg,
+                params,
+            )
+        return [_hit_document(hit) for hit in hits]
+
+
+def _hit_document(hit: LegHit) -> Document:
+    return Document(
+        id=hit.id, page_content=hit.text, metadata={**hit.metadata, "_score": hit.score}
+    )
+
+
+def _leg_hits(documents: Sequence[Document]) -> list[LegHit]:
+    out = []
+    for doc in documents:
+        metadata = dict(doc.metadata)
+        score = float(metadata.pop("_score"))
+        out.append(LegHit(str(doc.id), score, doc.page_content, metadata))
+    return out
+
+
+class HybridRetriever(BaseRetriever):
+    """Hybrid retriever: exact BM25 + Chroma vector search, fused with (weighted) RRF.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install langchain-hybrid
+
+    Key init args (defaults for every call; each can be overridden per call):
+        k: documents returned (default 4).
+        fetch_k: candidates taken from each leg before fusion (default 50).
+        rrf_k: the RRF constant (default 60).
+        weights: ``(bm25, vector)`` fusion weights (default ``(0.5, 0.5)``).
+        fusion: ``"rrf"`` | ``"relative_score"`` | ``"dbsf"``.
+        on_leg_error: ``"degrade"`` (return the other leg's results, marked
+            ``metadata["degraded"] = "<failed leg>"``) or ``"raise"``.
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_hybrid import HybridRetriever
+
+            retriever = HybridRetriever.from_documents(
+                docs, embedding=emb, persist_directory="./index", collection_name="kb",
+                k=4, fetch_k=50, rrf_k=60, weights=(0.5, 0.5))
+            # later, in another process: nothing is embedded or tokenized again
+            retriever = HybridRetriever.load("./index", collection_name="kb", embedding=emb)
+
+    Usage:
+        .. code-block:: python
+
+            ids = retriever.add_documents(more_docs)
+            retriever.delete(ids[:2])
+            hits = retriever.invoke("query", k=5, filter={"source": "faq"})
+            hits[0].metadata["hybrid_score"], hits[0].metadata["bm25_rank"]
+
+    Every returned ``Document`` has ``id`` set and metadata keys ``hybrid_score``,
+    ``bm25_rank``, ``bm25_score``, ``vector_rank``, ``vector_score`` (``None`` for a leg that did
+    not return it). Documents are deduplicated by id.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    store: ChromaStore = Field(exclude=True)
+    bm25: BM25Index = Field(exclude=True)
+    embedding: Embeddings = Field(exclude=True)
+    k: int = Field(default=4, gt=0)
+    fetch_k: int = Field(default=50, gt=0)
+    rrf_k: float = Field(default=60.0, ge=0)
+    weights: tuple[float, float] = (0.5, 0.5)
+    fusion: FusionMethod = "rrf"
+    on_leg_error: Literal["degrade", "raise"] = "degrade"
+    bm25_path: Path | None = None
+
+    _write_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _valid_weights(cls, value: object) -> tuple[float, ...]:
+        return check_weights(value, len(LEGS))
+
+    def model_post_init(self, _context: Any, /) -> None:
+        """Create the two leg retrievers."""
+        self._legs = {leg: _Leg(parent=self, leg=leg) for leg in LEGS}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_store(
+        cls,
+        store: ChromaStore,
+        embedding: Embeddings | None = None,
+        *,
+        bm25_path: str | os.PathLike[str] | None = None,
+        bm25_params: BM25Params | None = None,
+        **kwargs: Any,
+    ) -> HybridRetriever:
+        """Open a retriever on an existing store, loading or rebuilding the BM25 index.
+
+        The BM25 index at ``bm25_path`` is used when it matches the collection (same write
+        generation and document count, same settings); if it is missing, corrupt, stale or
+        built with other settings, it is rebuilt from the documents stored in Chroma (nothing
+        is embedded), saved, and the reason logged.
+
+        Args:
+            store: the Chroma store (system of record).
+            embedding: the embedding model; ``None`` means :class:`MiniLMEmbeddings`.
+            bm25_path: where the BM25 files live; ``None`` keeps the index in memory only.
+            bm25_params: BM25 settings; ``None`` keeps the saved ones (or the defaults).
+            **kwargs: retriever fields (``k``, ``fetch_k``, ``rrf_k``, ``weights``, ...).
+        """
+        if embedding is None:
+            from langchain_hybrid.embeddings import MiniLMEmbeddings  # noqa: PLC0415
+
+            embedding = MiniLMEmbeddings()
+        path = Path(bm25_path) if bm25_path is not None else None
+        index = sync_bm25(store, path, bm25_params)
+        return cls(store=store, bm25=index, embedding=embedding, bm25_path=path, **kwargs)
+
+    @classmethod
+    def load(
+        cls,
+        persist_directory: str | os.PathLike[str],
+        *,
+        collection_name: str = "langchain_hybrid",
+        embedding: Embeddings | None = None,
+        bm25_params: BM25Params | None = None,
+        **kwargs: Any,
+    ) -> HybridRetriever:
+        """Reopen a persisted retriever built by :meth:`from_documents`.
+
+        Raises:
+            IndexNotBuiltError: there is no such collection in ``persist_directory``.
+        """
+        store = ChromaStore(
+            StoreConfig(mode="persistent", path=str(persist_directory), collection=collection_name),
+            create_if_missing=False,
+        )
+        return cls.from_store(
+            store,
+            embedding,
+            bm25_path=default_bm25_path(persist_directory, collection_name),
+            bm25_params=bm25_params,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        embedding: Embeddings | None = None,
+        *,
+        persist_directory: str | os.PathLike[str] | None = None,
+        collection_name: str = "langchain_hybrid",
+        store_config: StoreConfig | None = None,
+        bm25_params: BM25Params | None = None,
+        ids: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> HybridRetriever:
+        """Build (or extend) a retriever from documents.
+
+        Args:
+            documents: the documents to index (ids from ``ids``, else ``Document.id``, else
+                new UUIDs).
+            embedding: the embedding model; ``None`` means :class:`MiniLMEmbeddings`.
+            persist_directory: on-disk location (Chroma and the BM25 files); ``None`` keeps
+                everything in memory unless ``store_config`` says otherwise.
+            collection_name: the Chroma collection.
+            store_config: full store settings (overrides the two arguments above).
+            bm25_params: BM25 settings.
+            ids: explicit document ids.
+            **kwargs: retriever fields (``k``, ``fetch_k``, ``rrf_k``, ``weights``, ...).
+        """
+        if store_config is None:
+            mode: Literal["persistent", "ephemeral"] = (
+                "persistent" if persist_directory is not None else "ephemeral"
+            )
+            store_config = StoreConfig(
+                mode=mode, path=str(persist_directory or "./index"), collection=collection_name
+            )
+        bm25_path = kwargs.pop("bm25_path", None)
+        if bm25_path is None and store_config.mode == "persistent":
+            bm25_path = default_bm25_path(store_config.path, store_config.collection)
+        retriever = cls.from_store(
+            ChromaStore(store_config),
+            embedding,
+            bm25_path=bm25_path,
+            bm25_params=bm25_params,
+            **kwargs,
+        )
+        if documents:
+            retriever.add_documents(documents, ids=ids)
+        return retriever
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Sequence[str],
+        embedding: Embeddings | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> HybridRetriever:
+        """Build a retriever from texts (see :meth:`from_documents` for the arguments)."""
+        if metadatas is not None and len(metadatas) != len(texts):
+            msg = f"got {len(texts)} texts and {len(metadatas)} metadatas"
+            raise InvalidDocumentsError(msg)
+        docs = [
+            Document(page_content=t, metadata=dict(m or {}))
+            for t, m in zip(texts, metadatas or [None] * len(texts), strict=True)
+        ]
+        return cls.from_documents(docs, embedding, ids=ids, **kwargs)
+
+    # ------------------------------------------------------------------ writes
+    def add_documents(
+        self, documents: Sequence[Document], *, ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Add or replace documents in both legs; returns their ids.
+
+        Each text is embedded exactly once. An id already present is replaced (text, vector
+        and metadata) in both legs.
+
+        Raises:
+            InvalidDocumentsError: inconsistent input; nothing is written.
+            BatchWriteError: a Chroma batch failed; ``written_ids`` are in both legs,
+                ``failed_ids`` in neither.
+        """
+        docs = list(documents)
+        if not all(isinstance(d, Document) for d in docs):
+            msg = "add_documents takes a sequence of langchain_core Document objects"
+            raise InvalidDocumentsError(msg)
+        if ids is None:
+            ids = [d.id or str(uuid.uuid4()) for d in docs]
+        elif len(ids) != len(docs):
+            msg = f"got {len(docs)} documents and {len(ids)} ids"
+            raise InvalidDocumentsError(msg)
+        ids = list(ids)
+        check_ids(ids)
+        texts = [d.page_content for d in docs]
+        for doc_id, text in zip(ids, texts, strict=True):
+            if not isinstance(text, str):
+                msg = f"page_content of {doc_id!r} must be a string"
+                raise InvalidDocumentsError(msg)
+        metadatas = [
+            validate_metadata(d.metadata, f"document {i!r}") for d, i in zip(docs, ids, strict=True)
+        ]
+        if not docs:
+            return []
+        embeddings = self.embedding.embed_documents(texts)
+        _check_embeddings(embeddings, len(texts))
+        with self._write_lock:
+            generation = self.store.bump_generation()
+            try:
+                self.store.upsert(ids, texts, embeddings, metadatas)
+            except BatchWriteError as e:
+                self._apply_bm25(generation, e.written_ids, texts, metadatas, ids)
+                raise
+            self._apply_bm25(generation, ids, texts, metadatas, ids)
+        return ids
+
+    def _apply_bm25(
+        self,
+        generation: int,
+        written: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any] | None],
+        ids: Sequence[str],
+    ) -> None:
+        if written:
+            position = {doc_id: i for i, doc_id in enumerate(ids)}
+            rows = [position[doc_id] for doc_id in written]
+            self.bm25.add(list(written), [texts[r] for r in rows], [metadatas[r] for r in rows])
+        self.bm25.generation = generation
+        self._save_bm25()
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete documents by id from both legs; unknown ids are ignored.
+
+        Raises:
+            InvalidDocumentsError: ``ids`` is not a sequence of non-empty strings.
+        """
+        if isinstance(ids, str):
+            msg = "delete takes a sequence of ids, not a single string"
+            raise InvalidDocumentsError(msg)
+        ids = list(dict.fromkeys(ids))
+        check_ids(ids)
+        if not ids:
+            return
+        with self._write_lock:
+            generation = self.store.bump_generation()
+            self.store.delete(ids)
+            self.bm25.delete(ids)
+            self.bm25.generation = generation
+            self._save_bm25()
+
+    def get_by_ids(self, ids: Sequence[str]) -> list[Document]:
+        """Documents stored under ``ids`` (unknown ids are left out), from Chroma."""
+        return [
+            Document(id=d.id, page_content=d.text, metadata=d.metadata)
+            for d in self.store.get(list(ids))
+        ]
+
+    def _save_bm25(self) -> None:
+        if self.bm25_path is not None:
+            self.bm25.save(self.bm25_path)
+
+    # ------------------------------------------------------------------ search
+    def _params(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:
+        unknown = set(kwargs) - _CALL_KWARGS
+        if unknown:
+            msg = f"unknown search arguments {sorted(unknown)}; accepted: {sorted(_CALL_KWARGS)}"
+            raise InvalidQueryError(msg)
+        if not isinstance(query, str):
+            msg = f"query must be a string, got {type(query).__name__}"
+            raise InvalidQueryError(msg)
+        if not query.strip():
+            msg = "query must not be empty or whitespace"
+            raise InvalidQueryError(msg)
+        k = _positive_int("k", kwargs.get("k", self.k))
+        fetch_k = _positive_int("fetch_k", kwargs.get("fetch_k", self.fetch_k))
+        weights = check_weights(kwargs.get("weights", self.weights), len(LEGS))
+        fusion = kwargs.get("fusion", self.fusion)
+        if fusion not in FUSION_METHODS:
+            msg = f"unknown fusion method {fusion!r}; expected one of {sorted(FUSION_METHODS)}"
+            raise InvalidQueryError(msg)
+        rrf_k = kwargs.get("rrf_k", self.rrf_k)
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, (int, float)) or not rrf_k >= 0:
+            msg = f"rrf_k must be a non-negative number, got {rrf_k!r}"
+            raise InvalidQueryError(msg)
+        where = kwargs.get("filter")
+        node = parse_filter(where)
+        return SearchParams(
+            query,
+            k,
+            max(fetch_k, k),
+            (weights[0], weights[1]),
+            fusion,
+            float(rrf_k),
+            dict(where) if node is not None and isinstance(where, Mapping) else None,
+            node,
+        )
+
+    def leg_search(self, leg: str, params: SearchParams) -> list[LegHit]:
+        """Run one leg's search (what the leg's child run does), best first."""
+        if leg == "bm25":
+            return [
+                LegHit(*hit) for hit in self.bm25.search(params.query, params.fetch_k, params.node)
+            ]
+        return self.vector_leg_search(self.embedding.embed_query(params.query), params)
+
+    def vector_leg_search(self, embedding: Sequence[float], params: SearchParams) -> list[LegHit]:
+        """Vector leg search for an already embedded query."""
+        return [LegHit(*hit) for hit in self.store.query(embedding, params.fetch_k, params.where)]
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        params = self._params(query, kwargs)
+        future = _executor().submit(self._run_leg, "bm25", params, run_manager)
+        vector = self._run_leg("vector", params, run_manager)
+        return self._combine(params, {"bm25": future.result(), "vector": vector})
+
+    def _run_leg(
+        self, leg: str, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[LegHit] | BaseException:
+        try:
+            documents = self._legs[leg].invoke(
+                params.query,
+                config={"callbacks": run_manager.get_child(leg), "run_name": leg},
+                params=params,
+            )
+        except Exception as e:  # noqa: BLE001 - one leg failing is reported in _combine
+            return e
+        return _leg_hits(documents)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        params = self._params(query, kwargs)
+        results = await asyncio.gather(
+            *(
+                self._legs[leg].ainvoke(
+                    params.query,
+                    config={"callbacks": run_manager.get_child(leg), "run_name": leg},
+                    params=params,
+                )
+                for leg in LEGS
+            ),
+            return_exceptions=True,
+        )
+        outcomes: dict[str, list[LegHit] | BaseException] = {}
+        for leg, result in zip(LEGS, results, strict=True):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            outcomes[leg] = result if isinstance(result, BaseException) else _leg_hits(result)
+        return self._combine(params, outcomes)
+
+    def _combine(
+        self, params: SearchParams, outcomes: Mapping[str, list[LegHit] | BaseException]
+    ) -> list[Document]:
+        failed = {leg: r for leg, r in outcomes.items() if isinstance(r, BaseException)}
+        if failed and (self.on_leg_error == "raise" or len(failed) == len(LEGS)):
+            leg, error = next(iter(failed.items()))
+            if isinstance(error, (InvalidQueryError,)):
+                raise error
+            if len(failed) == len(LEGS):
+                msg = "; ".join(
+                    f"{name} leg: {type(e).__name__}: {e}" for name, e in failed.items()
+                )
+                raise AllLegsFailedError(msg) from error
+            raise error
+        runs: dict[str, list[LegHit]] = {
+            leg: r for leg, r in outcomes.items() if not isinstance(r, BaseException)
+        }
+        for leg, error in failed.items():
+            logger.warning("%s leg failed, returning the other leg's results: %s", leg, error)
+        ranked = fuse(
+            params.fusion,
+            [[(h.id, h.score) for h in runs.get(leg, [])] for leg in LEGS],
+            params.weights,
+            rrf_k=params.rrf_k,
+        )[: params.k]
+        positions = {
+            leg: {hit.id: (rank, hit) for rank, hit in enumerate(hits, start=1)}
+            for leg, hits in runs.items()
+        }
+        degraded = ",".join(failed) if failed else None
+        documents = []
+        for fused in ranked:
+            metadata: dict[str, Any] = {}
+            text = ""
+            for leg in LEGS:
+                found = positions.get(leg, {}).get(fused.id)
+                if found is not None and not text:
+                    text, metadata = found[1].text, dict(found[1].metadata)
+            metadata["hybrid_score"] = fused.score
+            for leg in LEGS:
+                found = positions.get(leg, {}).get(fused.id)
+                metadata[f"{leg}_rank"] = found[0] if found else None
+                metadata[f"{leg}_score"] = found[1].score if found else None
+            if degraded:
+                metadata["degraded"] = degraded
+            documents.append(Document(id=fused.id, page_content=text, metadata=metadata))
+        return documents
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be an integer >= 1, got {value!r}"
+        raise InvalidQueryError(msg)
+    return value
+
+
+def _check_embeddings(embeddings: Sequence[Sequence[float]], n: int) -> None:
+    if len(embeddings) != n:
+        msg = f"the embedding model returned {len(embeddings)} vectors for {n} texts"
+        raise InvalidDocumentsError(msg)
+    dims = {len(e) for e in embeddings}
+    if len(dims) > 1 or any(not math.isfinite(x) for e in embeddings for x in e):
+        msg = "the embedding model returned vectors of mixed sizes or non-finite values"
+        raise InvalidDocumentsError(msg)
+
+
+def default_bm25_path(persist_directory: str | os.PathLike[str], collection: str) -> Path:
+    """Where the BM25 files of ``collection`` live inside a persist directory."""
+    return Path(persist_directory) / "bm25" / collection
+
+
+def sync_bm25(store: ChromaStore, path: Path | None, params: BM25Params | None = None) -> BM25Index:
+    """Load the BM25 index at ``path`` if it matches ``store``, else rebuild it from Chroma.
+
+    Chroma is the system of record: a missing, corrupt, stale (other generation or document
+    count) or differently configured BM25 index is rebuilt from the stored documents and saved.
+    """
+    generation, count = store.generation(), store.count()
+    reason = None
+    index: BM25Index | None = None
+    if path is None:
+        reason = "no BM25 path (in-memory index)"
+    else:
+        try:
+            index = BM25Index.load(path)
+        except FileNotFoundError:
+            reason = "BM25 index missing"
+        except IndexCorruptError as e:
+            reason = f"BM25 index corrupt ({e})"
+    if index is not None:
+        if params is not None and index.params != params:
+            reason = "BM25 settings changed"
+        elif index.generation != generation or len(index) != count:
+            reason = (
+                f"BM25 index stale (generation {index.generation} vs {generation}, "
+                f"{len(index)} vs {count} documents)"
+            )
+        else:
+            return index
+    rebuilt = rebuild_bm25(store, params or (index.params if index else None))
+    rebuilt.generation = generation
+    if path is not None:
+        rebuilt.save(path)
+    level = logging.DEBUG if count == 0 or path is None else logging.WARNING
+    logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
+    return rebuilt
+
+
+def rebuild_bm25(store: ChromaStore, params: BM25Params | None = None) -> BM25Index:
+    """Build a BM25 index from every document stored in ``store`` (no embedding involved)."""
+    index = BM25Index(params)
+    for page in store.iter_all():
+        index.add([d.id for d in page], [d.text for d in page], [d.metadata for d in page])
+    return index
+
+
+def documents_by_id(documents: Iterable[Document]) -> dict[str, Document]:
+    """Index documents by their ``id`` (helper for callers comparing result sets)."""
+    return {str(d.id): d for d in documents}

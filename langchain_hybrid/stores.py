@@ -1,0 +1,489 @@
+"""The tuned Chroma store: client modes, HNSW configuration, batched all-or-report writes.
+
+Chroma is the system of record: documents, metadata, ids and vectors live here, and a write
+generation counter is kept in the collection's metadata (``langchain_hybrid_generation``) so the
+derived BM25 index can tell whether it is current.
+
+Chroma 1.5 behaviours this module corrects for (see ``FIELD-NOTES.md``):
+
+* ``get_or_create_collection`` with a different ``space`` silently returns the old collection:
+  we compare and raise :class:`CollectionConfigError`.
+* ``upsert`` merges metadata with the stored one: we clear dropped keys, so an upsert replaces.
+* ``add`` of an existing id is silently ignored: we always upsert.
+* The HTTP client has no timeout: we set one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from langchain_hybrid.errors import (
+    BatchWriteError,
+    CollectionConfigError,
+    IndexNotBuiltError,
+    StoreError,
+    StoreUnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+GENERATION_KEY = "langchain_hybrid_generation"
+_LEGACY_HNSW_KEYS = {
+    "hnsw:space": "space",
+    "hnsw:construction_ef": "ef_construction",
+    "hnsw:search_ef": "ef_search",
+    "hnsw:M": "max_neighbors",
+}
+_CREATION_ONLY = ("space", "ef_construction")
+
+
+class HNSWConfig(BaseModel):
+    """HNSW settings of the collection (Chroma 1.x ``configuration["hnsw"]``).
+
+    ``space`` and ``ef_construction`` are fixed when a collection is created; ``ef_search`` and
+    ``max_neighbors`` can be changed later (a changed ``ef_search`` applies once the collection is
+    reopened). Defaults: cosine space (the embeddings are normalised), a denser graph build than
+    Chroma's (``ef_construction`` 200 vs 100) for better recall.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    space: Literal["cosine", "l2", "ip"] = "cosine"
+    ef_construction: int = Field(default=200, ge=1)
+    ef_search: int = Field(default=100, ge=1)
+    max_neighbors: int = Field(default=16, ge=2)
+
+
+class StoreConfig(BaseModel):
+    """Where and how the vector store runs.
+
+    Modes: ``persistent`` (embedded, on disk at ``path``; the default), ``ephemeral`` (in
+    memory), ``http`` (a ``chroma run`` server or Chroma's distributed deployment).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["persistent", "ephemeral", "http"] = "persistent"
+    path: str = "./index"
+    host: str = "localhost"
+    port: int = Field(default=8000, ge=1, le=65535)
+    ssl: bool = False
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    token: SecretStr | None = None
+    tenant: str = "default_tenant"
+    database: str = "default_database"
+    collection: str = "langchain_hybrid"
+    hnsw: HNSWConfig = Field(default_factory=HNSWConfig)
+    batch_size: int | None = Field(default=None, ge=1)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        ok = 1 <= len(value) <= 500 and value[0].isalnum() and value[-1].isalnum()  # noqa: PLR2004
+        if not ok or not all(c.isascii() and (c.isalnum() or c in "._-") for c in value):
+            msg = (
+                f"collection name {value!r} must be 1-500 characters of [a-zA-Z0-9._-], "
+                "starting and ending with a letter or digit"
+            )
+            raise ValueError(msg)
+        return value
+
+    @property
+    def chroma_collection(self) -> str:
+        """The name used in Chroma, which needs at least 3 characters: ``kb`` -> ``kb-hybrid``."""
+        return self.collection if len(self.collection) >= 3 else f"{self.collection}-hybrid"  # noqa: PLR2004
+
+
+class VectorHit(NamedTuple):
+    """One result of a vector search; ``score`` is a similarity (higher is better)."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+
+
+class StoredDocument(NamedTuple):
+    """A document as stored in Chroma."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+def hnsw_from_legacy_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Map legacy ``hnsw:*`` collection metadata keys onto :class:`HNSWConfig` field names."""
+    return {
+        field: metadata[key]
+        for key, field in _LEGACY_HNSW_KEYS.items()
+        if metadata and key in metadata
+    }
+
+
+class ChromaStore:
+    """A Chroma collection tuned and guarded for hybrid retrieval.
+
+    Setup:
+        Part of the core install (``chromadb``). For client-server use, start a server with
+        ``chroma run --path DIR --host 127.0.0.1 --port 8000``.
+
+    Key init args:
+        config: a :class:`StoreConfig` (mode, location, collection, HNSW, batch size, timeout).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_hybrid.stores import ChromaStore, StoreConfig
+
+            store = ChromaStore(StoreConfig(mode="persistent", path="./index", collection="kb"))
+
+    Usage:
+        .. code-block:: python
+
+            store.upsert(ids, texts, embeddings, metadatas)
+            store.query(query_embedding, n_results=50, where={"source": "faq"})
+            store.delete(ids)
+    """
+
+    def __init__(
+        self,
+        config: StoreConfig | None = None,
+        *,
+        client: Any = None,
+        create_if_missing: bool = True,
+    ) -> None:
+        """Connect (or open the embedded database) and get or create the collection.
+
+        Args:
+            config: the store settings.
+            client: an existing ``chromadb`` client to use instead of creating one.
+            create_if_missing: create the collection if it does not exist; if ``False``, a
+                missing collection raises :class:`IndexNotBuiltError`.
+
+        Raises:
+            StoreUnavailableError: the server cannot be reached.
+            IndexNotBuiltError: the collection does not exist and ``create_if_missing`` is off.
+            CollectionConfigError: a creation-time-only HNSW setting differs from the existing
+                collection's.
+        """
+        self.config = config or StoreConfig()
+        self.client = client if client is not None else self._connect()
+        if not create_if_missing and not self.exists():
+            msg = (
+                f"collection {self.config.chroma_collection!r} does not exist in "
+                f"{self._target()}; build it first (HybridRetriever.from_documents or "
+                "`langchain-hybrid index`)"
+            )
+            raise IndexNotBuiltError(msg)
+        self.collection = self._open_collection()
+        max_batch = self._call("get_max_batch_size", self.client.get_max_batch_size)
+        self.batch_size = min(self.config.batch_size or max_batch, max_batch)
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> Any:
+        import chromadb  # noqa: PLC0415
+        from chromadb.config import Settings  # noqa: PLC0415
+
+        cfg = self.config
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        try:
+            if cfg.mode == "ephemeral":
+                return chromadb.EphemeralClient(settings=settings)
+            if cfg.mode == "persistent":
+                return chromadb.PersistentClient(path=cfg.path, settings=settings)
+            headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
+            if cfg.token is not None:
+                headers.setdefault("Authorization", f"Bearer {cfg.token.get_secret_value()}")
+            client = chromadb.HttpClient(
+                host=cfg.host,
+                port=cfg.port,
+                ssl=cfg.ssl,
+                headers=headers or None,
+                settings=settings,
+                tenant=cfg.tenant,
+                database=cfg.database,
+            )
+        except Exception as e:
+            msg = f"cannot open Chroma ({cfg.mode}) at {self._target()}: {type(e).__name__}: {e}"
+            raise StoreUnavailableError(msg) from e
+        session = getattr(getattr(client, "_server", None), "_session", None)
+        if session is not None:  # chromadb's HTTP client is created with timeout=None
+            import httpx  # noqa: PLC0415
+
+            session.timeout = httpx.Timeout(cfg.timeout_seconds)
+        return client
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the Chroma client, turning connection failures into typed errors."""
+        try:
+            return fn(*args, **kwargs)
+        except (ConnectionError, OSError, TimeoutError) as e:
+            raise self._unavailable(what, e) from e
+        except Exception as e:
+            if _is_transport_error(e):
+                raise self._unavailable(what, e) from e
+            if isinstance(e, ValueError | TypeError):
+                msg = f"Chroma rejected {what}: {e}"
+                raise StoreError(msg) from e
+            msg = f"Chroma failed in {what}: {type(e).__name__}: {e}"
+            raise StoreError(msg) from e
+
+    def _target(self) -> str:
+        cfg = self.config
+        if cfg.mode == "http":
+            return f"http{'s' if cfg.ssl else ''}://{cfg.host}:{cfg.port}"
+        return cfg.path if cfg.mode == "persistent" else "memory"
+
+    def _unavailable(self, what: str, e: BaseException) -> StoreUnavailableError:
+        msg = f"Chroma at {self._target()} is unavailable during {what}: {type(e).__name__}: {e}"
+        return StoreUnavailableError(msg)
+
+    def exists(self) -> bool:
+        """Whether the configured collection exists."""
+        from chromadb.errors import NotFoundError  # noqa: PLC0415
+
+        try:
+            self.client.get_collection(self.config.chroma_collection)
+        except NotFoundError:
+            return False
+        except Exception as e:
+            what = "get_collection"
+            raise self._unavailable(what, e) from e
+        return True
+
+    def heartbeat(self) -> int:
+        """Ask the server (or embedded database) whether it is alive; returns its clock (ns)."""
+        return int(self._call("heartbeat", self.client.heartbeat))
+
+    def _open_collection(self) -> Any:
+        wanted = self.config.hnsw
+        configuration = {"hnsw": wanted.model_dump()}
+        collection = self._call(
+            "get_or_create_collection",
+            self.client.get_or_create_collection,
+            self.config.chroma_collection,
+            embedding_function=None,
+            configuration=configuration,
+        )
+        actual = self._actual_hnsw(collection)
+        for key in _CREATION_ONLY:
+            if key in actual and actual[key] != getattr(wanted, key):
+                msg = (
+                    f"collection {self.config.chroma_collection!r} was created with hnsw {key}="
+                    f"{actual[key]!r}, but {getattr(wanted, key)!r} is configured; {key} cannot "
+                    "change after creation: use the existing value or a new collection"
+                )
+                raise CollectionConfigError(msg)
+        changes = {
+            key: getattr(wanted, key)
+            for key in ("ef_search", "max_neighbors")
+            if key in actual and actual[key] != getattr(wanted, key)
+        }
+        if changes:
+            logger.info(
+                "updating collection %s hnsw settings: %s", self.config.chroma_collection, changes
+            )
+            self._call("modify", collection.modify, configuration={"hnsw": changes})
+        return collection
+
+    @staticmethod
+    def _actual_hnsw(collection: Any) -> dict[str, Any]:
+        configuration = getattr(collection, "configuration_json", None) or {}
+        hnsw = dict(configuration.get("hnsw") or {})
+        hnsw.update(hnsw_from_legacy_metadata(collection.metadata))
+        return hnsw
+
+    # ------------------------------------------------------------------ generation
+    def generation(self) -> int:
+        """The collection's write generation (0 if never written through this package)."""
+        collection = self._call(
+            "get_collection", self.client.get_collection, self.config.chroma_collection
+        )
+        value = (collection.metadata or {}).get(GENERATION_KEY, 0)
+        return int(value) if isinstance(value, int) else 0
+
+    def bump_generation(self) -> int:
+        """Increase the write generation by one and return the new value.
+
+        Called *before* a write, so a crash between the write and the BM25 save always leaves
+        the saved BM25 generation behind the collection's, which triggers a rebuild.
+        """
+        collection = self._call(
+            "get_collection", self.client.get_collection, self.config.chroma_collection
+        )
+        metadata = {
+            k: v for k, v in (collection.metadata or {}).items() if k not in _LEGACY_HNSW_KEYS
+        }
+        value = metadata.get(GENERATION_KEY, 0)
+        new = (int(value) if isinstance(value, int) else 0) + 1
+        metadata[GENERATION_KEY] = new
+        self._call("modify", self.collection.modify, metadata=metadata)
+        return new
+
+    def count(self) -> int:
+        """Number of documents in the collection."""
+        return int(self._call("count", self.collection.count))
+
+    # ------------------------------------------------------------------ writes
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        embeddings: Sequence[Sequence[float]],
+        metadatas: Sequence[Mapping[str, Any] | None],
+    ) -> list[str]:
+        """Write documents in batches; an upsert replaces text, vector and metadata.
+
+        Returns:
+            The ids written (all of them).
+
+        Raises:
+            BatchWriteError: a batch failed. ``written_ids`` were written, ``failed_ids`` (that
+                batch and every later one) were not; nothing is half-written within a batch.
+        """
+        written: list[str] = []
+        for start in range(0, len(ids), self.batch_size):
+            end = start + self.batch_size
+            batch_ids = list(ids[start:end])
+            try:
+                batch_meta = self._replacing_metadata(batch_ids, metadatas[start:end])
+                self._call(
+                    "upsert",
+                    self.collection.upsert,
+                    ids=batch_ids,
+                    documents=list(texts[start:end]),
+                    embeddings=[list(map(float, e)) for e in embeddings[start:end]],
+                    metadatas=batch_meta,
+                )
+            except StoreError as e:
+                failed = list(ids[start:])
+                logger.warning(
+                    "batch %d-%d failed (%s); %d written, %d not written",
+                    start,
+                    end,
+                    e,
+                    len(written),
+                    len(failed),
+                )
+                msg = (
+                    f"writing to Chroma failed after {len(written)} of {len(ids)} documents: {e}."
+                    f" Not written: {_preview(failed)}"
+                )
+                raise BatchWriteError(msg, written_ids=written, failed_ids=failed) from e
+            written.extend(batch_ids)
+            logger.debug("batch %d-%d written (%d ids)", start, end, len(batch_ids))
+        return written
+
+    def _replacing_metadata(
+        self, ids: list[str], metadatas: Sequence[Mapping[str, Any] | None]
+    ) -> list[dict[str, Any] | None]:
+        """Metadata that replaces what is stored: keys no longer present are set to ``None``."""
+        existing = self._call("get", self.collection.get, ids=ids, include=["metadatas"])
+        old = dict(zip(existing["ids"], existing["metadatas"] or [], strict=False))
+        out: list[dict[str, Any] | None] = []
+        for doc_id, metadata in zip(ids, metadatas, strict=True):
+            new: dict[str, Any] = dict(metadata or {})
+            for key in old.get(doc_id) or {}:
+                new.setdefault(key, None)
+            out.append(new or None)
+        return out
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete documents by id, in batches; unknown ids are ignored."""
+        for start in range(0, len(ids), self.batch_size):
+            self._call(
+                "delete", self.collection.delete, ids=list(ids[start : start + self.batch_size])
+            )
+
+    # ------------------------------------------------------------------ reads
+    def query(
+        self, embedding: Sequence[float], n_results: int, where: Mapping[str, Any] | None = None
+    ) -> list[VectorHit]:
+        """Nearest neighbours of ``embedding``, best first, optionally filtered."""
+        result = self._call(
+            "query",
+            self.collection.query,
+            query_embeddings=[list(map(float, embedding))],
+            n_results=n_results,
+            where=dict(where) if where else None,
+            include=["documents", "metadatas", "distances"],
+        )
+        to_score = _SIMILARITY[self.config.hnsw.space]
+        ids = result["ids"][0]
+        texts = (result.get("documents") or [[]])[0] or [""] * len(ids)
+        metadatas = (result.get("metadatas") or [[]])[0] or [None] * len(ids)
+        distances = (result.get("distances") or [[]])[0] or [math.nan] * len(ids)
+        return [
+            VectorHit(doc_id, to_score(float(d)), text or "", dict(m or {}))
+            for doc_id, text, m, d in zip(ids, texts, metadatas, distances, strict=True)
+        ]
+
+    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
+        """Stored documents for ``ids`` (unknown ids are left out)."""
+        result = self._call(
+            "get", self.collection.get, ids=list(ids), include=["documents", "metadatas"]
+        )
+        return [
+            StoredDocument(i, t or "", dict(m or {}))
+            for i, t, m in zip(result["ids"], result["documents"], result["metadatas"], strict=True)
+        ]
+
+    def iter_all(self, batch_size: int | None = None) -> Iterator[list[StoredDocument]]:
+        """Every stored document, in pages (used to rebuild the BM25 index from Chroma)."""
+        size = batch_size or min(self.batch_size, 5000)
+        offset = 0
+        while True:
+            result = self._call(
+                "get",
+                self.collection.get,
+                limit=size,
+                offset=offset,
+                include=["documents", "metadatas"],
+            )
+            page = [
+                StoredDocument(i, t or "", dict(m or {}))
+                for i, t, m in zip(
+                    result["ids"], result["documents"], result["metadatas"], strict=True
+                )
+            ]
+            if not page:
+                return
+            yield page
+            offset += len(page)
+
+
+def _one_minus(distance: float) -> float:
+    return 1.0 - distance
+
+
+def _from_squared_l2(distance: float) -> float:
+    return 1.0 - distance / 2.0  # squared L2 of unit vectors is 2 - 2 cos
+
+
+_SIMILARITY = {"cosine": _one_minus, "ip": _one_minus, "l2": _from_squared_l2}
+
+
+def _is_transport_error(e: BaseException) -> bool:
+    """Whether ``e`` (or its cause) is a network failure raised by httpx or the OS."""
+    seen: set[int] = set()
+    current: BaseException | None = e
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        module = type(current).__module__
+        if module.startswith(("httpx", "httpcore")) or isinstance(
+            current, (ConnectionError, TimeoutError)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _preview(ids: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(map(repr, ids[:limit]))
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")

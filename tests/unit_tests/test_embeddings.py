@@ -1,0 +1,426 @@
+"""Tests of MiniLMEmbeddings (the real all-MiniLM-L6-v2 ONNX model) and model resolution."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
+from pydantic import ValidationError
+
+from langchain_hybrid.embeddings import (
+    MODEL_DIR_ENV_VAR,
+    MiniLMEmbeddings,
+    chroma_cache_dir,
+    resolve_model_dir,
+)
+from langchain_hybrid.errors import EmbeddingModelNotFoundError, HybridRetrieverError
+
+# Reference values from shared/models/README.md (equal to sentence-transformers + torch).
+WEATHER = "The weather is lovely today."
+SUNNY = "It's so sunny outside!"
+STADIUM = "He drove to the stadium."
+WEATHER_FIRST_DIMS = [0.019196, 0.120085, 0.159598, 0.067066, 0.050075, -0.025919]
+COSINES = {(WEATHER, SUNNY): 0.6660, (WEATHER, STADIUM): 0.1046, (SUNNY, STADIUM): 0.1411}
+
+WORDS = [
+    "river",
+    "mountain",
+    "library",
+    "engine",
+    "quiet",
+    "market",
+    "window",
+    "garden",
+    "signal",
+    "paper",
+    "storm",
+    "bridge",
+    "column",
+    "harbor",
+    "lantern",
+    "orbit",
+    "pepper",
+    "quartz",
+    "saddle",
+    "timber",
+    "velvet",
+    "walnut",
+    "yellow",
+    "zephyr",
+    "anchor",
+    "basket",
+    "candle",
+    "desert",
+    "ember",
+    "falcon",
+    "glacier",
+    "hollow",
+    "island",
+    "jungle",
+    "kettle",
+    "meadow",
+    "needle",
+    "oyster",
+    "pillow",
+    "rocket",
+    "silver",
+    "thunder",
+    "valley",
+    "wander",
+    "fabric",
+    "copper",
+    "marble",
+]
+
+
+def _passage(seed: int, n_words: int) -> str:
+    rng = np.random.default_rng(seed)
+    return " ".join(rng.choice(WORDS, size=n_words).tolist()).capitalize() + "."
+
+
+def _shared_model_dir() -> Path:
+    env_value = os.environ.get(MODEL_DIR_ENV_VAR, "").strip()
+    if env_value:
+        return Path(env_value)
+    return Path(__file__).resolve().parents[3] / "shared/models/all-MiniLM-L6-v2/onnx"
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder: $LANGCHAIN_HYBRID_MODEL_DIR, else shared/ beside the repo."""
+    directory = _shared_model_dir()
+    if not (directory / "model.onnx").is_file() or not (directory / "tokenizer.json").is_file():
+        pytest.fail(
+            f"all-MiniLM-L6-v2 not found at {directory}: set {MODEL_DIR_ENV_VAR} or put shared/ "
+            "beside the repo (deselect these tests with -m 'not model')"
+        )
+    return directory
+
+
+@pytest.fixture(scope="session")
+def embeddings(model_dir: Path) -> MiniLMEmbeddings:
+    """One instance (and so one onnxruntime session) for the whole test session."""
+    return MiniLMEmbeddings(model_dir=model_dir)
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# --- reference values --------------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_reference_first_dims(embeddings: MiniLMEmbeddings) -> None:
+    vector = embeddings.embed_query(WEATHER)
+    assert len(vector) == 384
+    np.testing.assert_allclose(vector[:6], WEATHER_FIRST_DIMS, atol=1e-5)
+
+
+@pytest.mark.model
+def test_reference_cosines(embeddings: MiniLMEmbeddings) -> None:
+    vectors = dict(
+        zip(
+            [WEATHER, SUNNY, STADIUM],
+            embeddings.embed_documents([WEATHER, SUNNY, STADIUM]),
+            strict=True,
+        )
+    )
+    for (a, b), expected in COSINES.items():
+        assert _cosine(vectors[a], vectors[b]) == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.model
+def test_unit_norm(embeddings: MiniLMEmbeddings) -> None:
+    texts = [WEATHER, "", "a", _passage(1, 300), "ünïcödé and emoji 🙂"]
+    for vector in embeddings.embed_documents(texts):
+        assert len(vector) == 384
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.model
+def test_empty_list(embeddings: MiniLMEmbeddings) -> None:
+    assert embeddings.embed_documents([]) == []
+
+
+# --- batching, padding, order ------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_batch_equals_single(embeddings: MiniLMEmbeddings) -> None:
+    # Very different lengths in one batch: the short ones get many padding tokens.
+    texts = [WEATHER, _passage(2, 150), "Hi", SUNNY, _passage(3, 40), STADIUM]
+    batched = np.array(embeddings.embed_documents(texts))
+    single = np.array([embeddings.embed_query(text) for text in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 32])
+def test_order_preserved(embeddings: MiniLMEmbeddings, batch_size: int) -> None:
+    texts = [
+        _passage(4, 220),
+        "cat",
+        _passage(5, 12),
+        WEATHER,
+        _passage(6, 90),
+        "dog",
+        _passage(7, 3),
+    ]
+    singles = np.array([embeddings.embed_query(text) for text in texts])
+    small_batches = embeddings.model_copy(update={"batch_size": batch_size})
+    result = np.array(small_batches.embed_documents(texts))
+    np.testing.assert_allclose(result, singles, atol=1e-5)
+    # Each result is closest to its own text's vector, so nothing was swapped.
+    assert (result @ singles.T).argmax(axis=1).tolist() == list(range(len(texts)))
+
+
+@pytest.mark.model
+def test_long_text_truncated_at_256(embeddings: MiniLMEmbeddings) -> None:
+    base = _passage(8, 400)  # well over 256 tokens
+    tokenizer = embeddings._load().tokenizer
+    assert tokenizer is not None
+    assert len(tokenizer.encode(base).ids) == 256
+    # Texts that differ only after token 256 get the same vector.
+    a, b = embeddings.embed_documents([base + " cats purr", base + " engines roar"])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.model
+def test_max_length_128_differs(embeddings: MiniLMEmbeddings, model_dir: Path) -> None:
+    short_window = MiniLMEmbeddings(model_dir=model_dir, max_length=128)
+    text = _passage(9, 400)
+    full, cut = embeddings.embed_query(text), short_window.embed_query(text)
+    assert np.abs(np.subtract(full, cut)).max() > 1e-3
+    # A short text fits both windows, so both give the same vector.
+    np.testing.assert_allclose(
+        embeddings.embed_query(WEATHER), short_window.embed_query(WEATHER), atol=1e-5
+    )
+
+
+@pytest.mark.model
+def test_model_copy_with_other_max_length_gets_own_session(
+    embeddings: MiniLMEmbeddings,
+) -> None:
+    text = _passage(10, 400)
+    copied = embeddings.model_copy(update={"max_length": 128})
+    assert copied._runtime is not embeddings._runtime
+    assert np.abs(np.subtract(copied.embed_query(text), embeddings.embed_query(text))).max() > 1e-3
+
+
+@pytest.mark.model
+def test_deepcopy_and_pickle(embeddings: MiniLMEmbeddings) -> None:
+    expected = embeddings.embed_query(WEATHER)
+    for clone in (copy.deepcopy(embeddings), pickle.loads(pickle.dumps(embeddings))):  # noqa: S301
+        assert clone == embeddings
+        np.testing.assert_allclose(clone.embed_query(WEATHER), expected, atol=1e-6)
+
+
+@pytest.mark.model
+def test_intra_op_threads(model_dir: Path, embeddings: MiniLMEmbeddings) -> None:
+    one_thread = MiniLMEmbeddings(model_dir=model_dir, intra_op_threads=1)
+    np.testing.assert_allclose(
+        one_thread.embed_documents([WEATHER, SUNNY]),
+        embeddings.embed_documents([WEATHER, SUNNY]),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.model
+def test_concurrent_first_calls_create_one_session(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[object] = []
+    real_session = ort.InferenceSession
+
+    def counting_session(*args: object, **kwargs: object) -> object:
+        created.append(object())
+        time.sleep(0.05)  # widen the window in which a second creation could start
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", counting_session)
+    fresh = MiniLMEmbeddings(model_dir=model_dir)
+    barrier = threading.Barrier(6)
+    results: list[list[float]] = []
+
+    def work() -> None:
+        barrier.wait()
+        results.append(fresh.embed_query(WEATHER))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(created) == 1
+    assert len(results) == 6
+    for vector in results:
+        np.testing.assert_allclose(vector, results[0], atol=1e-6)
+
+
+# --- async -------------------------------------------------------------------------------------
+
+
+@pytest.mark.model
+async def test_async_equals_sync(embeddings: MiniLMEmbeddings) -> None:
+    texts = [WEATHER, SUNNY, _passage(11, 80)]
+    np.testing.assert_allclose(
+        await embeddings.aembed_documents(texts), embeddings.embed_documents(texts), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        await embeddings.aembed_query(STADIUM), embeddings.embed_query(STADIUM), atol=1e-6
+    )
+    assert await embeddings.aembed_documents([]) == []
+
+
+# --- model resolution (no model needed, no network) --------------------------------------------
+
+
+def _fake_model_dir(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.onnx").write_bytes(b"")
+    (directory / "tokenizer.json").write_text("{}")
+    return directory
+
+
+@pytest.fixture
+def no_model_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No env var, an empty home (so an empty Chroma cache), and a downloader that fails."""
+
+    def offline(_self: object) -> None:
+        msg = "no network in tests"
+        raise ConnectionError(msg)
+
+    monkeypatch.delenv(MODEL_DIR_ENV_VAR, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(ONNXMiniLM_L6_V2, "DOWNLOAD_PATH", tmp_path / "chroma-download")
+    monkeypatch.setattr(ONNXMiniLM_L6_V2, "_download_model_if_not_exists", offline)
+    return tmp_path
+
+
+def test_bogus_model_dir_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODEL_DIR_ENV_VAR, str(_shared_model_dir()))  # must not fall back to it
+    bogus = MiniLMEmbeddings(model_dir=tmp_path / "no-such-model")
+    with pytest.raises(EmbeddingModelNotFoundError) as info:
+        bogus.embed_query(WEATHER)
+    assert isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value, HybridRetrieverError)
+    message = str(info.value)
+    assert "no-such-model" in message
+    assert "model.onnx" in message
+    assert MODEL_DIR_ENV_VAR in message
+    assert "embedding.model_dir" in message
+
+
+def test_dir_missing_tokenizer_does_not_count(tmp_path: Path) -> None:
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "model.onnx").write_bytes(b"")
+    with pytest.raises(EmbeddingModelNotFoundError, match=r"tokenizer\.json"):
+        resolve_model_dir(half)
+
+
+def test_bogus_env_var_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODEL_DIR_ENV_VAR, str(tmp_path / "typo"))
+    with pytest.raises(EmbeddingModelNotFoundError, match=MODEL_DIR_ENV_VAR):
+        resolve_model_dir()
+
+
+def test_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit = _fake_model_dir(tmp_path / "explicit")
+    from_env = _fake_model_dir(tmp_path / "env")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cache = _fake_model_dir(chroma_cache_dir())
+    assert cache == tmp_path / "home/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx"
+
+    monkeypatch.setenv(MODEL_DIR_ENV_VAR, str(from_env))
+    assert resolve_model_dir(explicit) == explicit
+    assert resolve_model_dir() == from_env
+    monkeypatch.setenv(MODEL_DIR_ENV_VAR, "")
+    assert resolve_model_dir() == cache
+    monkeypatch.delenv(MODEL_DIR_ENV_VAR)
+    assert resolve_model_dir() == cache
+
+
+def test_downloads_with_chroma_when_nothing_found(
+    no_model_anywhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_download(self: ONNXMiniLM_L6_V2) -> None:
+        _fake_model_dir(Path(self.DOWNLOAD_PATH) / self.EXTRACTED_FOLDER_NAME)
+
+    monkeypatch.setattr(ONNXMiniLM_L6_V2, "_download_model_if_not_exists", fake_download)
+    assert resolve_model_dir() == no_model_anywhere / "chroma-download/onnx"
+
+
+@pytest.mark.usefixtures("no_model_anywhere")
+def test_not_found_and_download_fails() -> None:
+    with pytest.raises(EmbeddingModelNotFoundError) as info:
+        MiniLMEmbeddings().embed_documents([WEATHER])
+    assert isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value.__cause__, ConnectionError)
+    message = str(info.value)
+    for hint in (MODEL_DIR_ENV_VAR, "embedding.model_dir", str(chroma_cache_dir()), "internet"):
+        assert hint in message
+
+
+@pytest.mark.usefixtures("no_model_anywhere")
+def test_nothing_read_at_construction() -> None:
+    MiniLMEmbeddings()  # no lookup, no download, no error until something is embedded
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"batch_size": 0},
+        {"max_length": 0},
+        {"max_length": 513},
+        {"intra_op_threads": 0},
+        {"batch_sise": 8},
+    ],
+)
+def test_invalid_settings(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        MiniLMEmbeddings(**kwargs)
+
+
+# --- speed (printed, never asserted) -----------------------------------------------------------
+
+
+@pytest.mark.model
+def test_speed_report(embeddings: MiniLMEmbeddings, capsys: pytest.CaptureFixture[str]) -> None:
+    passages = [_passage(100 + i, 200) for i in range(64)]
+    queries = [
+        f"what about the {WORDS[i % len(WORDS)]} near the {WORDS[-1 - i % len(WORDS)]}?"
+        for i in range(50)
+    ]
+    embeddings.embed_documents(passages[:4])  # warm up
+    start = time.perf_counter()
+    vectors = embeddings.embed_documents(passages)
+    elapsed = time.perf_counter() - start
+    assert len(vectors) == len(passages)
+
+    latencies = []
+    for query in queries:
+        start = time.perf_counter()
+        embeddings.embed_query(query)
+        latencies.append(time.perf_counter() - start)
+    with capsys.disabled():
+        print(  # noqa: T201
+            f"\nMiniLMEmbeddings speed: {len(passages) / elapsed:.1f} passages/s "
+            f"({len(passages)} x 200 words, batch {embeddings.batch_size}); single short query "
+            f"p50 {statistics.median(latencies) * 1000:.2f} ms, "
+            f"max {max(latencies) * 1000:.2f} ms over {len(queries)} queries"
+        )
