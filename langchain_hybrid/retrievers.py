@@ -27,6 +27,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
+from langchain_hybrid.config import HybridConfig, load_config, make_embedding
 from langchain_hybrid.errors import (
     AllLegsFailedError,
     BatchWriteError,
@@ -228,6 +229,47 @@ class HybridRetriever(BaseRetriever):
         path = Path(bm25_path) if bm25_path is not None else None
         index = sync_bm25(store, path, bm25_params)
         return cls(store=store, bm25=index, embedding=embedding, bm25_path=path, **kwargs)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str | os.PathLike[str] | Mapping[str, Any] | HybridConfig | None = None,
+        embedding: Embeddings | None = None,
+        **kwargs: Any,
+    ) -> HybridRetriever:
+        """Open (or create) the retriever a configuration describes.
+
+        Args:
+            config: a YAML file, a dict of sections or a :class:`HybridConfig`; ``None`` reads
+                ``LANGCHAIN_HYBRID_CONFIG`` or uses the defaults. Environment variables
+                ``LANGCHAIN_HYBRID_<SECTION>__<KEY>`` override it.
+            embedding: an embedding model; ``None`` builds the one the ``embedding`` section
+                names (by default the offline :class:`MiniLMEmbeddings`).
+            **kwargs: retriever fields that win over the ``fusion`` section.
+
+        Raises:
+            ConfigError: invalid settings (the message names key, file and line).
+        """
+        settings = load_config(config)
+        if embedding is None:
+            embedding = make_embedding(settings.embedding)
+        fusion = settings.fusion
+        fields: dict[str, Any] = {
+            "k": fusion.k,
+            "fetch_k": fusion.fetch_k,
+            "rrf_k": fusion.rrf_k,
+            "weights": fusion.weights,
+            "fusion": fusion.method,
+            "on_leg_error": fusion.on_leg_error,
+        }
+        fields.update(kwargs)
+        return cls.from_store(
+            ChromaStore(settings.store),
+            embedding,
+            bm25_path=settings.bm25_path(),
+            bm25_params=settings.bm25.params(),
+            **fields,
+        )
 
     @classmethod
     def load(

@@ -1,0 +1,45 @@
+# The README's commands. `make test` is what CI runs (.ci/run); `make demo` is the main job.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Offline model files: an explicit LANGCHAIN_HYBRID_MODEL_DIR wins; else the workspace copy
+# beside this repo if there is one; else the package looks in Chroma's cache or downloads.
+SHARED_MODEL := $(abspath ../shared/models/all-MiniLM-L6-v2/onnx)
+ifeq ($(LANGCHAIN_HYBRID_MODEL_DIR),)
+ifneq ($(wildcard $(SHARED_MODEL)/model.onnx),)
+export LANGCHAIN_HYBRID_MODEL_DIR := $(SHARED_MODEL)
+endif
+endif
+
+.PHONY: setup test lint unit bench demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit_tests
+
+test: lint
+	$(BIN)/pytest tests benchmarks --benchmark-disable
+
+bench: setup
+	mkdir -p .benchmarks
+	$(BIN)/pytest benchmarks --benchmark-only --benchmark-json .benchmarks/latest.json
+	$(BIN)/python benchmarks/report.py .benchmarks/latest.json
+
+demo: setup
+	$(BIN)/python examples/demo.py
+
+clean:
+	rm -rf $(VENV) .benchmarks demo-index .pytest_cache .mypy_cache .ruff_cache

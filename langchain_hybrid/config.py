@@ -1,0 +1,295 @@
+"""Settings: typed models for every section, loaded from YAML, a dict and the environment.
+
+Source order, highest first: explicit overrides (constructor arguments) > environment
+(``LANGCHAIN_HYBRID_<SECTION>__<KEY>``, nested keys joined by ``__``, values parsed as YAML
+scalars, e.g. ``LANGCHAIN_HYBRID_STORE__PORT=8001``, ``LANGCHAIN_HYBRID_FUSION__WEIGHTS=[0.4,0.6]``)
+> the YAML file > defaults. Sources are deep-merged. Every model forbids unknown keys, so a typo is
+an error naming the key, and the file and line when it came from a file. YAML is read with
+``yaml.safe_load`` semantics only. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from langchain_hybrid.bm25 import BM25Params
+from langchain_hybrid.errors import ConfigError
+from langchain_hybrid.fusion import FusionMethod, check_weights
+from langchain_hybrid.stores import StoreConfig
+
+ENV_PREFIX = "LANGCHAIN_HYBRID_"
+CONFIG_ENV = "LANGCHAIN_HYBRID_CONFIG"
+
+
+class BM25Settings(BM25Params):
+    """The ``bm25`` section: BM25 parameters, tokenizer, and where the files live.
+
+    ``path`` defaults to ``<store.path>/bm25/<collection>`` in persistent mode; in other modes
+    the index is kept in memory and rebuilt from Chroma at start unless a path is given.
+    """
+
+    path: str | None = None
+
+    def params(self) -> BM25Params:
+        """The parameters saved with the index (everything but the path)."""
+        return BM25Params(k1=self.k1, b=self.b, tokenizer=self.tokenizer)
+
+
+class FusionSettings(BaseModel):
+    """The ``fusion`` section: how the legs are combined, and the default result size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: FusionMethod = "rrf"
+    rrf_k: float = Field(default=60.0, ge=0)
+    weights: tuple[float, float] = (0.5, 0.5)
+    fetch_k: int = Field(default=50, gt=0)
+    k: int = Field(default=4, gt=0)
+    on_leg_error: Literal["degrade", "raise"] = "degrade"
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights(cls, value: object) -> tuple[float, ...]:
+        return check_weights(value, 2)
+
+
+EmbeddingProvider = Literal["minilm", "openai", "huggingface", "ollama", "fastembed"]
+
+
+class EmbeddingSettings(BaseModel):
+    """The ``embedding`` section: which model embeds documents and queries.
+
+    ``minilm`` (default) is the bundled offline all-MiniLM-L6-v2 runner; the others are optional
+    LangChain integrations (``pip install langchain-openai`` etc.) given ``model`` and
+    ``options`` (extra keyword arguments of the integration's class).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: EmbeddingProvider = "minilm"
+    model: str | None = None
+    model_dir: str | None = None
+    batch_size: int = Field(default=32, gt=0)
+    threads: int | None = Field(default=None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class HybridConfig(BaseModel):
+    """The whole configuration (see ``examples/hybrid.yaml`` for every key and default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    bm25: BM25Settings = Field(default_factory=BM25Settings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+
+    def bm25_path(self) -> Path | None:
+        """Where the BM25 files live (``None``: in memory, rebuilt from Chroma at start)."""
+        if self.bm25.path is not None:
+            return Path(self.bm25.path)
+        if self.store.mode == "persistent":
+            return Path(self.store.path) / "bm25" / self.store.collection
+        return None
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into ``base`` recursively (dicts merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _key_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*path, str(key_node.value))
+            out[key] = key_node.start_mark.line + 1
+            _key_lines(value_node, key, out)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """Read a YAML config file safely; returns the data and the line of every key.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not YAML, or not a mapping.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        msg = f"cannot read config file {file}: {e.strerror or e}"
+        raise ConfigError(msg) from e
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        msg = f"{file}: invalid YAML: {e}"
+        raise ConfigError(msg) from e
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        msg = f"{file}: the top level must be a mapping of sections, got {type(data).__name__}"
+        raise ConfigError(msg)
+    lines: dict[tuple[str, ...], int] = {}
+    if node is not None:
+        _key_lines(node, (), lines)
+    return data, lines
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from ``LANGCHAIN_HYBRID_<SECTION>__<KEY>`` variables.
+
+    Variables without ``__`` (such as ``LANGCHAIN_HYBRID_MODEL_DIR``) are not settings overrides.
+    """
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            msg = f"malformed settings variable {name}"
+            raise ConfigError(msg)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            msg = f"environment variable {name}: invalid value {raw!r}: {e}"
+            raise ConfigError(msg) from e
+        cursor = out
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | Mapping[str, Any] | HybridConfig | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> HybridConfig:
+    """Build the effective configuration.
+
+    Args:
+        path: a YAML file, a dict of sections, a ready :class:`HybridConfig`, or ``None`` (the
+            file named by ``LANGCHAIN_HYBRID_CONFIG`` if set, else defaults only).
+        overrides: sections that win over everything else (e.g. from command-line flags).
+        environ: the environment to read overrides from (default ``os.environ``).
+
+    Raises:
+        ConfigError: a key is unknown or a value invalid; the message names the key and, for a
+            file, the file and line.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get(CONFIG_ENV):
+        path = environ[CONFIG_ENV]
+    lines: dict[tuple[str, ...], int] = {}
+    source = "defaults"
+    if isinstance(path, HybridConfig):
+        data: dict[str, Any] = path.model_dump(mode="json", exclude_unset=True)
+        data = _with_secrets(path, data)
+    elif isinstance(path, Mapping):
+        data, source = dict(path), "config dict"
+    elif path is not None:
+        data, lines = read_yaml(path)
+        source = str(path)
+    else:
+        data = {}
+    merged = deep_merge(data, env_overrides(environ))
+    merged = deep_merge(merged, overrides or {})
+    try:
+        return HybridConfig.model_validate(merged)
+    except ValidationError as e:
+        raise _config_error(e, source, lines) from None
+
+
+def _with_secrets(config: HybridConfig, data: dict[str, Any]) -> dict[str, Any]:
+    store = data.get("store")
+    if isinstance(store, dict):
+        if config.store.token is not None:
+            store["token"] = config.store.token.get_secret_value()
+        store["headers"] = {k: v.get_secret_value() for k, v in config.store.headers.items()}
+    return data
+
+
+def _config_error(
+    error: ValidationError, source: str, lines: Mapping[tuple[str, ...], int]
+) -> ConfigError:
+    problems = []
+    for item in error.errors():
+        loc = tuple(str(p) for p in item["loc"])
+        key = ".".join(loc) or "(top level)"
+        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+        where = f"{source}:{line}" if line else source
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown key {key!r}")
+        else:
+            problems.append(f"{where}: {key}: {item['msg']} (got {item.get('input')!r})")
+    return ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+_PROVIDERS: dict[str, tuple[str, str, str, str]] = {
+    # provider: (module, class, keyword for the model name, pip package)
+    "openai": ("langchain_openai", "OpenAIEmbeddings", "model", "langchain-openai"),
+    "huggingface": (
+        "langchain_huggingface",
+        "HuggingFaceEmbeddings",
+        "model_name",
+        "langchain-huggingface",
+    ),
+    "ollama": ("langchain_ollama", "OllamaEmbeddings", "model", "langchain-ollama"),
+    "fastembed": (
+        "langchain_community.embeddings.fastembed",
+        "FastEmbedEmbeddings",
+        "model_name",
+        "langchain-community fastembed",
+    ),
+}
+
+
+def make_embedding(settings: EmbeddingSettings) -> Embeddings:
+    """Instantiate the embedding model an :class:`EmbeddingSettings` names.
+
+    Raises:
+        ConfigError: the provider's package is not installed, or its class rejected the options.
+    """
+    if settings.provider == "minilm":
+        from langchain_hybrid.embeddings import MiniLMEmbeddings  # noqa: PLC0415
+
+        return MiniLMEmbeddings(
+            model_dir=Path(settings.model_dir) if settings.model_dir else None,
+            batch_size=settings.batch_size,
+            intra_op_threads=settings.threads,
+            **settings.options,
+        )
+    module_name, class_name, model_key, package = _PROVIDERS[settings.provider]
+    import importlib  # noqa: PLC0415
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        msg = (
+            f"embedding provider {settings.provider!r} needs `pip install {package}` "
+            f"({module_name} is not installed)"
+        )
+        raise ConfigError(msg) from e
+    kwargs = dict(settings.options)
+    if settings.model:
+        kwargs[model_key] = settings.model
+    try:
+        embedding: Embeddings = getattr(module, class_name)(**kwargs)
+    except Exception as e:
+        msg = f"cannot create {class_name} from embedding settings: {e}"
+        raise ConfigError(msg) from e
+    return embedding

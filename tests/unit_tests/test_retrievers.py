@@ -1,0 +1,540 @@
+"""HybridRetriever: the LangChain contract, fusion annotations, filters, writes and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from helpers import HashEmbeddings
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
+from langchain_tests.integration_tests import RetrieversIntegrationTests
+
+from langchain_hybrid import (
+    AllLegsFailedError,
+    BM25Params,
+    HybridRetriever,
+    HybridRetrieverError,
+    InvalidDocumentsError,
+    InvalidFilterError,
+    InvalidQueryError,
+    TokenizerConfig,
+)
+from langchain_hybrid.fusion import rrf
+from langchain_hybrid.retrievers import default_bm25_path
+
+CORPUS = [
+    ("net-1", "The NX-220 router shows error E-4471 when its firmware is outdated", "faq", 2024),
+    ("net-2", "Reset the router by holding the button for ten seconds", "handbook", 2021),
+    ("net-3", "Mesh networks extend wifi coverage across large houses", "blog", 2023),
+    ("gar-1", "Water tomatoes deeply twice a week during hot summers", "handbook", 2020),
+    ("gar-2", "Prune roses in late winter before new growth starts", "blog", 2022),
+    ("gar-3", "Compost turns kitchen scraps into rich garden soil", "faq", 2025),
+    ("cof-1", "Espresso needs a fine grind and nine bar of pressure", "blog", 2019),
+    ("cof-2", "A french press brews coffee with a coarse grind", "faq", 2024),
+    ("cof-3", "Cold brew coffee steeps for twelve hours in cold water", "handbook", 2026),
+    ("py-1", "Use functools.lru_cache to memoize pure python functions", "faq", 2023),
+    ("py-2", "Python generators yield values lazily one at a time", "blog", 2021),
+    ("py-3", "Type hints in python help static checkers like mypy", "handbook", 2022),
+]
+
+
+def corpus_documents() -> list[Document]:
+    return [
+        Document(id=i, page_content=t, metadata={"source": s, "year": y})
+        for i, t, s, y in CORPUS
+    ]
+
+
+@pytest.fixture
+def embedding() -> HashEmbeddings:
+    return HashEmbeddings()
+
+
+@pytest.fixture
+def retriever(embedding: HashEmbeddings, collection_name: str) -> HybridRetriever:
+    return HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, collection_name=collection_name, k=4
+    )
+
+
+def _snapshot(r: HybridRetriever) -> tuple[int, int, list[str], int]:
+    return (r.store.count(), len(r.bm25), sorted(r.bm25.ids), r.store.generation())
+
+
+# ---------------------------------------------------------------------- standard suite
+def _make_standard(**kwargs: Any) -> HybridRetriever:
+    return HybridRetriever.from_documents(
+        corpus_documents(),
+        embedding=HashEmbeddings(),
+        collection_name=f"std-{uuid.uuid4().hex[:10]}",
+        **kwargs,
+    )
+
+
+class TestStandardRetriever(RetrieversIntegrationTests):
+    @property
+    def retriever_constructor(self) -> Any:
+        return _make_standard
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        return {"k": 2}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "coffee grind"
+
+
+# ---------------------------------------------------------------------- results
+def test_results_carry_ids_and_fusion_annotations(retriever: HybridRetriever) -> None:
+    docs = retriever.invoke("router error E-4471")
+    assert len(docs) == 4
+    assert docs[0].id == "net-1"
+    for doc in docs:
+        assert doc.id is not None
+        for key in ("hybrid_score", "bm25_rank", "bm25_score", "vector_rank", "vector_score"):
+            assert key in doc.metadata
+        assert doc.metadata["source"] in {"faq", "handbook", "blog"}
+        assert "degraded" not in doc.metadata
+    scores = [d.metadata["hybrid_score"] for d in docs]
+    assert scores == sorted(scores, reverse=True)
+    assert len({d.id for d in docs}) == len(docs)
+
+
+def test_hybrid_score_is_weighted_rrf_of_leg_ranks(retriever: HybridRetriever) -> None:
+    docs = retriever.invoke("python coffee router", k=8, weights=(0.3, 0.7), rrf_k=10)
+    for doc in docs:
+        expected = 0.0
+        if doc.metadata["bm25_rank"] is not None:
+            expected += 0.3 / (10 + doc.metadata["bm25_rank"])
+        if doc.metadata["vector_rank"] is not None:
+            expected += 0.7 / (10 + doc.metadata["vector_rank"])
+        assert doc.metadata["hybrid_score"] == pytest.approx(expected)
+
+
+def test_leg_only_documents_have_none_for_the_other_leg(retriever: HybridRetriever) -> None:
+    docs = retriever.invoke("E-4471", k=12)
+    lexical = [d for d in docs if d.metadata["bm25_rank"] is not None]
+    assert [d.id for d in lexical] == ["net-1"]
+    vector_only = [d for d in docs if d.metadata["bm25_rank"] is None]
+    assert vector_only
+    assert all(d.metadata["bm25_score"] is None for d in vector_only)
+    assert all(d.metadata["vector_rank"] is not None for d in vector_only)
+
+
+def test_fusion_matches_the_pure_function(retriever: HybridRetriever) -> None:
+    docs = retriever.invoke("coffee grind water", k=12, fetch_k=12)
+    bm25 = retriever.leg_search("bm25", retriever._params("coffee grind water", {"fetch_k": 12}))
+    vector = retriever.leg_search(
+        "vector", retriever._params("coffee grind water", {"fetch_k": 12})
+    )
+    expected = rrf([[(h.id, h.score) for h in bm25], [(h.id, h.score) for h in vector]], (0.5, 0.5))
+    assert [d.id for d in docs] == [f.id for f in expected][:12]
+
+
+@pytest.mark.parametrize("method", ["rrf", "relative_score", "dbsf"])
+def test_fusion_method_by_name(retriever: HybridRetriever, method: str) -> None:
+    docs = retriever.invoke("espresso grind", fusion=method, k=3)
+    assert docs[0].id == "cof-1"
+    assert all(0 < d.metadata["hybrid_score"] for d in docs)
+
+
+def test_weights_steer_the_ranking(retriever: HybridRetriever) -> None:
+    lexical = retriever.invoke("router firmware", weights=(1.0, 0.0), k=3)
+    assert all(d.metadata["bm25_rank"] is not None for d in lexical[:1])
+    only_vector = retriever.invoke("router firmware", weights=(0.0, 1.0), k=3)
+    ranks = [d.metadata["vector_rank"] for d in only_vector]
+    assert ranks == [1, 2, 3]
+
+
+def test_k_and_fetch_k_per_call(retriever: HybridRetriever) -> None:
+    assert len(retriever.invoke("coffee", k=1)) == 1
+    assert len(retriever.invoke("coffee", k=12)) == 12
+    docs = retriever.invoke("coffee", k=2, fetch_k=1)  # fetch_k is raised to k
+    assert len(docs) == 2
+
+
+async def test_ainvoke_passes_kwargs(retriever: HybridRetriever) -> None:
+    docs = await retriever.ainvoke("coffee grind", k=2, filter={"source": "faq"})
+    assert len(docs) == 2
+    assert all(d.metadata["source"] == "faq" for d in docs)
+    sync = retriever.invoke("coffee grind", k=2, filter={"source": "faq"})
+    assert [d.id for d in docs] == [d.id for d in sync]
+
+
+async def test_async_and_sync_agree(retriever: HybridRetriever) -> None:
+    for query in ("python functions", "garden soil", "wifi router reset"):
+        sync = retriever.invoke(query, k=5)
+        asyn = await retriever.ainvoke(query, k=5)
+        assert [(d.id, d.metadata["hybrid_score"]) for d in sync] == [
+            (d.id, d.metadata["hybrid_score"]) for d in asyn
+        ]
+
+
+# ---------------------------------------------------------------------- filters
+@pytest.mark.parametrize(
+    ("where", "check"),
+    [
+        ({"source": "faq"}, lambda m: m["source"] == "faq"),
+        ({"year": {"$gte": 2024}}, lambda m: m["year"] >= 2024),
+        ({"source": {"$in": ["blog", "handbook"]}}, lambda m: m["source"] != "faq"),
+        ({"source": {"$ne": "faq"}}, lambda m: m["source"] != "faq"),
+        (
+            {"$and": [{"source": "faq"}, {"year": {"$lt": 2024}}]},
+            lambda m: m["source"] == "faq" and m["year"] < 2024,
+        ),
+        (
+            {"$or": [{"year": 2019}, {"year": 2026}]},
+            lambda m: m["year"] in {2019, 2026},
+        ),
+    ],
+)
+def test_filters_apply_to_both_legs_and_never_pad(
+    retriever: HybridRetriever, where: dict[str, Any], check: Any
+) -> None:
+    matching = {i for i, _, s, y in CORPUS if check({"source": s, "year": y})}
+    docs = retriever.invoke("coffee router python garden", k=12, filter=where)
+    assert {d.id for d in docs} <= matching
+    assert all(check(d.metadata) for d in docs)
+    bm25_ids = {d.id for d in docs if d.metadata["bm25_rank"] is not None}
+    vector_ids = {d.id for d in docs if d.metadata["vector_rank"] is not None}
+    assert bm25_ids
+    assert vector_ids
+    assert vector_ids == matching  # every matching doc is a vector candidate (12 <= fetch_k)
+
+
+def test_filter_that_matches_nothing_returns_nothing(retriever: HybridRetriever) -> None:
+    assert retriever.invoke("coffee", filter={"source": "nowhere"}) == []
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"source": {"$regex": "f.*"}},
+        {"source": "faq", "year": 2024},
+        {"$and": [{"source": "faq"}]},
+        {"year": {"$gt": "2020"}},
+        "source = faq",
+        {"source": None},
+    ],
+)
+def test_bad_filters_raise_typed_errors(retriever: HybridRetriever, where: Any) -> None:
+    with pytest.raises(InvalidFilterError):
+        retriever.invoke("coffee", filter=where)
+
+
+# ---------------------------------------------------------------------- bad queries
+@pytest.mark.parametrize(
+    ("query", "kwargs"),
+    [
+        ("", {}),
+        ("   \n\t", {}),
+        (None, {}),
+        (42, {}),
+        ("coffee", {"k": 0}),
+        ("coffee", {"k": -1}),
+        ("coffee", {"k": 2.5}),
+        ("coffee", {"k": True}),
+        ("coffee", {"fetch_k": 0}),
+        ("coffee", {"weights": (1.0,)}),
+        ("coffee", {"weights": (-1.0, 1.0)}),
+        ("coffee", {"weights": (0.0, 0.0)}),
+        ("coffee", {"weights": (float("nan"), 1.0)}),
+        ("coffee", {"fusion": "borda"}),
+        ("coffee", {"rrf_k": -5}),
+        ("coffee", {"kk": 3}),
+    ],
+)
+def test_bad_queries_raise_invalid_query_error(
+    retriever: HybridRetriever, query: Any, kwargs: dict[str, Any]
+) -> None:
+    before = _snapshot(retriever)
+    with pytest.raises(InvalidQueryError):
+        retriever.invoke(query, **kwargs)
+    assert _snapshot(retriever) == before
+
+
+async def test_bad_async_queries_raise_invalid_query_error(retriever: HybridRetriever) -> None:
+    with pytest.raises(InvalidQueryError):
+        await retriever.ainvoke("  ")
+    with pytest.raises(InvalidQueryError):
+        await retriever.ainvoke("coffee", k=0)
+
+
+def test_bad_constructor_weights_are_rejected(embedding: HashEmbeddings) -> None:
+    with pytest.raises(ValueError, match="weights"):
+        HybridRetriever.from_documents([], embedding=embedding, weights=(1.0, -1.0))
+
+
+# ---------------------------------------------------------------------- writes
+def test_add_update_delete_keep_both_legs_in_step(
+    retriever: HybridRetriever, embedding: HashEmbeddings
+) -> None:
+    ids = retriever.add_documents(
+        [Document(page_content="Moka pots brew strong stovetop coffee", metadata={"source": "x"})]
+    )
+    assert len(ids) == 1
+    assert ids[0] in retriever.bm25
+    assert retriever.store.count() == len(retriever.bm25) == len(CORPUS) + 1
+    assert retriever.invoke("moka stovetop", k=1)[0].id == ids[0]
+
+    retriever.add_documents(
+        [Document(page_content="Aeropress makes a clean cup", metadata={"source": "y"})], ids=ids
+    )
+    assert retriever.store.count() == len(CORPUS) + 1
+    assert retriever.invoke("moka stovetop", k=1, filter={"source": "x"}) == []
+    top = retriever.invoke("aeropress clean", k=1)[0]
+    assert (top.id, top.metadata["source"]) == (ids[0], "y")
+    assert retriever.get_by_ids(ids)[0].metadata == {"source": "y"}
+
+    retriever.delete(ids)
+    assert ids[0] not in retriever.bm25
+    assert retriever.store.count() == len(retriever.bm25) == len(CORPUS)
+    assert all(d.id != ids[0] for d in retriever.invoke("aeropress clean moka", k=12))
+
+
+def test_upsert_replaces_metadata_instead_of_merging(retriever: HybridRetriever) -> None:
+    retriever.add_documents(
+        [Document(page_content="Drip coffee", metadata={"source": "faq", "extra": "old"})],
+        ids=["drip"],
+    )
+    retriever.add_documents(
+        [Document(page_content="Drip coffee", metadata={"source": "blog"})], ids=["drip"]
+    )
+    assert retriever.get_by_ids(["drip"])[0].metadata == {"source": "blog"}
+    assert retriever.invoke("drip coffee", k=12, filter={"extra": "old"}) == []
+
+
+def test_each_text_is_embedded_once(embedding: HashEmbeddings, collection_name: str) -> None:
+    retriever = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, collection_name=collection_name
+    )
+    assert embedding.embedded_documents == len(CORPUS)
+    retriever.invoke("coffee")
+    assert embedding.embedded_documents == len(CORPUS)
+    assert embedding.embedded_queries == 1
+
+
+def test_document_ids_come_from_documents(retriever: HybridRetriever) -> None:
+    ids = retriever.add_documents([Document(id="mine", page_content="Latte art with milk foam")])
+    assert ids == ["mine"]
+
+
+@pytest.mark.parametrize(
+    ("docs", "ids"),
+    [
+        ([Document(page_content="a"), Document(page_content="b")], ["x"]),
+        ([Document(page_content="a"), Document(page_content="b")], ["x", "x"]),
+        ([Document(page_content="a")], [""]),
+        ([Document(page_content="a")], [7]),
+        ([Document(page_content="a", metadata={"n": float("nan")})], ["x"]),
+        ([Document(page_content="a", metadata={"n": {"nested": 1}})], ["x"]),
+        ([Document(page_content="a", metadata={"n": []})], ["x"]),
+        (["not a document"], ["x"]),
+    ],
+)
+def test_bad_writes_raise_and_change_nothing(
+    retriever: HybridRetriever, embedding: HashEmbeddings, docs: list[Any], ids: list[Any]
+) -> None:
+    before = _snapshot(retriever)
+    embedded = embedding.embedded_documents
+    with pytest.raises(InvalidDocumentsError):
+        retriever.add_documents(docs, ids=ids)
+    assert _snapshot(retriever) == before
+    assert embedding.embedded_documents == embedded  # validated before the model runs
+
+
+def test_bad_deletes_raise_and_change_nothing(retriever: HybridRetriever) -> None:
+    before = _snapshot(retriever)
+    for bad in ("net-1", [""], [None]):
+        with pytest.raises(InvalidDocumentsError):
+            retriever.delete(bad)  # type: ignore[arg-type]
+    assert _snapshot(retriever) == before
+    retriever.delete(["no-such-id"])
+    assert _snapshot(retriever)[:3] == before[:3]
+
+
+def test_errors_share_one_root() -> None:
+    for error in (InvalidQueryError, InvalidFilterError, InvalidDocumentsError):
+        assert issubclass(error, HybridRetrieverError)
+        assert issubclass(error, ValueError)
+
+
+# ---------------------------------------------------------------------- legs
+class _Recorder(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.starts: list[tuple[str, UUID, UUID | None, str]] = []
+        self.errors: list[tuple[UUID, str]] = []
+        self.lock = threading.Lock()
+
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any],
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        with self.lock:
+            name = kwargs.get("name") or (serialized or {}).get("name", "")
+            self.starts.append((name, run_id, parent_run_id, threading.current_thread().name))
+
+    def on_retriever_error(
+        self, error: BaseException, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        with self.lock:
+            self.errors.append((run_id, type(error).__name__))
+
+
+def test_legs_are_child_runs_in_parallel_threads(retriever: HybridRetriever) -> None:
+    recorder = _Recorder()
+    retriever.invoke("coffee", config={"callbacks": [recorder]})
+    names = {name: (run_id, parent) for name, run_id, parent, _ in recorder.starts}
+    assert set(names) == {"HybridRetriever", "bm25", "vector"}
+    root = names["HybridRetriever"][0]
+    assert names["bm25"][1] == root
+    assert names["vector"][1] == root
+    threads = {name: thread for name, _, _, thread in recorder.starts}
+    assert threads["bm25"] != threads["vector"]
+
+
+async def test_async_legs_are_child_runs(retriever: HybridRetriever) -> None:
+    recorder = _Recorder()
+    await retriever.ainvoke("coffee", config={"callbacks": [recorder]})
+    names = {name: parent for name, _, parent, _ in recorder.starts}
+    assert names["bm25"] is not None
+    assert names["vector"] is not None
+
+
+def test_a_failing_leg_degrades_to_the_other(retriever: HybridRetriever) -> None:
+    retriever.store.client.delete_collection(retriever.store.config.chroma_collection)
+    recorder = _Recorder()
+    docs = retriever.invoke("coffee grind", config={"callbacks": [recorder]})
+    assert docs
+    assert all(d.metadata["degraded"] == "vector" for d in docs)
+    assert all(d.metadata["vector_rank"] is None for d in docs)
+    assert docs[0].metadata["bm25_rank"] == 1
+    assert len(recorder.errors) == 1  # the vector child run reported its error
+
+
+async def test_a_failing_leg_degrades_in_async_too(retriever: HybridRetriever) -> None:
+    retriever.store.client.delete_collection(retriever.store.config.chroma_collection)
+    docs = await retriever.ainvoke("coffee grind")
+    assert docs
+    assert all(d.metadata["degraded"] == "vector" for d in docs)
+
+
+def test_on_leg_error_raise(retriever: HybridRetriever) -> None:
+    retriever.on_leg_error = "raise"
+    retriever.store.client.delete_collection(retriever.store.config.chroma_collection)
+    with pytest.raises(HybridRetrieverError):
+        retriever.invoke("coffee grind")
+
+
+def test_all_legs_failing_raises(retriever: HybridRetriever) -> None:
+    class Broken(HashEmbeddings):
+        def embed_query(self, text: str) -> list[float]:
+            msg = "model crashed"
+            raise RuntimeError(msg)
+
+    retriever.embedding = Broken()
+    retriever.bm25 = None  # type: ignore[assignment]
+    with pytest.raises(AllLegsFailedError, match="model crashed"):
+        retriever.invoke("coffee")
+
+
+# ---------------------------------------------------------------------- persistence
+def test_reload_gives_same_results_without_embedding_or_tokenizing(
+    tmp_path: Path, embedding: HashEmbeddings
+) -> None:
+    built = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, persist_directory=tmp_path, collection_name="kb"
+    )
+    expected = [(d.id, d.metadata) for d in built.invoke("coffee router python", k=6)]
+    fresh = HashEmbeddings()
+    reopened = HybridRetriever.load(tmp_path, collection_name="kb", embedding=fresh, k=6)
+    got = [(d.id, d.metadata) for d in reopened.invoke("coffee router python")]
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert fresh.embedded_documents == 0
+    assert (tmp_path / "bm25" / "kb" / "manifest.json").is_file()
+
+
+def test_load_of_a_missing_collection_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(HybridRetrieverError, match="does not exist"):
+        HybridRetriever.load(tmp_path, collection_name="nothing", embedding=HashEmbeddings())
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "stale", "settings"])
+def test_bm25_is_rebuilt_from_chroma(
+    tmp_path: Path, embedding: HashEmbeddings, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    built = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, persist_directory=tmp_path, collection_name="kb"
+    )
+    expected = [d.id for d in built.invoke("coffee grind", k=5)]
+    bm25_dir = default_bm25_path(tmp_path, "kb")
+    params = None
+    if damage == "missing":
+        for f in bm25_dir.iterdir():
+            f.unlink()
+    elif damage == "corrupt":
+        docs_file = next(bm25_dir.glob("docs-*.json"))
+        docs_file.write_text(docs_file.read_text()[:-20])
+    elif damage == "stale":
+        built.store.bump_generation()  # as a crash between a Chroma write and the BM25 save
+    else:
+        params = BM25Params(k1=1.2, b=0.75, tokenizer=TokenizerConfig(stemmer=None))
+    with caplog.at_level("WARNING", logger="langchain_hybrid"):
+        reopened = HybridRetriever.load(
+            tmp_path, collection_name="kb", embedding=HashEmbeddings(), bm25_params=params
+        )
+    assert len(reopened.bm25) == len(CORPUS)
+    assert reopened.bm25.generation == reopened.store.generation()
+    if params is None:
+        assert [d.id for d in reopened.invoke("coffee grind", k=5)] == expected
+    else:
+        assert reopened.bm25.params == params
+    assert any("rebuilt from" in r.getMessage() for r in caplog.records)
+    again = HybridRetriever.load(tmp_path, collection_name="kb", embedding=HashEmbeddings())
+    assert again.bm25.generation == reopened.bm25.generation  # the repaired index was saved
+
+
+def test_lcel_chain_with_retriever(retriever: HybridRetriever) -> None:
+    prompt = ChatPromptTemplate.from_template("Context: {context}\nQ: {question}")
+    chain = {
+        "context": retriever | RunnableLambda(lambda ds: "\n".join(d.page_content for d in ds)),
+        "question": RunnableLambda(lambda q: q),
+    } | prompt
+    value = chain.invoke("espresso grind")
+    assert "Espresso needs a fine grind" in value.to_string()
+
+
+def test_concurrent_queries_from_threads(retriever: HybridRetriever) -> None:
+    expected = [d.id for d in retriever.invoke("python functions", k=3)]
+    results: list[list[str]] = []
+
+    def work() -> None:
+        for _ in range(10):
+            results.append([d.id for d in retriever.invoke("python functions", k=3)])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 40
+
+
+async def test_many_concurrent_async_queries(retriever: HybridRetriever) -> None:
+    queries = ["coffee", "router", "python", "garden"] * 5
+    results = await asyncio.gather(*(retriever.ainvoke(q, k=2) for q in queries))
+    assert all(len(r) == 2 for r in results)
