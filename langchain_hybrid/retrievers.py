@@ -495,6 +495,23 @@ class HybridRetriever(BaseRetriever):
             node,
         )
 
+    def search_leg(
+        self, leg: Literal["bm25", "vector"], query: str, **kwargs: Any
+    ) -> list[LegHit]:
+        """Search one leg alone (diagnostics, evaluation, the CLI's ``--mode``), best first.
+
+        Takes the same per-call arguments as ``invoke``; ``k`` is the number of hits returned.
+
+        Raises:
+            InvalidQueryError: bad query or arguments.
+            InvalidFilterError: bad filter.
+        """
+        if leg not in LEGS:
+            msg = f"unknown leg {leg!r}; expected one of {LEGS}"
+            raise InvalidQueryError(msg)
+        params = self._params(query, kwargs)
+        return self.leg_search(leg, params._replace(fetch_k=params.k))
+
     def leg_search(self, leg: str, params: SearchParams) -> list[LegHit]:
         """Run one leg's search (what the leg's child run does), best first."""
         if leg == "bm25":

@@ -102,5 +102,5 @@ def test_outage_degrades_to_bm25_fails_writes_loudly_and_recovers(
 
 def test_unreachable_server_is_a_typed_error(tmp_path: Path) -> None:
     server = ChromaServer(tmp_path / "never-started")  # a free port nobody listens on
-    with pytest.raises(StoreUnavailableError, match="127.0.0.1"):
+    with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1"):
         ChromaStore(_config(server))

@@ -30,7 +30,7 @@ def test_example_yaml_mentions_every_key() -> None:
 
     def keys(model: object, prefix: str = "") -> list[str]:
         out = []
-        for name, field in type(model).model_fields.items():  # type: ignore[attr-defined]
+        for name in type(model).model_fields:  # type: ignore[attr-defined]
             value = getattr(model, name)
             out.append(name)
             if hasattr(type(value), "model_fields"):
@@ -107,7 +107,7 @@ def test_source_order_overrides_beat_env_beat_file(tmp_path: Path) -> None:
 
 
 def test_env_override_of_unknown_key_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="unknown key 'store.prot'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'store\.prot'"):
         load_config(None, environ={"LANGCHAIN_HYBRID_STORE__PROT": "1"})
 
 
@@ -152,7 +152,7 @@ def test_make_embedding_default_is_minilm() -> None:
 
 def test_missing_provider_package_is_a_clear_error() -> None:
     settings = load_config({"embedding": {"provider": "ollama"}}, environ={}).embedding
-    with pytest.raises(ConfigError, match="pip install langchain-ollama"):
+    with pytest.raises(ConfigError, match=r"pip install langchain-ollama"):
         make_embedding(settings)
 
 

@@ -48,8 +48,7 @@ CORPUS = [
 
 def corpus_documents() -> list[Document]:
     return [
-        Document(id=i, page_content=t, metadata={"source": s, "year": y})
-        for i, t, s, y in CORPUS
+        Document(id=i, page_content=t, metadata={"source": s, "year": y}) for i, t, s, y in CORPUS
     ]
 
 
@@ -144,7 +143,7 @@ def test_fusion_matches_the_pure_function(retriever: HybridRetriever) -> None:
 def test_fusion_method_by_name(retriever: HybridRetriever, method: str) -> None:
     docs = retriever.invoke("espresso grind", fusion=method, k=3)
     assert docs[0].id == "cof-1"
-    assert all(0 < d.metadata["hybrid_score"] for d in docs)
+    assert all(d.metadata["hybrid_score"] > 0 for d in docs)
 
 
 def test_weights_steer_the_ranking(retriever: HybridRetriever) -> None:
@@ -275,9 +274,7 @@ def test_bad_constructor_weights_are_rejected(embedding: HashEmbeddings) -> None
 
 
 # ---------------------------------------------------------------------- writes
-def test_add_update_delete_keep_both_legs_in_step(
-    retriever: HybridRetriever, embedding: HashEmbeddings
-) -> None:
+def test_add_update_delete_keep_both_legs_in_step(retriever: HybridRetriever) -> None:
     ids = retriever.add_documents(
         [Document(page_content="Moka pots brew strong stovetop coffee", metadata={"source": "x"})]
     )
@@ -388,9 +385,7 @@ class _Recorder(BaseCallbackHandler):
             name = kwargs.get("name") or (serialized or {}).get("name", "")
             self.starts.append((name, run_id, parent_run_id, threading.current_thread().name))
 
-    def on_retriever_error(
-        self, error: BaseException, *, run_id: UUID, **kwargs: Any
-    ) -> None:
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self.lock:
             self.errors.append((run_id, type(error).__name__))
 
@@ -523,8 +518,9 @@ def test_concurrent_queries_from_threads(retriever: HybridRetriever) -> None:
     results: list[list[str]] = []
 
     def work() -> None:
-        for _ in range(10):
-            results.append([d.id for d in retriever.invoke("python functions", k=3)])
+        results.extend(
+            [d.id for d in retriever.invoke("python functions", k=3)] for _ in range(10)
+        )
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
