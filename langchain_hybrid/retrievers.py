@@ -32,6 +32,7 @@ from langchain_hybrid.errors import (
     AllLegsFailedError,
     BatchWriteError,
     IndexCorruptError,
+    IndexNotBuiltError,
     InvalidDocumentsError,
     InvalidQueryError,
 )
@@ -68,6 +69,10 @@ class SearchParams(NamedTuple):
     rrf_k: float
     where: dict[str, Any] | None
     node: Node | None
+
+    def active_legs(self) -> tuple[str, ...]:
+        """The legs with a positive weight: a leg weighted 0 is not run at all."""
+        return tuple(leg for leg, weight in zip(LEGS, self.weights, strict=True) if weight > 0)
 
 
 class LegHit(NamedTuple):
@@ -284,8 +289,15 @@ class HybridRetriever(BaseRetriever):
         """Reopen a persisted retriever built by :meth:`from_documents`.
 
         Raises:
-            IndexNotBuiltError: there is no such collection in ``persist_directory``.
+            IndexNotBuiltError: there is no such collection in ``persist_directory`` (nothing is
+                created on disk).
         """
+        if not (Path(persist_directory) / "chroma.sqlite3").is_file():
+            msg = (
+                f"no index in {persist_directory}: build it first (HybridRetriever."
+                "from_documents or `langchain-hybrid index`)"
+            )
+            raise IndexNotBuiltError(msg)
         store = ChromaStore(
             StoreConfig(mode="persistent", path=str(persist_directory), collection=collection_name),
             create_if_missing=False,
@@ -495,9 +507,7 @@ class HybridRetriever(BaseRetriever):
             node,
         )
 
-    def search_leg(
-        self, leg: Literal["bm25", "vector"], query: str, **kwargs: Any
-    ) -> list[LegHit]:
+    def search_leg(self, leg: Literal["bm25", "vector"], query: str, **kwargs: Any) -> list[LegHit]:
         """Search one leg alone (diagnostics, evaluation, the CLI's ``--mode``), best first.
 
         Takes the same per-call arguments as ``invoke``; ``k`` is the number of hits returned.
@@ -528,6 +538,9 @@ class HybridRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         params = self._params(query, kwargs)
+        active = params.active_legs()
+        if len(active) == 1:
+            return self._combine(params, {active[0]: self._run_leg(active[0], params, run_manager)})
         future = _executor().submit(self._run_leg, "bm25", params, run_manager)
         vector = self._run_leg("vector", params, run_manager)
         return self._combine(params, {"bm25": future.result(), "vector": vector})
@@ -549,6 +562,7 @@ class HybridRetriever(BaseRetriever):
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         params = self._params(query, kwargs)
+        active = params.active_legs()
         results = await asyncio.gather(
             *(
                 self._legs[leg].ainvoke(
@@ -556,12 +570,12 @@ class HybridRetriever(BaseRetriever):
                     config={"callbacks": run_manager.get_child(leg), "run_name": leg},
                     params=params,
                 )
-                for leg in LEGS
+                for leg in active
             ),
             return_exceptions=True,
         )
         outcomes: dict[str, list[LegHit] | BaseException] = {}
-        for leg, result in zip(LEGS, results, strict=True):
+        for leg, result in zip(active, results, strict=True):
             if isinstance(result, asyncio.CancelledError):
                 raise result
             outcomes[leg] = result if isinstance(result, BaseException) else _leg_hits(result)
@@ -571,11 +585,11 @@ class HybridRetriever(BaseRetriever):
         self, params: SearchParams, outcomes: Mapping[str, list[LegHit] | BaseException]
     ) -> list[Document]:
         failed = {leg: r for leg, r in outcomes.items() if isinstance(r, BaseException)}
-        if failed and (self.on_leg_error == "raise" or len(failed) == len(LEGS)):
+        if failed and (self.on_leg_error == "raise" or len(failed) == len(outcomes)):
             leg, error = next(iter(failed.items()))
             if isinstance(error, (InvalidQueryError,)):
                 raise error
-            if len(failed) == len(LEGS):
+            if len(failed) == len(outcomes):
                 msg = "; ".join(
                     f"{name} leg: {type(e).__name__}: {e}" for name, e in failed.items()
                 )

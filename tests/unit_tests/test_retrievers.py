@@ -22,6 +22,7 @@ from langchain_hybrid import (
     BM25Params,
     HybridRetriever,
     HybridRetrieverError,
+    IndexNotBuiltError,
     InvalidDocumentsError,
     InvalidFilterError,
     InvalidQueryError,
@@ -146,12 +147,24 @@ def test_fusion_method_by_name(retriever: HybridRetriever, method: str) -> None:
     assert all(d.metadata["hybrid_score"] > 0 for d in docs)
 
 
-def test_weights_steer_the_ranking(retriever: HybridRetriever) -> None:
-    lexical = retriever.invoke("router firmware", weights=(1.0, 0.0), k=3)
-    assert all(d.metadata["bm25_rank"] is not None for d in lexical[:1])
+def test_a_zero_weight_turns_its_leg_off(retriever: HybridRetriever) -> None:
+    recorder = _Recorder()
+    lexical = retriever.invoke(
+        "router firmware", weights=(1.0, 0.0), k=12, config={"callbacks": [recorder]}
+    )
+    assert [d.metadata["bm25_rank"] for d in lexical] == list(range(1, len(lexical) + 1))
+    assert all(d.metadata["vector_rank"] is None for d in lexical)
+    assert len(lexical) < 12  # only documents sharing a token with the query
+    assert {name for name, *_ in recorder.starts} == {"HybridRetriever", "bm25"}
     only_vector = retriever.invoke("router firmware", weights=(0.0, 1.0), k=3)
-    ranks = [d.metadata["vector_rank"] for d in only_vector]
-    assert ranks == [1, 2, 3]
+    assert [d.metadata["vector_rank"] for d in only_vector] == [1, 2, 3]
+    assert all(d.metadata["bm25_rank"] is None for d in only_vector)
+
+
+async def test_a_zero_weight_turns_its_leg_off_in_async(retriever: HybridRetriever) -> None:
+    docs = await retriever.ainvoke("router firmware", weights=(0.0, 1.0), k=12)
+    assert len(docs) == 12
+    assert all(d.metadata["bm25_rank"] is None for d in docs)
 
 
 def test_k_and_fetch_k_per_call(retriever: HybridRetriever) -> None:
@@ -463,8 +476,16 @@ def test_reload_gives_same_results_without_embedding_or_tokenizing(
     assert (tmp_path / "bm25" / "kb" / "manifest.json").is_file()
 
 
-def test_load_of_a_missing_collection_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(HybridRetrieverError, match="does not exist"):
+def test_load_of_a_missing_collection_is_a_clear_error(
+    tmp_path: Path, embedding: HashEmbeddings
+) -> None:
+    with pytest.raises(IndexNotBuiltError, match="no index"):
+        HybridRetriever.load(tmp_path / "absent", embedding=HashEmbeddings())
+    assert not (tmp_path / "absent").exists()  # nothing created by a failed load
+    HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, persist_directory=tmp_path, collection_name="kb"
+    )
+    with pytest.raises(IndexNotBuiltError, match="does not exist"):
         HybridRetriever.load(tmp_path, collection_name="nothing", embedding=HashEmbeddings())
 
 
@@ -518,9 +539,7 @@ def test_concurrent_queries_from_threads(retriever: HybridRetriever) -> None:
     results: list[list[str]] = []
 
     def work() -> None:
-        results.extend(
-            [d.id for d in retriever.invoke("python functions", k=3)] for _ in range(10)
-        )
+        results.extend([d.id for d in retriever.invoke("python functions", k=3)] for _ in range(10))
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
