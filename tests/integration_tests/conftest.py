@@ -37,8 +37,16 @@ class ChromaServer:
         chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [chroma, "run", "--path", str(self.path), "--host", "127.0.0.1",
-                 "--port", str(self.port)],
+                [
+                    chroma,
+                    "run",
+                    "--path",
+                    str(self.path),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
