@@ -13,9 +13,10 @@ queries, built for the bulk of the slots and kept small for recent additions, so
 time proportional to the documents written, not to the index.
 
 Persistence is plain files, no pickle: ``manifest.json`` (settings, tokenizer, generation, file
-checksums), ``vocab-<gen>.json``, ``docs-<gen>.json`` and ``postings-<gen>.npz``. Data files are
-written under new names first and the manifest is replaced atomically last, so a crash leaves
-either the old index or the new one, never a mix.
+checksums), ``vocab-<gen>-<hash>.json``, ``docs-<gen>-<hash>.json`` and
+``postings-<gen>-<hash>.npz``. Data files are written under new, content-addressed names first and
+the manifest is replaced atomically last, so a crash leaves either the old index or the new one,
+never a mix.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import re
 import tempfile
 import threading
 import unicodedata
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -350,7 +353,7 @@ class BM25Index:
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id; unknown ids are ignored. Returns how many were deleted."""
         with self._lock:
-            deleted = self._delete_locked([i for i in ids if i in self._slot_of])
+            deleted = self._delete_locked(list(dict.fromkeys(i for i in ids if i in self._slot_of)))
             if deleted:
                 self.generation += 1
             return deleted
@@ -391,6 +394,7 @@ class BM25Index:
         self._main = None
         self._main_upto = 0
         self._tail = None
+        self._derived_valid = False
         logger.debug("compacted BM25 index to %d slots", len(keep))
 
     def clear(self) -> None:
@@ -522,10 +526,15 @@ class BM25Index:
                 "terms": self._terms.astype(np.int32),
                 "tfs": self._tfs.astype(np.int32),
             }
+        blobs = {
+            "vocab": (_json_bytes(vocab_terms), "json"),
+            "docs": (_json_bytes(docs), "json"),
+            "postings": (_npz_bytes(arrays), "npz"),
+        }
+        # unique names per content: a save never overwrites a file the current manifest uses
         files = {
-            f"vocab-{gen}.json": _json_bytes(vocab_terms),
-            f"docs-{gen}.json": _json_bytes(docs),
-            f"postings-{gen}.npz": _npz_bytes(arrays),
+            f"{kind}-{gen}-{hashlib.sha256(data).hexdigest()[:16]}.{ext}": data
+            for kind, (data, ext) in blobs.items()
         }
         for name, data in files.items():
             _atomic_write(path / name, data)
@@ -594,7 +603,16 @@ class BM25Index:
             index.generation = int(manifest["generation"])
         except IndexCorruptError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            IndexError,
+            EOFError,
+            zipfile.BadZipFile,
+            zlib.error,
+        ) as e:
             msg = f"BM25 index in {path} is corrupt: {type(e).__name__}: {e}"
             raise IndexCorruptError(msg) from e
         return index

@@ -26,7 +26,8 @@ Chroma 1.5 compares an int field with a float operand after truncating the opera
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -232,10 +233,11 @@ _NEGATED = {"$ne": "$eq", "$nin": "$in", "$not_contains": "$contains"}
 class _Column:
     """Typed columns for one metadata key."""
 
-    __slots__ = ("bools", "codes", "lists", "nums", "vocab")
+    __slots__ = ("big", "bools", "codes", "lists", "nums", "vocab")
 
     def __init__(self, capacity: int) -> None:
         self.nums = np.full(capacity, np.nan)
+        self.big: dict[int, int] = {}  # ints beyond float64's exact range, compared exactly
         self.bools = np.full(capacity, -1, dtype=np.int8)
         self.codes = np.full(capacity, -1, dtype=np.int32)
         self.vocab: dict[str, int] = {}
@@ -253,11 +255,14 @@ class _Column:
         out.vocab = self.vocab
         position = {int(old): new for new, old in enumerate(slots)}
         out.lists = {position[s]: v for s, v in self.lists.items() if s in position}
+        out.big = {position[s]: v for s, v in self.big.items() if s in position}
         return out
 
     def set(self, slot: int, value: object) -> None:
         if isinstance(value, bool):
             self.bools[slot] = int(value)
+        elif isinstance(value, int) and abs(value) > _EXACT_INT:
+            self.big[slot] = value
         elif isinstance(value, (int, float)):
             self.nums[slot] = float(value)
         elif isinstance(value, str):
@@ -268,17 +273,11 @@ class _Column:
     def match(self, node: Condition, size: int) -> BoolArray:
         op = _NEGATED.get(node.op, node.op)
         if op == "$contains":
-            value = node.value
-            if isinstance(value, tuple):  # pragma: no cover - rejected by the parser
-                return np.zeros(size, dtype=bool)
-            wanted = (_scalar_kind(value), value)
-            mask = np.zeros(size, dtype=bool)
-            for slot, items in self.lists.items():
-                if slot < size and wanted in items:
-                    mask[slot] = True
-            return mask
+            return self._contains(node.value, size)
         values = node.value if isinstance(node.value, tuple) else (node.value,)
         kind = _scalar_kind(values[0])
+        if kind == "num" and (self.big or any(_is_big(v) for v in values)):
+            return self._match_exact(op, values, size)
         if kind == "num":
             nums = self.nums[:size]
             operands = np.array([float(v) for v in values])
@@ -292,6 +291,45 @@ class _Column:
         codes = [self.vocab[v] for v in values if isinstance(v, str) and v in self.vocab]
         return np.isin(self.codes[:size], codes)
 
+    def _contains(self, value: Scalar | tuple[Scalar, ...], size: int) -> BoolArray:
+        mask = np.zeros(size, dtype=bool)
+        if isinstance(value, tuple):  # pragma: no cover - rejected by the parser
+            return mask
+        wanted = (_scalar_kind(value), value)
+        for slot, items in self.lists.items():
+            if slot < size and wanted in items:
+                mask[slot] = True
+        return mask
+
+    def _match_exact(self, op: str, values: tuple[Scalar, ...], size: int) -> BoolArray:
+        """Compare numbers in Python, exactly (ints beyond 2**53 are involved)."""
+        mask = np.zeros(size, dtype=bool)
+        numbers: list[tuple[int, float | int]] = [
+            (int(s), float(self.nums[s])) for s in np.flatnonzero(~np.isnan(self.nums[:size]))
+        ]
+        numbers += [(s, v) for s, v in self.big.items() if s < size]
+        compare = _PY_ORDER.get(op)
+        for slot, number in numbers:
+            if compare is None:
+                mask[slot] = any(number == v for v in values)
+            else:
+                mask[slot] = compare(number, values[0])
+        return mask
+
+
+_EXACT_INT = 2**53
+
+
+def _is_big(value: Scalar) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > _EXACT_INT
+
+
+_PY_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
 
 _ORDER = {
     "$gt": np.greater,

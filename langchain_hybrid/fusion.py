@@ -11,13 +11,15 @@ Methods:
         ``score(d) = sum_i w_i / (rrf_k + rank_i(d))``, ranks from 1.
     ``relative_score``: each leg's scores min-max normalised to [0, 1], then a weighted sum
         (Weaviate's relativeScoreFusion; a convex combination, Bruch et al., TOIS 2023).
-    ``dbsf``: distribution-based score fusion: each leg's scores normalised with the limits
-        mean - 3 sigma and mean + 3 sigma, clipped to [0, 1], then a weighted sum (Qdrant's DBSF).
+    ``dbsf``: distribution-based score fusion (after Qdrant's DBSF): each leg's scores
+        normalised with the limits mean - 3 sigma and mean + 3 sigma (population sigma), clipped
+        to [0, 1], then a weighted sum; a leg whose scores are all equal normalises to 1.0.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple, TypeAlias
 
@@ -131,6 +133,9 @@ def fuse(
         msg = f"unknown fusion method {method!r}; expected one of {sorted(FUSION_METHODS)}"
         raise InvalidQueryError(msg) from None
     check_weights(weights, len(runs))
+    if not math.isfinite(rrf_k) or rrf_k < 0:
+        msg = f"rrf_k must be a finite number >= 0, got {rrf_k!r}"
+        raise InvalidQueryError(msg)
     return function(runs, weights, rrf_k=rrf_k)
 
 
@@ -143,14 +148,16 @@ def check_weights(weights: object, n_legs: int) -> tuple[float, ...]:
     if not isinstance(weights, Sequence) or isinstance(weights, str):
         msg = f"weights must be a sequence of {n_legs} numbers, got {weights!r}"
         raise InvalidQueryError(msg)
-    values = tuple(weights)
-    if len(values) != n_legs or not all(
-        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
-        for w in values
+    if len(weights) != n_legs or not all(
+        isinstance(w, numbers.Real) and not isinstance(w, bool) for w in weights
     ):
+        msg = f"weights must be {n_legs} finite non-negative numbers, got {weights!r}"
+        raise InvalidQueryError(msg)
+    values = tuple(float(w) for w in weights)
+    if not all(math.isfinite(w) and w >= 0 for w in values):
         msg = f"weights must be {n_legs} finite non-negative numbers, got {weights!r}"
         raise InvalidQueryError(msg)
     if sum(values) <= 0:
         msg = f"weights must not all be zero, got {weights!r}"
         raise InvalidQueryError(msg)
-    return tuple(float(w) for w in values)
+    return values
