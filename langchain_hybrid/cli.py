@@ -1,0 +1,860 @@
+"""The ``langchain-hybrid`` command line: index files, query, inspect the index and settings.
+
+Usage:
+    .. code-block:: bash
+
+        langchain-hybrid --path ./index index docs/ --glob '**/*.md'
+        langchain-hybrid query "reset the router" -k 5 --filter '{"source": "docs/faq.md"}'
+        langchain-hybrid stats --json
+        langchain-hybrid config show
+        langchain-hybrid config validate hybrid.yaml
+
+Every subcommand is added by one function in :data:`COMMANDS` that builds its parser and sets
+its handler (``handler(args) -> exit code``). Errors are one line on stderr,
+``langchain-hybrid: error: <message>``, with exit code 2 for usage and configuration errors, 1
+for runtime errors and 130 for an interrupt; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+import yaml
+from langchain_core.documents import Document
+from tqdm import tqdm
+
+from langchain_hybrid.bm25 import BM25Index
+from langchain_hybrid.config import HybridConfig, load_config, make_embedding
+from langchain_hybrid.errors import (
+    ConfigError,
+    HybridRetrieverError,
+    IndexCorruptError,
+    IndexNotBuiltError,
+    InvalidDocumentsError,
+    InvalidFilterError,
+    InvalidQueryError,
+)
+from langchain_hybrid.filters import validate_metadata
+from langchain_hybrid.loaders import (
+    SUPPORTED_SUFFIXES,
+    LoadedFile,
+    SplitSettings,
+    find_files,
+    load_file,
+)
+from langchain_hybrid.retrievers import HybridRetriever, rebuild_bm25
+from langchain_hybrid.stores import ChromaStore
+
+if TYPE_CHECKING:
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001
+
+logger = logging.getLogger(__name__)
+
+PROG = "langchain-hybrid"
+Handler = Callable[[argparse.Namespace], int]
+_ANNOTATIONS = ("hybrid_score", "bm25_rank", "bm25_score", "vector_rank", "vector_score")
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth")
+_MASK = "***"
+
+
+class UsageError(Exception):
+    """A mistake on the command line (exit code 2); raised and caught inside :func:`main`."""
+
+
+_USAGE_ERRORS = (UsageError, ConfigError, InvalidQueryError, InvalidFilterError)
+
+
+# ---------------------------------------------------------------------- plumbing
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected an integer >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"expected an integer >= 0, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Options accepted before and after the subcommand (``suppress``: keep the main value)."""
+
+    def default(value: object = None) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default(None),
+        help="YAML settings file (default: $LANGCHAIN_HYBRID_CONFIG, else built-in defaults)",
+    )
+    group.add_argument(
+        "--path", metavar="DIR", default=default(None), help="override store.path (index dir)"
+    )
+    group.add_argument(
+        "--collection", metavar="NAME", default=default(None), help="override store.collection"
+    )
+    group.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        default=default(None),
+        help="override embedding.model_dir (all-MiniLM-L6-v2 ONNX files)",
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=default(value=False), help="show tracebacks"
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="log progress (-v: INFO, -vv: DEBUG) to stderr",
+    )
+
+
+def _settings(args: argparse.Namespace) -> HybridConfig:
+    """The effective settings: flags > environment > --config file > defaults."""
+    overrides: dict[str, dict[str, Any]] = {}
+    if args.path is not None:
+        overrides.setdefault("store", {})["path"] = args.path
+    if args.collection is not None:
+        overrides.setdefault("store", {})["collection"] = args.collection
+    if args.model_dir is not None:
+        overrides.setdefault("embedding", {})["model_dir"] = args.model_dir
+    return load_config(args.config, overrides=overrides)
+
+
+def _open_store(settings: HybridConfig, *, create: bool) -> ChromaStore:
+    config = settings.store
+    if config.mode == "persistent":
+        path = Path(config.path)
+        if not create and not path.is_dir():
+            msg = f"no index at {path}; build one with `{PROG} index PATH...`"
+            raise IndexNotBuiltError(msg)
+    return ChromaStore(config, create_if_missing=create)
+
+
+def _open_retriever(settings: HybridConfig, *, create: bool) -> HybridRetriever:
+    """Open the configured retriever (``create``: make the collection if it is missing)."""
+    return HybridRetriever.from_store(
+        _open_store(settings, create=create),
+        make_embedding(settings.embedding),
+        bm25_path=settings.bm25_path(),
+        bm25_params=settings.bm25.params(),
+        **settings.retriever_fields(),
+    )
+
+
+def _bars_disabled() -> bool:
+    return not sys.stderr.isatty()
+
+
+def _print(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _print_json(data: object) -> None:
+    _print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------------- index
+_INDEX_EPILOG = f"""\
+formats:
+  .txt               split with RecursiveCharacterTextSplitter
+  .md, .markdown     cut at '#' headers, then split; metadata header_path ("Title > Setup")
+  .jsonl             one object per line: {{"text": ..., "metadata": {{...}}, ...}} (split only
+                     when longer than --chunk-size), or a BEIR corpus record
+                     {{"_id", "title", "text", "metadata"}}: one document, id = _id, text =
+                     title + newline + text, never split
+  .pdf               one text per page (metadata page); needs pypdf
+                     (pip install 'langchain-hybrid[pdf]'); without it PDFs are skipped with
+                     a warning and their existing chunks are kept
+Directories are searched with --glob (default: every {", ".join(sorted(SUPPORTED_SUFFIXES))}
+file at any depth; names starting with '.' are left out). Files named on the command line are
+always read.
+
+ids and re-indexing:
+  Every chunk has metadata source (the file's path relative to the current directory, or
+  absolute when outside it) and chunk (its number in the file, from 0), and the id
+  <source>#<chunk>:<first 12 hex digits of sha256(chunk text)>; BEIR records keep their _id.
+  Chunks already in the index with the same id, text and metadata are skipped (nothing is
+  embedded or written), so re-indexing unchanged files is a no-op. For every file read, new or
+  changed chunks are written and the file's other chunks in the index are deleted. An edit
+  that changes the number of chunks before a chunk renumbers it, so it is embedded again. Run
+  from the same directory each time: the source, and so the id, depends on it.
+
+--prune:
+  After indexing, also delete every document whose source is not one of the files found under
+  PATHs in this run (files deleted, renamed or moved since, or outside PATHs or --glob).
+  Documents without a source (added through the Python API) are kept.
+"""
+
+
+def _add_index(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "index",
+        help="add or update files in the index",
+        description="Load, split, embed and write files to the hybrid index.",
+        epilog=_INDEX_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    parser.add_argument(
+        "--glob", metavar="PATTERN", help="pattern for files under directories, e.g. '**/*.md'"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="chunk size in characters (default: 1000)",
+    )
+    parser.add_argument(
+        "--chunk-overlap",
+        type=_non_negative_int,
+        default=150,
+        metavar="N",
+        help="overlap of neighbouring chunks in characters (default: 150)",
+    )
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete documents of files not found in this run (see below)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="chunks embedded and written per batch (default: 64)",
+    )
+    _common_options(parser, suppress=True)
+    parser.set_defaults(handler=_run_index)
+
+
+@dataclass
+class IndexPlan:
+    """What an index run writes and deletes."""
+
+    files: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    add: list[Document] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> int:
+        """Chunks already in the index as they are."""
+        return self.chunks - len(self.add)
+
+
+def _stored_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (metadata or {}).items() if v is not None}
+
+
+def _unchanged(doc: Document, old: tuple[str, Mapping[str, Any] | None] | None) -> bool:
+    if old is None or old[0] != doc.page_content:
+        return False
+    new_metadata = validate_metadata(doc.metadata, f"document {doc.id!r}")
+    return _stored_metadata(old[1]) == _stored_metadata(new_metadata)
+
+
+def plan_index(
+    files: Sequence[LoadedFile],
+    existing: Mapping[str, tuple[str, Mapping[str, Any] | None]],
+    *,
+    prune: bool = False,
+) -> IndexPlan:
+    """Compare loaded files with the index; see the ``index`` help for the rules.
+
+    Args:
+        files: the files of this run (skipped ones included: they protect their chunks).
+        existing: every indexed document's ``(text, metadata)`` by id.
+        prune: also delete documents whose source is not among ``files``.
+
+    Raises:
+        InvalidDocumentsError: two chunks of this run have the same id.
+    """
+    plan = IndexPlan(files=len(files))
+    owner: dict[str, str] = {}
+    for loaded in files:
+        plan.skipped += loaded.skipped is not None
+        for doc in loaded.documents:
+            doc_id = str(doc.id)
+            if doc_id in owner:
+                msg = f"duplicate id {doc_id!r} in {owner[doc_id]} and {loaded.source}"
+                raise InvalidDocumentsError(msg)
+            owner[doc_id] = loaded.source
+            plan.chunks += 1
+            if not _unchanged(doc, existing.get(doc_id)):
+                plan.add.append(doc)
+    by_source: dict[str, list[str]] = {}
+    for doc_id, (_, metadata) in existing.items():
+        source = (metadata or {}).get("source")
+        if isinstance(source, str) and doc_id not in owner:
+            by_source.setdefault(source, []).append(doc_id)
+    read = {f.source for f in files if f.skipped is None}
+    found = {f.source for f in files}
+    for source, ids in by_source.items():
+        if source in read:
+            plan.stale.extend(ids)
+        elif prune and source not in found:
+            plan.pruned.extend(ids)
+    return plan
+
+
+def _indexed(index: BM25Index) -> dict[str, tuple[str, Mapping[str, Any] | None]]:
+    return {hit.id: (hit.text, hit.metadata) for hit in index.get(index.ids) if hit is not None}
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    split = SplitSettings(args.chunk_size, args.chunk_overlap)
+    settings = _settings(args)
+    try:
+        paths = find_files(args.paths, args.glob)
+    except (FileNotFoundError, InvalidDocumentsError) as e:
+        raise UsageError(str(e)) from e
+    if not paths:
+        where = ", ".join(args.paths)
+        msg = f"no supported files under {where}" + (
+            f" matching {args.glob!r}" if args.glob else ""
+        )
+        raise UsageError(msg)
+    loaded = []
+    for path in tqdm(paths, desc="loading", unit="file", disable=_bars_disabled()):
+        result = load_file(path, split)
+        if result.skipped:
+            logger.warning("skipping %s: %s", result.source, result.skipped)
+        loaded.append(result)
+    retriever = _open_retriever(settings, create=True)
+    plan = plan_index(loaded, _indexed(retriever.bm25), prune=args.prune)
+    logger.info(
+        "%d chunks: %d to write, %d unchanged, %d stale, %d to prune",
+        plan.chunks,
+        len(plan.add),
+        plan.unchanged,
+        len(plan.stale),
+        len(plan.pruned),
+    )
+    deleted = plan.stale + plan.pruned
+    with (
+        retriever.deferred_save(),
+        tqdm(
+            total=len(plan.add), desc="embedding+writing", unit="chunk", disable=_bars_disabled()
+        ) as bar,
+    ):
+        for start in range(0, len(plan.add), args.batch_size):
+            batch = plan.add[start : start + args.batch_size]
+            retriever.add_documents(batch)
+            bar.update(len(batch))
+        if deleted:
+            retriever.delete(deleted)
+    skipped = f" ({plan.skipped} skipped)" if plan.skipped else ""
+    _print(
+        f"{plan.files} files{skipped}, {plan.chunks} chunks: {len(plan.add)} added, "
+        f"{plan.unchanged} unchanged, {len(deleted)} deleted in "
+        f"{time.perf_counter() - started:.2f}s"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------- query
+class ResultRow(NamedTuple):
+    """One search result as the ``query`` command prints it."""
+
+    id: str
+    score: float
+    bm25_rank: int | None
+    bm25_score: float | None
+    vector_rank: int | None
+    vector_score: float | None
+    metadata: dict[str, Any]
+    text: str
+
+
+SearchMode = Callable[[HybridRetriever, str, int, dict[str, Any] | None], list[ResultRow]]
+
+
+def _search_hybrid(
+    retriever: HybridRetriever, query: str, k: int, where: dict[str, Any] | None
+) -> list[ResultRow]:
+    rows = []
+    for doc in retriever.invoke(query, k=k, filter=where):
+        metadata = dict(doc.metadata)
+        notes = {key: metadata.pop(key, None) for key in _ANNOTATIONS}
+        rows.append(
+            ResultRow(
+                str(doc.id),
+                float(notes["hybrid_score"] or 0.0),
+                notes["bm25_rank"],
+                notes["bm25_score"],
+                notes["vector_rank"],
+                notes["vector_score"],
+                metadata,
+                doc.page_content,
+            )
+        )
+    return rows
+
+
+def _leg_mode(leg: Literal["bm25", "vector"]) -> SearchMode:
+    def search(
+        retriever: HybridRetriever, query: str, k: int, where: dict[str, Any] | None
+    ) -> list[ResultRow]:
+        hits = retriever.search_leg(leg, query, k=k, filter=where)
+        rows = []
+        for rank, hit in enumerate(hits, start=1):
+            mine: tuple[int | None, float | None] = (rank, hit.score)
+            other: tuple[int | None, float | None] = (None, None)
+            bm25, vector = (mine, other) if leg == "bm25" else (other, mine)
+            rows.append(ResultRow(hit.id, hit.score, *bm25, *vector, dict(hit.metadata), hit.text))
+        return rows
+
+    return search
+
+
+SEARCH_MODES: dict[str, SearchMode] = {
+    "hybrid": _search_hybrid,
+    "bm25": _leg_mode("bm25"),
+    "vector": _leg_mode("vector"),
+}
+
+
+def _add_query(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "query",
+        help="search the index",
+        description=(
+            "Search the index. hybrid fuses both legs (the fusion settings of the config); "
+            "bm25 and vector run one leg alone, scored by that leg."
+        ),
+    )
+    parser.add_argument("query", metavar="TEXT", help="the query text")
+    parser.add_argument(
+        "-k",
+        type=_positive_int,
+        metavar="N",
+        help="results to return (default: fusion.k, 4 by default)",
+    )
+    parser.add_argument(
+        "--filter",
+        metavar="JSON",
+        help='Chroma-style metadata filter, e.g. \'{"source": "docs/faq.md"}\' or '
+        '\'{"chunk": {"$lt": 3}}\'',
+    )
+    parser.add_argument(
+        "--mode",
+        choices=sorted(SEARCH_MODES),
+        default="hybrid",
+        help="hybrid (default), or one leg alone",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list of {id, score, bm25_rank, bm25_score, vector_rank, "
+        "vector_score, metadata, text}",
+    )
+    _common_options(parser, suppress=True)
+    parser.set_defaults(handler=_run_query)
+
+
+def _filter_arg(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        where = json.loads(text)
+    except json.JSONDecodeError as e:
+        msg = f"--filter is not valid JSON: {e.msg} at column {e.colno}"
+        raise UsageError(msg) from e
+    if not isinstance(where, dict):
+        msg = f"--filter must be a JSON object, got {type(where).__name__}"
+        raise UsageError(msg)
+    return where
+
+
+def _cell(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _print_table(rows: Sequence[ResultRow]) -> None:
+    if not rows:
+        _print("no results")
+        return
+    sources = [_cell(str(r.metadata.get("source", r.id)), 40) for r in rows]
+    width = max(6, *(len(s) for s in sources))
+    _print(f"{'#':>3}  {'score':>8}  {'bm25':>4}  {'vector':>6}  {'source':<{width}}  text")
+    for rank, (row, source) in enumerate(zip(rows, sources, strict=True), start=1):
+        bm25 = "-" if row.bm25_rank is None else str(row.bm25_rank)
+        vector = "-" if row.vector_rank is None else str(row.vector_rank)
+        _print(
+            f"{rank:>3}  {_number(row.score):>8}  {bm25:>4}  {vector:>6}  "
+            f"{source:<{width}}  {_cell(row.text, 80)}"
+        )
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    where = _filter_arg(args.filter)
+    settings = _settings(args)
+    retriever = _open_retriever(settings, create=False)
+    rows = SEARCH_MODES[args.mode](retriever, args.query, args.k or settings.fusion.k, where)
+    if args.json:
+        _print_json([row._asdict() for row in rows])
+    else:
+        _print_table(rows)
+    return 0
+
+
+# ---------------------------------------------------------------------- stats
+def _add_stats(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "stats",
+        help="document counts, BM25 statistics, sync state and sizes",
+        description=(
+            "Report the index as it is on disk, without changing it: documents in Chroma and "
+            "in the saved BM25 index, vocabulary size, average document length, write "
+            "generations, whether BM25 is in sync with Chroma (else it is rebuilt from Chroma "
+            "when the index is next opened), sizes on disk and the effective settings."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    _common_options(parser, suppress=True)
+    parser.set_defaults(handler=_run_stats)
+
+
+def _size(path: Path, exclude: Path | None = None) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for file in path.rglob("*"):
+        if exclude is not None and file.is_relative_to(exclude):
+            continue
+        with contextlib.suppress(OSError):
+            if file.is_file():
+                total += file.stat().st_size
+    return total
+
+
+def _settings_summary(settings: HybridConfig) -> dict[str, Any]:
+    store, bm25, fusion, embedding = (
+        settings.store,
+        settings.bm25,
+        settings.fusion,
+        settings.embedding,
+    )
+    location = store.path if store.mode == "persistent" else None
+    if store.mode == "http":
+        location = f"http{'s' if store.ssl else ''}://{store.host}:{store.port}"
+    return {
+        "store": {"mode": store.mode, "location": location, "collection": store.collection},
+        "bm25": {
+            "k1": bm25.k1,
+            "b": bm25.b,
+            "stemmer": bm25.tokenizer.stemmer,
+            "stopwords": bm25.tokenizer.stopwords,
+        },
+        "fusion": {
+            "method": fusion.method,
+            "k": fusion.k,
+            "fetch_k": fusion.fetch_k,
+            "rrf_k": fusion.rrf_k,
+            "weights": list(fusion.weights),
+        },
+        "embedding": {
+            "provider": embedding.provider,
+            "model": embedding.model,
+            "model_dir": embedding.model_dir,
+        },
+    }
+
+
+def collect_stats(settings: HybridConfig, store: ChromaStore) -> dict[str, Any]:
+    """The ``stats`` report as a JSON-ready dict (reads only; nothing is rebuilt or saved)."""
+    count, generation = store.count(), store.generation()
+    params = settings.bm25.params()
+    path = settings.bm25_path()
+    index: BM25Index | None = None
+    if path is None:
+        index = rebuild_bm25(store, params)
+        index.generation = generation
+        status = "in memory (built from Chroma when opened)"
+    else:
+        try:
+            index = BM25Index.load(path)
+            status = "saved"
+        except FileNotFoundError:
+            status = "missing"
+        except IndexCorruptError as e:
+            status = f"corrupt: {e}"
+    problem = None
+    if index is None:
+        problem = f"BM25 index {status}"
+    elif index.params != params:
+        problem = "BM25 settings changed"
+    elif index.generation != generation or len(index) != count:
+        problem = "BM25 index stale"
+    chroma_dir = Path(store.config.path) if store.config.mode == "persistent" else None
+    return {
+        "collection": settings.store.collection,
+        "chroma": {
+            "documents": count,
+            "generation": generation,
+            "directory": str(chroma_dir) if chroma_dir else None,
+            "directory_bytes": _size(chroma_dir, chroma_dir / "bm25") if chroma_dir else None,
+        },
+        "bm25": {
+            "status": status,
+            "documents": len(index) if index is not None else None,
+            "vocabulary_size": index.vocabulary_size if index is not None else None,
+            "avgdl": index.avgdl if index is not None else None,
+            "generation": index.generation if index is not None else None,
+            "path": str(path) if path else None,
+            "bytes": _size(path) if path and path.exists() else None,
+        },
+        "in_sync": problem is None,
+        "sync_problem": problem,
+        "settings": _settings_summary(settings),
+    }
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":  # noqa: PLR2004
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"  # pragma: no cover
+
+
+def _print_stats(report: Mapping[str, Any]) -> None:
+    chroma, bm25, summary = report["chroma"], report["bm25"], report["settings"]
+
+    def shown(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    avgdl = "-" if bm25["avgdl"] is None else f"{bm25['avgdl']:.2f} tokens"
+    sync = "yes" if report["in_sync"] else f"no ({report['sync_problem']})"
+    fusion = summary["fusion"]
+    store = summary["store"]
+    lines = [
+        ("collection", f"{report['collection']} ({store['mode']}, {shown(store['location'])})"),
+        ("documents", f"chroma {chroma['documents']}, bm25 {shown(bm25['documents'])}"),
+        ("vocabulary", f"{shown(bm25['vocabulary_size'])} terms"),
+        ("avgdl", avgdl),
+        ("generation", f"chroma {chroma['generation']}, bm25 {shown(bm25['generation'])}"),
+        ("in sync", sync),
+        ("bm25 files", f"{_bytes(bm25['bytes'])} at {shown(bm25['path'])} ({bm25['status']})"),
+        ("chroma dir", f"{_bytes(chroma['directory_bytes'])} at {shown(chroma['directory'])}"),
+        (
+            "fusion",
+            (
+                f"{fusion['method']}, k={fusion['k']}, fetch_k={fusion['fetch_k']}, "
+                f"rrf_k={fusion['rrf_k']}, weights={fusion['weights']}"
+            ),
+        ),
+        ("bm25 params", ", ".join(f"{k}={v}" for k, v in summary["bm25"].items())),
+        (
+            "embedding",
+            ", ".join(f"{k}={v}" for k, v in summary["embedding"].items() if v is not None),
+        ),
+    ]
+    for label, value in lines:
+        _print(f"{label:<12} {value}")
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    report = collect_stats(settings, _open_store(settings, create=False))
+    if args.json:
+        _print_json(report)
+    else:
+        _print_stats(report)
+    return 0
+
+
+# ---------------------------------------------------------------------- config
+def _add_config(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "config",
+        help="show or validate settings",
+        description="Show the effective settings, or check a settings file.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser(
+        "show",
+        help="print the effective settings as YAML",
+        description=(
+            "Print the effective settings (--config file, environment, flags) as YAML. Secrets "
+            "are shown as '***': store.token, store.headers values, and embedding.options "
+            "values whose key contains key, token, secret, password or auth."
+        ),
+    )
+    _common_options(show, suppress=True)
+    show.set_defaults(handler=_run_config_show)
+    validate = actions.add_parser(
+        "validate",
+        help="check a YAML settings file",
+        description=(
+            "Check FILE alone (environment variables and flags are not applied). Prints "
+            "'FILE: ok', or the problems with their line numbers and exits with 1."
+        ),
+    )
+    validate.add_argument("file", metavar="FILE")
+    _common_options(validate, suppress=True)
+    validate.set_defaults(handler=_run_config_validate)
+    _common_options(parser, suppress=True)
+
+
+def masked_settings(settings: HybridConfig) -> dict[str, Any]:
+    """The settings as plain data with secrets replaced by ``'***'``."""
+    data = settings.model_dump(mode="json")
+    store = data["store"]
+    if store.get("token") is not None:
+        store["token"] = _MASK
+    store["headers"] = dict.fromkeys(store.get("headers") or {}, _MASK)
+    options = data["embedding"].get("options") or {}
+    for key in options:
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            options[key] = _MASK
+    return data
+
+
+def _run_config_show(args: argparse.Namespace) -> int:
+    text = yaml.safe_dump(masked_settings(_settings(args)), sort_keys=False)
+    sys.stdout.write(text)
+    return 0
+
+
+def _run_config_validate(args: argparse.Namespace) -> int:
+    try:
+        load_config(args.file, environ={})
+    except ConfigError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return 1
+    _print(f"{args.file}: ok")
+    return 0
+
+
+# ---------------------------------------------------------------------- main
+COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
+    _add_index,
+    _add_query,
+    _add_stats,
+    _add_config,
+)
+"""One function per subcommand: it adds the subparser and sets ``handler``."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Index files into a hybrid BM25 + Chroma index and search it.",
+        epilog=(
+            "Settings: flags > LANGCHAIN_HYBRID_<SECTION>__<KEY> environment variables > "
+            "--config file > defaults. Global options may also follow the subcommand. "
+            "Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error, "
+            "130 interrupted."
+        ),
+    )
+    _common_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {record.levelname.lower()}: {super().format(record)}"
+
+
+@contextlib.contextmanager
+def _logging(verbosity: int) -> Iterator[None]:
+    """Send the package's log records to stderr for the duration of a command."""
+    package = logging.getLogger("langchain_hybrid")
+    level = (logging.WARNING, logging.INFO)[verbosity] if verbosity < 2 else logging.DEBUG  # noqa: PLR2004
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    handler.setLevel(level)
+    saved = package.level, package.propagate
+    package.addHandler(handler)
+    package.propagate = False
+    if verbosity:
+        package.setLevel(level)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(saved[0])
+        package.propagate = saved[1]
+
+
+def _fail(error: Exception, *, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(type(error), error, error.__traceback__)
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = " ".join(lines) if len(lines) <= 2 else "\n  ".join(lines)  # noqa: PLR2004
+    message = message or type(error).__name__
+    if not isinstance(error, (HybridRetrieverError, OSError, UsageError)):
+        message = f"unexpected {type(error).__name__}: {message}"
+        if not debug:
+            message += " (run with --debug for the traceback)"
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return 2 if isinstance(error, _USAGE_ERRORS) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    Args:
+        argv: the arguments (without the program name); ``None`` means ``sys.argv[1:]``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse has already printed
+        return e.code if isinstance(e.code, int) else 2
+    handler: Handler = args.handler
+    with _logging(args.verbose):
+        try:
+            return handler(args)
+        except KeyboardInterrupt:
+            sys.stderr.write(f"\n{PROG}: interrupted\n")
+            return 130
+        except Exception as e:  # noqa: BLE001 - every error becomes one line and an exit code
+            return _fail(e, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

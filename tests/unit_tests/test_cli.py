@@ -1,0 +1,661 @@
+"""The command line, run in-process through ``main([...])`` on a tiny corpus in ``tmp_path``.
+
+Most tests use the deterministic ``HashEmbeddings`` (patched in for the configured model, so
+they can count what is embedded); tests marked ``model`` run the real all-MiniLM-L6-v2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import yaml
+from helpers import HashEmbeddings
+
+from langchain_hybrid import cli
+from langchain_hybrid.bm25 import BM25Index
+from langchain_hybrid.retrievers import HybridRetriever
+
+ROUTER_MD = """\
+# Router guide
+
+The NX-220 router shows error E-4471 when its firmware is outdated.
+
+## Reset
+
+Hold the reset button for ten seconds.
+"""
+FILES = {
+    "docs/router.md": ROUTER_MD,
+    "docs/coffee.txt": "Espresso needs a fine grind and nine bar of pressure.",
+    "docs/garden.txt": "Water tomatoes deeply twice a week during hot summers.",
+    "docs/python.md": "Python generators yield values lazily, one at a time.",
+}
+CORPUS_CHUNKS = 5  # router.md has two sections
+GLOBAL = ["--path", "index", "--collection", "kb"]
+SUMMARY = re.compile(
+    r"^(?P<files>\d+) files(?: \((?P<skipped>\d+) skipped\))?, (?P<chunks>\d+) chunks: "
+    r"(?P<added>\d+) added, (?P<unchanged>\d+) unchanged, (?P<deleted>\d+) deleted "
+    r"in \d+\.\d+s$"
+)
+
+
+class Run(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in tmp_path with no settings from the environment."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name == "LANGCHAIN_HYBRID_CONFIG" or (
+            name.startswith("LANGCHAIN_HYBRID_") and "__" in name
+        ):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def embedding(monkeypatch: pytest.MonkeyPatch) -> HashEmbeddings:
+    """Replace the configured embedding model by a counting, deterministic one."""
+    emb = HashEmbeddings()
+    monkeypatch.setattr(cli, "make_embedding", lambda _settings: emb)
+    return emb
+
+
+@pytest.fixture
+def corpus() -> dict[str, str]:
+    for name, text in FILES.items():
+        write(name, text)
+    return dict(FILES)
+
+
+def write(name: str, text: str) -> None:
+    path = Path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
+    code = cli.main([*GLOBAL, *args])
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err)
+
+
+def summary(result: Run) -> dict[str, int]:
+    assert result.code == 0, result.err
+    match = SUMMARY.match(result.out.strip().splitlines()[-1])
+    assert match, result.out
+    return {k: int(v or 0) for k, v in match.groupdict().items()}
+
+
+def stored_ids() -> list[str]:
+    return sorted(BM25Index.load(Path("index/bm25/kb")).ids)
+
+
+def query_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, object]]:
+    result = run(capsys, "query", *args, "--json")
+    assert result.code == 0, result.err
+    rows: list[dict[str, object]] = json.loads(result.out)
+    return rows
+
+
+def assert_one_error_line(result: Run, code: int, text: str) -> None:
+    assert result.code == code
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("langchain-hybrid: error: ")
+    assert text in lines[0]
+    assert "Traceback" not in result.err
+
+
+# ---------------------------------------------------------------------- index + query
+@pytest.mark.usefixtures("corpus")
+def test_index_then_query_table_and_json(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings
+) -> None:
+    counts = summary(run(capsys, "index", "docs"))
+    assert counts == {
+        "files": 4,
+        "skipped": 0,
+        "chunks": CORPUS_CHUNKS,
+        "added": CORPUS_CHUNKS,
+        "unchanged": 0,
+        "deleted": 0,
+    }
+    assert embedding.embedded_documents == CORPUS_CHUNKS
+
+    table = run(capsys, "query", "router error E-4471", "-k", "3")
+    assert table.code == 0, table.err
+    header, first, *rest = table.out.splitlines()
+    assert header.split() == ["#", "score", "bm25", "vector", "source", "text"]
+    assert first.split()[0] == "1"
+    assert first.split()[3] == "1", "the router chunk is the vector leg's first hit too"
+    assert "docs/router.md" in first
+    assert "The NX-220 router shows error E-4471" in first
+    assert len(rest) == 2
+
+    rows = query_json(capsys, "router error E-4471", "-k", "3")
+    assert len(rows) == 3
+    top = rows[0]
+    assert set(top) == {
+        "id",
+        "score",
+        "bm25_rank",
+        "bm25_score",
+        "vector_rank",
+        "vector_score",
+        "metadata",
+        "text",
+    }
+    assert str(top["id"]).startswith("docs/router.md#0:")
+    assert top["bm25_rank"] == 1
+    assert top["metadata"] == {
+        "source": "docs/router.md",
+        "chunk": 0,
+        "header_path": "Router guide",
+    }
+    assert "E-4471" in str(top["text"])
+    scores = [float(str(r["score"])) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.usefixtures("corpus")
+def test_reindex_unchanged_files_embeds_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings
+) -> None:
+    summary(run(capsys, "index", "docs"))
+    before_ids = stored_ids()
+    before = json.loads(run(capsys, "stats", "--json").out)
+    embedded = embedding.embedded_documents
+
+    counts = summary(run(capsys, "index", "docs"))
+    assert (counts["added"], counts["unchanged"], counts["deleted"]) == (0, CORPUS_CHUNKS, 0)
+    assert embedding.embedded_documents == embedded
+    after = json.loads(run(capsys, "stats", "--json").out)
+    assert after["chroma"]["generation"] == before["chroma"]["generation"]
+    assert stored_ids() == before_ids
+
+
+@pytest.mark.usefixtures("corpus")
+def test_changed_file_replaces_only_its_changed_chunks(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings
+) -> None:
+    summary(run(capsys, "index", "docs"))
+    before = stored_ids()
+    embedded = embedding.embedded_documents
+    write("docs/router.md", ROUTER_MD.replace("ten seconds", "thirty seconds"))
+
+    counts = summary(run(capsys, "index", "docs"))
+    assert (counts["added"], counts["unchanged"], counts["deleted"]) == (1, 4, 1)
+    assert embedding.embedded_documents == embedded + 1
+    after = stored_ids()
+    gone, new = set(before) - set(after), set(after) - set(before)
+    assert len(gone) == len(new) == 1
+    assert next(iter(gone)).startswith("docs/router.md#1:")
+    assert next(iter(new)).startswith("docs/router.md#1:")
+    rows = query_json(capsys, "thirty seconds", "--mode", "bm25")
+    assert [r["id"] for r in rows] == list(new)
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_shrinking_file_deletes_its_old_chunks(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs"))
+    write("docs/router.md", "# Router guide\n\nOnly one section now.\n")
+    counts = summary(run(capsys, "index", "docs/router.md"))
+    assert (counts["files"], counts["added"], counts["deleted"]) == (1, 1, 2)
+    assert [i for i in stored_ids() if i.startswith("docs/router.md")] == [
+        i for i in stored_ids() if i.startswith("docs/router.md#0:")
+    ]
+    assert len(stored_ids()) == CORPUS_CHUNKS - 1
+
+
+@pytest.mark.usefixtures("corpus")
+def test_prune_removes_chunks_of_files_not_found(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings
+) -> None:
+    summary(run(capsys, "index", "docs"))
+    api_doc = HybridRetriever.from_config(
+        {"store": {"path": str(Path("index").absolute()), "collection": "kb"}},
+        embedding=embedding,
+    )
+    api_doc.add_documents([_doc("api-1", "added through the Python API, no source")])
+    Path("docs/coffee.txt").unlink()
+
+    counts = summary(run(capsys, "index", "docs"))
+    assert counts["deleted"] == 0, "without --prune a vanished file's chunks stay"
+    assert any(i.startswith("docs/coffee.txt#") for i in stored_ids())
+
+    counts = summary(run(capsys, "index", "docs", "--prune"))
+    assert (counts["files"], counts["deleted"], counts["unchanged"]) == (3, 1, 4)
+    ids = stored_ids()
+    assert not any(i.startswith("docs/coffee.txt#") for i in ids)
+    assert "api-1" in ids, "documents without a source are never pruned"
+
+    counts = summary(run(capsys, "index", "docs/garden.txt", "--prune"))
+    assert counts["deleted"] == 3, "files outside this run's PATHs are pruned too"
+    assert sorted(i.split("#")[0] for i in stored_ids()) == ["api-1", "docs/garden.txt"]
+
+
+def _doc(doc_id: str, text: str) -> cli.Document:
+    return cli.Document(id=doc_id, page_content=text)
+
+
+@pytest.mark.usefixtures("embedding")
+def test_beir_jsonl_keeps_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    records = [
+        {"_id": "MED-10", "title": "Statins", "text": "Statin use and breast cancer survival."},
+        {"_id": "MED-14", "title": "Vitamin D", "text": "Vitamin D deficiency in winter."},
+        {"_id": "MED-20", "title": "", "text": "Exercise lowers blood pressure.", "metadata": {}},
+    ]
+    write("beir/corpus.jsonl", "\n".join(json.dumps(r) for r in records) + "\n")
+    counts = summary(run(capsys, "index", "beir/corpus.jsonl"))
+    assert (counts["chunks"], counts["added"]) == (3, 3)
+    assert stored_ids() == ["MED-10", "MED-14", "MED-20"]
+    rows = query_json(capsys, "vitamin winter", "--mode", "bm25", "-k", "1")
+    assert rows[0]["id"] == "MED-14"
+    assert rows[0]["text"] == "Vitamin D\nVitamin D deficiency in winter."
+    assert rows[0]["metadata"] == {"title": "Vitamin D", "source": "beir/corpus.jsonl", "chunk": 1}
+
+    records[1]["text"] = "Vitamin D levels drop in winter."
+    write("beir/corpus.jsonl", "\n".join(json.dumps(r) for r in records[:2]) + "\n")
+    counts = summary(run(capsys, "index", "beir/corpus.jsonl"))
+    assert (counts["added"], counts["unchanged"], counts["deleted"]) == (1, 1, 1)
+    assert stored_ids() == ["MED-10", "MED-14"]
+    rows = query_json(capsys, "levels drop", "--mode", "bm25")
+    assert [r["id"] for r in rows] == ["MED-14"]
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_batches_are_written_one_generation_each(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs", "--batch-size", "2"))
+    stats = json.loads(run(capsys, "stats", "--json").out)
+    assert stats["chroma"]["generation"] == 3  # 5 chunks in batches of 2
+    assert stats["chroma"]["documents"] == CORPUS_CHUNKS
+
+
+@pytest.mark.usefixtures("embedding")
+def test_chunk_size_option_splits_more(capsys: pytest.CaptureFixture[str]) -> None:
+    write("long.txt", " ".join(f"word{i}" for i in range(100)))
+    counts = summary(
+        run(capsys, "index", "long.txt", "--chunk-size", "100", "--chunk-overlap", "0")
+    )
+    assert counts["chunks"] == 8
+    rows = query_json(capsys, "word99", "--mode", "bm25")
+    assert rows[0]["metadata"] == {"source": "long.txt", "chunk": 7}
+
+
+# ---------------------------------------------------------------------- query options
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_filter_restricts_both_legs(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs"))
+    where = json.dumps({"source": "docs/router.md"})
+    rows = query_json(capsys, "water tomatoes router", "--filter", where, "-k", "5")
+    assert len(rows) == 2
+    assert {r["metadata"]["source"] for r in rows} == {"docs/router.md"}  # type: ignore[index]
+    unfiltered = query_json(capsys, "water tomatoes router", "-k", "5")
+    assert "docs/garden.txt" in {r["metadata"]["source"] for r in unfiltered}  # type: ignore[index]
+    assert len(query_json(capsys, "router reset", "--mode", "bm25")) == 2
+    rows = query_json(capsys, "router reset", "--filter", '{"chunk": {"$gt": 0}}', "--mode", "bm25")
+    assert [r["metadata"]["header_path"] for r in rows] == ["Router guide > Reset"]  # type: ignore[index]
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("{source: 1}", "--filter is not valid JSON"),
+        ('["a"]', "--filter must be a JSON object, got list"),
+        ('{"source": {"$like": "x"}}', "unknown operator '$like'"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "vector"])
+def test_bad_filter_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+    text: str,
+    mode: str,
+) -> None:
+    summary(run(capsys, "index", "docs"))
+    result = run(capsys, "query", "router", "--filter", value, "--mode", mode)
+    assert_one_error_line(result, 2, text)
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs"))
+    result = run(capsys, "--debug", "query", "router", "--filter", '{"a": {"$like": 1}}')
+    assert result.code == 2
+    assert "Traceback (most recent call last)" in result.err
+    assert result.err.strip().splitlines()[-1].startswith("langchain-hybrid: error: unknown")
+
+
+@pytest.mark.usefixtures("corpus")
+def test_modes_bm25_and_vector_run_one_leg(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings
+) -> None:
+    summary(run(capsys, "index", "docs"))
+    queries = embedding.embedded_queries
+    bm25 = query_json(capsys, "espresso grind", "--mode", "bm25", "-k", "3")
+    assert embedding.embedded_queries == queries, "the BM25 leg embeds nothing"
+    assert [r["id"] for r in bm25] == [i for i in stored_ids() if i.startswith("docs/coffee")]
+    assert bm25[0]["bm25_rank"] == 1
+    assert bm25[0]["score"] == bm25[0]["bm25_score"]
+    assert bm25[0]["vector_rank"] is None
+    assert bm25[0]["vector_score"] is None
+
+    vector = query_json(capsys, "espresso grind", "--mode", "vector", "-k", "3")
+    assert embedding.embedded_queries == queries + 1
+    assert len(vector) == 3, "the vector leg ranks every document"
+    assert [r["vector_rank"] for r in vector] == [1, 2, 3]
+    assert all(r["bm25_rank"] is None and r["score"] == r["vector_score"] for r in vector)
+    assert str(vector[0]["id"]).startswith("docs/coffee.txt#")
+
+    table = run(capsys, "query", "espresso grind", "--mode", "bm25")
+    row = table.out.splitlines()[1].split()
+    assert (row[0], row[2], row[3], row[4]) == ("1", "1", "-", "docs/coffee.txt")
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_global_options_may_follow_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs"))
+    code = cli.main(["query", "espresso", "--json", "--path", "index", "--collection", "kb"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert str(rows[0]["id"]).startswith("docs/coffee.txt#")
+
+
+@pytest.mark.usefixtures("embedding")
+def test_query_without_an_index_is_a_runtime_error(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "query", "anything")
+    assert_one_error_line(result, 1, "no index at index")
+    assert not Path("index").exists(), "a query must not create an index"
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_no_results_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs"))
+    result = run(capsys, "query", "zeppelin", "--mode", "bm25")
+    assert (result.code, result.out) == (0, "no results\n")
+    assert query_json(capsys, "zeppelin", "--mode", "bm25") == []
+
+
+# ---------------------------------------------------------------------- index errors
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_missing_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "index", "docs", "nope/missing.md")
+    assert_one_error_line(result, 2, "no such file or directory: nope/missing.md")
+    assert not Path("index").exists(), "nothing is written when a path is missing"
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["notes.docx"], "unsupported file type '.docx'"),
+        (["docs", "--glob", "**/*.rst"], "no supported files under docs matching '**/*.rst'"),
+        (["docs", "--chunk-size", "100", "--chunk-overlap", "100"], "must be smaller"),
+    ],
+)
+def test_index_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    text: str,
+) -> None:
+    write("notes.docx", "x")
+    assert_one_error_line(run(capsys, "index", *args), 2, text)
+
+
+def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["index", "docs", "--batch-size", "0"]) == 2
+    assert "expected an integer >= 1, got '0'" in capsys.readouterr().err
+    assert cli.main([]) == 2
+    assert "required: COMMAND" in capsys.readouterr().err
+    assert cli.main(["query", "x", "--mode", "fuzzy"]) == 2
+
+
+@pytest.mark.usefixtures("corpus")
+def test_invalid_jsonl_is_a_runtime_error_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings
+) -> None:
+    write("docs/broken.jsonl", '{"text": "ok"}\n{oops\n')
+    result = run(capsys, "index", "docs")
+    assert_one_error_line(result, 1, "docs/broken.jsonl:2: invalid JSON")
+    assert embedding.embedded_documents == 0
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_pdf_without_pypdf_is_skipped_with_a_warning(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pypdf", None)
+    write("docs/manual.pdf", "%PDF-1.4")
+    result = run(capsys, "index", "docs")
+    counts = summary(result)
+    assert (counts["files"], counts["skipped"], counts["chunks"]) == (5, 1, CORPUS_CHUNKS)
+    assert "langchain-hybrid: warning: skipping docs/manual.pdf: reading PDF needs pypdf" in (
+        result.err
+    )
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_prune_keeps_chunks_of_skipped_files(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class PdfReader:
+        def __init__(self, _path: str) -> None:
+            self.pages = [types.SimpleNamespace(extract_text=lambda: "Manual page one.")]
+
+    monkeypatch.setitem(sys.modules, "pypdf", types.SimpleNamespace(PdfReader=PdfReader))
+    write("docs/manual.pdf", "%PDF-1.4")
+    assert summary(run(capsys, "index", "docs"))["added"] == CORPUS_CHUNKS + 1
+    pdf_ids = [i for i in stored_ids() if i.startswith("docs/manual.pdf#0:")]
+    assert len(pdf_ids) == 1
+
+    monkeypatch.setitem(sys.modules, "pypdf", None)
+    counts = summary(run(capsys, "index", "docs", "--prune"))
+    assert (counts["skipped"], counts["deleted"]) == (1, 0)
+    assert pdf_ids[0] in stored_ids()
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_interrupt_exits_130(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_file", interrupted)
+    result = run(capsys, "index", "docs")
+    assert result.code == 130
+    assert "interrupted" in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_verbose_logs_info_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    quiet = run(capsys, "index", "docs")
+    assert "info" not in quiet.err
+    loud = run(capsys, "-v", "index", "docs")
+    assert "langchain-hybrid: info: 5 chunks: 0 to write, 5 unchanged" in loud.err
+
+
+# ---------------------------------------------------------------------- stats
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_stats_numbers_are_consistent(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs"))
+    result = run(capsys, "stats", "--json")
+    assert result.code == 0, result.err
+    stats = json.loads(result.out)
+    index = BM25Index.load(Path("index/bm25/kb"))
+    assert stats["collection"] == "kb"
+    assert stats["chroma"]["documents"] == stats["bm25"]["documents"] == CORPUS_CHUNKS
+    assert stats["chroma"]["generation"] == stats["bm25"]["generation"] == 1
+    assert stats["bm25"]["vocabulary_size"] == index.vocabulary_size > 10
+    assert stats["bm25"]["avgdl"] == pytest.approx(index.avgdl)
+    assert stats["in_sync"] is True
+    assert stats["sync_problem"] is None
+    bm25_bytes = sum(f.stat().st_size for f in Path("index/bm25/kb").rglob("*") if f.is_file())
+    assert stats["bm25"]["bytes"] == bm25_bytes
+    all_bytes = sum(f.stat().st_size for f in Path("index").rglob("*") if f.is_file())
+    assert stats["chroma"]["directory_bytes"] == all_bytes - bm25_bytes > 0
+    assert stats["settings"]["fusion"]["k"] == 4
+    assert stats["settings"]["store"] == {
+        "mode": "persistent",
+        "location": "index",
+        "collection": "kb",
+    }
+
+    text = run(capsys, "stats").out
+    assert re.search(r"^documents\s+chroma 5, bm25 5$", text, re.MULTILINE)
+    assert re.search(r"^in sync\s+yes$", text, re.MULTILINE)
+
+    Path("index/bm25/kb/manifest.json").unlink()
+    stats = json.loads(run(capsys, "stats", "--json").out)
+    assert stats["bm25"]["status"] == "missing"
+    assert stats["bm25"]["documents"] is None
+    assert stats["in_sync"] is False
+    assert re.search(
+        r"^in sync\s+no \(BM25 index missing\)$", run(capsys, "stats").out, re.MULTILINE
+    )
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_stats_reports_a_stale_bm25_index(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs"))
+    saved = Path("index/bm25/kb")
+    shutil.copytree(saved, "bm25-backup")
+    summary(run(capsys, "index", "docs/garden.txt", "--prune"))
+    shutil.rmtree(saved)
+    shutil.copytree("bm25-backup", saved)
+    stats = json.loads(run(capsys, "stats", "--json").out)
+    assert (stats["chroma"]["documents"], stats["bm25"]["documents"]) == (1, CORPUS_CHUNKS)
+    assert (stats["chroma"]["generation"], stats["bm25"]["generation"]) == (2, 1)
+    assert stats["in_sync"] is False
+    assert stats["sync_problem"] == "BM25 index stale"
+
+
+def test_stats_without_an_index(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_error_line(run(capsys, "stats"), 1, "no index at index")
+
+
+# ---------------------------------------------------------------------- config
+def test_config_show_masks_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    write(
+        "secret.yaml",
+        "store:\n"
+        "  mode: http\n"
+        "  token: s3cret-token\n"
+        "  headers: {X-Chroma-Token: h3ader}\n"
+        "embedding:\n"
+        "  options: {api_key: k3y, timeout: 5}\n",
+    )
+    result = run(capsys, "--config", "secret.yaml", "config", "show")
+    assert result.code == 0, result.err
+    for secret in ("s3cret", "h3ader", "k3y"):
+        assert secret not in result.out
+    shown = yaml.safe_load(result.out)
+    assert shown["store"]["token"] == "***"  # noqa: S105 - the mask, not a secret
+    assert shown["store"]["headers"] == {"X-Chroma-Token": "***"}
+    assert shown["embedding"]["options"] == {"api_key": "***", "timeout": 5}
+    assert shown["store"]["mode"] == "http"
+    assert shown["store"]["path"] == "index", "--path overrides the file"
+    assert shown["store"]["collection"] == "kb"
+    assert shown["fusion"]["weights"] == [0.5, 0.5]
+
+
+def test_config_show_applies_environment_overrides(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGCHAIN_HYBRID_FUSION__K", "9")
+    shown = yaml.safe_load(run(capsys, "config", "show").out)
+    assert shown["fusion"]["k"] == 9
+    assert shown["store"]["token"] is None
+
+
+def test_config_validate_ok_and_bad(capsys: pytest.CaptureFixture[str]) -> None:
+    write("good.yaml", "fusion:\n  k: 6\n")
+    write("bad.yaml", "store:\n  path: ./x\n  pth: typo\nfusion:\n  k: 0\n")
+    assert cli.main(["config", "validate", "good.yaml"]) == 0
+    out = capsys.readouterr()
+    assert (out.out, out.err) == ("good.yaml: ok\n", "")
+
+    assert cli.main(["config", "validate", "bad.yaml"]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("langchain-hybrid: error: invalid configuration:")
+    assert "bad.yaml:3: unknown key 'store.pth'" in out.err
+    assert "bad.yaml:5: fusion.k" in out.err
+    assert "Traceback" not in out.err
+
+    assert cli.main(["config", "validate", "absent.yaml"]) == 1
+    assert "cannot read config file absent.yaml" in capsys.readouterr().err
+
+
+def test_invalid_config_for_a_command_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    write("bad.yaml", "fusion:\n  kk: 1\n")
+    result = run(capsys, "--config", "bad.yaml", "stats")
+    assert_one_error_line(result, 2, "bad.yaml:2: unknown key 'fusion.kk'")
+
+
+# ---------------------------------------------------------------------- process
+def test_help_runs_as_a_program() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "langchain_hybrid.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("index", "query", "stats", "config"):
+        assert command in result.stdout
+
+
+def test_errors_exit_with_their_code_as_a_program(tmp_path: Path) -> None:
+    write("bad.yaml", "nope: 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "langchain_hybrid.cli", "--config", "bad.yaml", "config", "show"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "langchain-hybrid: error: invalid configuration: bad.yaml:1: unknown key 'nope'\n"
+    )
+
+
+# ---------------------------------------------------------------------- real model
+@pytest.mark.usefixtures("corpus")
+@pytest.mark.model
+def test_real_model_index_and_semantic_query(
+    capsys: pytest.CaptureFixture[str], model_dir: Path
+) -> None:
+    write("model.yaml", f"embedding:\n  model_dir: {json.dumps(str(model_dir))}\n")
+    counts = summary(run(capsys, "--config", "model.yaml", "index", "docs"))
+    assert counts["added"] == CORPUS_CHUNKS
+    rows = query_json(capsys, "--config", "model.yaml", "vegetable gardening", "--mode", "vector")
+    assert str(rows[0]["id"]).startswith("docs/garden.txt#")
+    assert rows[0]["bm25_rank"] is None
+    rows = query_json(capsys, "--config", "model.yaml", "how do I restart my router", "-k", "2")
+    assert str(rows[0]["id"]).startswith("docs/router.md#")
+    assert rows[0]["vector_rank"] is not None
+    counts = summary(run(capsys, "--config", "model.yaml", "index", "docs"))
+    assert (counts["added"], counts["unchanged"]) == (0, CORPUS_CHUNKS)
