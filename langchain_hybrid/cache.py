@@ -212,6 +212,20 @@ class _AbandonedError(Exception):
 _Role = Literal["hit", "wait", "own", "bypass"]
 
 
+def _must_not_wait(flight: _Flight[Any], me: int, *, is_async: bool) -> bool:
+    """Whether a lookup must compute on its own rather than wait for ``flight``.
+
+    A thread never blocks on a coroutine's flight (that coroutine may need the thread's own
+    loop, or executor threads the waiters hold), nor on a flight it owns itself. A coroutine
+    may wait for anything but a sync flight of its own thread (tasks of one loop share a
+    thread, and wait for each other without blocking it).
+    """
+    own_thread = flight.owner_thread == me
+    if is_async:
+        return own_thread and not flight.is_async
+    return flight.is_async or own_thread
+
+
 class LRUCache(Generic[V]):
     """A thread-safe LRU cache with TTL, a byte budget, single flight and write generations.
 
@@ -438,7 +452,7 @@ class LRUCache(Generic[V]):
                 self._misses += 1
             flight = self._inflight.get(key)
             if flight is not None:
-                if flight.owner_thread == me or (flight.is_async and not is_async):
+                if _must_not_wait(flight, me, is_async=is_async):
                     return "bypass", self._generation
                 return "wait", flight
             future: Future[V] = Future()

@@ -44,6 +44,17 @@ from langchain_hybrid.errors import (
     InvalidFilterError,
     InvalidQueryError,
 )
+from langchain_hybrid.evaluation import (
+    METRICS,
+    MODES,
+    TABLE_COLUMNS,
+    format_table,
+    load_beir,
+    open_eval_index,
+    parse_sweep,
+    run_evaluation,
+    sweep,
+)
 from langchain_hybrid.filters import validate_metadata
 from langchain_hybrid.loaders import (
     SUPPORTED_SUFFIXES,
@@ -765,12 +776,88 @@ def _run_config_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- eval
+def _add_eval(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "eval",
+        help="measure quality and latency on a BEIR-layout collection",
+        description=(
+            "Index a BEIR collection (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) once into a "
+            "cache directory (reused on later runs: nothing is embedded twice), run every "
+            "judged query and report nDCG@10, Recall@100, MRR@10, MAP@100, P@1, P@5 (as "
+            "trec_eval computes them) and latency p50/p95/p99 per mode. BM25 and fusion "
+            "settings come from --config; changing them re-tokenizes but never re-embeds."
+        ),
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="the collection directory")
+    parser.add_argument("--split", default="test", help="qrels split (default: test)")
+    parser.add_argument(
+        "--mode", choices=(*MODES, "all"), default="all", help="what to evaluate (default: all)"
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=("langchain",),
+        help="also evaluate LangChain's EnsembleRetriever(BM25Retriever, Chroma) on the same data",
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the rows as JSON")
+    parser.add_argument(
+        "--sweep",
+        nargs="+",
+        metavar="NAME=V1,V2",
+        help="tune fusion: e.g. rrf_k=10,60 weights=0.5:0.5,0.3:0.7 fusion=rrf,relative_score "
+        "fetch_k=20,50 (each leg runs once; every combination is fused offline)",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, help="where evaluation indexes live (~/.cache/langchain-hybrid)"
+    )
+    _common_options(parser, suppress=True)
+    parser.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    embedding = make_embedding(settings.embedding)
+    progress = not _bars_disabled()
+    if args.sweep:
+        grid = parse_sweep(args.sweep)
+        dataset = load_beir(args.dataset, args.split)
+        retriever = open_eval_index(
+            args.dataset,
+            dataset,
+            embedding,
+            settings=settings,
+            cache_dir=args.cache_dir,
+            progress=progress,
+        )
+        rows = sweep(retriever, dataset, grid, progress=progress)
+        columns: Sequence[str] = ("fusion", "rrf_k", "weights", "fetch_k", *METRICS)
+    else:
+        modes = MODES if args.mode == "all" else (args.mode,)
+        rows = run_evaluation(
+            args.dataset,
+            embedding,
+            split=args.split,
+            modes=modes,
+            baseline=args.baseline == "langchain",
+            settings=settings,
+            cache_dir=args.cache_dir,
+            progress=progress,
+        )
+        columns = TABLE_COLUMNS
+    _print(f"{args.dataset.name} ({args.split}, {len(rows and rows)} rows)")
+    _print(format_table(rows, columns))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=list) + "\n", encoding="utf-8")
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     _add_index,
     _add_query,
     _add_stats,
     _add_config,
+    _add_eval,
 )
 """One function per subcommand: it adds the subparser and sets ``handler``."""
 

@@ -196,16 +196,37 @@ def run_queries(
     return run, timings
 
 
+SHALLOW_METRICS = ("ndcg@10", "mrr@10", "p@1", "p@5")
+
+
 def evaluate_search(
     mode: str,
-    search: Callable[[str], Sequence[str]],
+    search: Callable[[str, int], Sequence[str]],
     dataset: BeirDataset,
     *,
     progress: bool = False,
 ) -> ModeResult:
-    """Run and score one search function on a dataset."""
-    run, timings = run_queries(search, dataset.queries, progress=progress, description=mode)
-    return ModeResult(mode, evaluate_run(run, dataset.qrels), percentiles(timings), run)
+    """Run and score one search function (query, k -> ranked ids) on a dataset.
+
+    The @10 metrics (and P@1, P@5) come from ``search(query, 10)``, exactly the call a RAG
+    chain makes; Recall@100 and MAP@100 from ``search(query, 100)``. Latency is that of the
+    k=10 calls. (Candidate depth matters: Chroma searches HNSW with ``max(ef_search, n)``,
+    and fusion sees ``fetch_k`` candidates per leg, so a deeper call is not a superset.)
+    """
+    shallow, timings = run_queries(
+        lambda q: search(q, 10), dataset.queries, progress=progress, description=f"{mode} k=10"
+    )
+    deep, _ = run_queries(
+        lambda q: search(q, RUN_DEPTH),
+        dataset.queries,
+        progress=progress,
+        description=f"{mode} k={RUN_DEPTH}",
+    )
+    metrics = evaluate_run(deep, dataset.qrels)
+    metrics.update(
+        {k: v for k, v in evaluate_run(shallow, dataset.qrels).items() if k in SHALLOW_METRICS}
+    )
+    return ModeResult(mode, metrics, percentiles(timings), deep)
 
 
 def index_key(dataset_dir: str | Path, embedding_id: str) -> str:
@@ -353,35 +374,30 @@ def open_eval_index(
     return retriever
 
 
-def mode_search(retriever: Any, mode: str, depth: int = RUN_DEPTH) -> Callable[[str], list[str]]:
-    """A query -> ranked ids function for ``hybrid``, ``bm25`` or ``vector`` mode."""
+def mode_search(retriever: Any, mode: str) -> Callable[[str, int], list[str]]:
+    """A (query, k) -> ranked ids function for ``hybrid``, ``bm25`` or ``vector`` mode."""
     if mode == "hybrid":
 
-        def hybrid(query: str) -> list[str]:
-            return [
-                str(d.id)
-                for d in retriever.invoke(query, k=depth, fetch_k=max(depth, retriever.fetch_k))
-            ]
+        def hybrid(query: str, k: int) -> list[str]:
+            return [str(d.id) for d in retriever.invoke(query, k=k)]
 
         return hybrid
     if mode in {"bm25", "vector"}:
 
-        def leg(query: str) -> list[str]:
-            return [h.id for h in retriever.search_leg(mode, query, k=depth)]
+        def leg(query: str, k: int) -> list[str]:
+            return [h.id for h in retriever.search_leg(mode, query, k=k)]
 
         return leg
     msg = f"unknown mode {mode!r}; expected hybrid, bm25 or vector"
     raise ConfigError(msg)
 
 
-def langchain_baseline(
-    retriever: Any, dataset: BeirDataset, k: int = 10
-) -> Callable[[str], list[str]]:
+def langchain_baseline(retriever: Any, dataset: BeirDataset) -> Callable[[str, int], list[str]]:
     """LangChain's stock hybrid over the same data and vectors.
 
     ``EnsembleRetriever([BM25Retriever, Chroma.as_retriever()], weights=[0.5, 0.5])`` with
-    ``k`` per leg; the Chroma leg reads the collection this package already embedded (same
-    vectors, same HNSW graph), so the comparison embeds nothing twice. Needs
+    ``k`` per leg and the union cut to ``k``; the Chroma leg reads the collection this package
+    already embedded (same vectors, same HNSW graph), so the comparison embeds nothing twice. Needs
     ``langchain-community``, ``langchain-classic`` and ``langchain-chroma``.
 
     Raises:
@@ -400,18 +416,21 @@ def langchain_baseline(
     docs = dataset.documents()
     for doc in docs:
         doc.metadata = {**doc.metadata, "doc_id": doc.id}
-    bm25 = BM25Retriever.from_documents(docs, k=k)
+    bm25 = BM25Retriever.from_documents(docs)
     chroma = Chroma(
         client=retriever.store.client,
         collection_name=retriever.store.config.chroma_collection,
         embedding_function=retriever.embedding,
     )
-    ensemble = EnsembleRetriever(
-        retrievers=[bm25, chroma.as_retriever(search_kwargs={"k": k})], weights=[0.5, 0.5]
-    )
+    vector = chroma.as_retriever()
+    ensemble = EnsembleRetriever(retrievers=[bm25, vector], weights=[0.5, 0.5])
 
-    def search(query: str) -> list[str]:
-        return [str(d.metadata.get("doc_id") or d.id) for d in ensemble.invoke(query)]
+    def search(query: str, k: int) -> list[str]:
+        # the stock recipe ignores k at call time: each leg's k is set on the leg, and the
+        # ensemble returns the union of both legs, which we cut to k
+        bm25.k = k
+        vector.search_kwargs = {"k": k}
+        return [str(d.metadata.get("doc_id") or d.id) for d in ensemble.invoke(query)][:k]
 
     return search
 
@@ -450,7 +469,10 @@ def sweep(
 
     Each leg runs once per query; every grid point is then fused offline with the same pure
     functions the retriever uses, so a sweep costs one evaluation plus a little arithmetic.
-    Rows hold the setting and the metrics, best nDCG@10 first.
+    Each leg contributes ``fetch_k`` candidates, exactly as ``invoke(k=10, fetch_k=...)`` fuses
+    them, so the @10 metrics are what a user with that ``fetch_k`` gets; with ``fetch_k`` below
+    100 the fused list may be shorter than 100, which lowers recall@100 and MAP@100. Rows hold
+    the setting and the metrics, best nDCG@10 first.
     """
     from langchain_hybrid.fusion import fuse  # noqa: PLC0415
 
@@ -458,7 +480,7 @@ def sweep(
     runs = leg_runs(retriever, dataset, deepest, progress=progress)
     rows = []
     for point in grid:
-        fetch_k = max(int(point.get("fetch_k", retriever.fetch_k)), depth)
+        fetch_k = int(point.get("fetch_k", retriever.fetch_k))
         weights = point.get("weights", retriever.weights)
         method = point.get("fusion", retriever.fusion)
         rrf_k = float(point.get("rrf_k", retriever.rrf_k))
@@ -477,4 +499,40 @@ def sweep(
         setting = {"fusion": method, "rrf_k": rrf_k, "weights": tuple(weights), "fetch_k": fetch_k}
         rows.append({**setting, **evaluate_run(fused, dataset.qrels)})
     rows.sort(key=lambda r: -r["ndcg@10"])
+    return rows
+
+
+MODES = ("hybrid", "bm25", "vector")
+TABLE_COLUMNS = ("mode", *METRICS, "p50_ms", "p95_ms", "p99_ms")
+
+
+def run_evaluation(
+    dataset_dir: str | Path,
+    embedding: Any,
+    *,
+    split: str = "test",
+    modes: Sequence[str] = MODES,
+    baseline: bool = False,
+    settings: Any = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Evaluate ``modes`` (and optionally LangChain's stock recipe) on a BEIR collection.
+
+    Returns one row per mode: the metrics of :data:`METRICS` and latency percentiles (ms, per
+    k=10 call, query embedding included).
+    """
+    dataset = load_beir(dataset_dir, split)
+    retriever = open_eval_index(
+        dataset_dir, dataset, embedding, settings=settings, cache_dir=cache_dir, progress=progress
+    )
+    searches: list[tuple[str, Callable[[str, int], Sequence[str]]]] = [
+        (mode, mode_search(retriever, mode)) for mode in modes
+    ]
+    if baseline:
+        searches.append(("langchain-ensemble", langchain_baseline(retriever, dataset)))
+    rows = []
+    for mode, search in searches:
+        result = evaluate_search(mode, search, dataset, progress=progress)
+        rows.append({"mode": mode, **result.metrics, **result.latency})
     return rows

@@ -148,9 +148,12 @@ class HybridRetriever(BaseRetriever):
     Key init args (defaults for every call; each can be overridden per call):
         k: documents returned (default 4).
         fetch_k: candidates taken from each leg before fusion (default 50).
-        rrf_k: the RRF constant (default 60).
-        weights: ``(bm25, vector)`` fusion weights (default ``(0.5, 0.5)``).
-        fusion: ``"rrf"`` | ``"relative_score"`` | ``"dbsf"``.
+        rrf_k: the RRF constant (default 60; used when ``fusion="rrf"``).
+        weights: ``(bm25, vector)`` fusion weights (default ``(0.5, 0.5)``); a leg weighted 0
+            is not run.
+        fusion: ``"relative_score"`` (default: each leg's scores min-max normalised, then
+            summed with the weights; best on SciFact train, see the README) | ``"rrf"``
+            (weighted Reciprocal Rank Fusion) | ``"dbsf"``.
         on_leg_error: ``"degrade"`` (return the other leg's results, marked
             ``metadata["degraded"] = "<failed leg>"``) or ``"raise"``.
 
@@ -187,7 +190,7 @@ class HybridRetriever(BaseRetriever):
     fetch_k: int = Field(default=50, gt=0)
     rrf_k: float = Field(default=60.0, ge=0)
     weights: tuple[float, float] = (0.5, 0.5)
-    fusion: FusionMethod = "rrf"
+    fusion: FusionMethod = "relative_score"
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     bm25_path: Path | None = None
 

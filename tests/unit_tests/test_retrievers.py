@@ -28,7 +28,7 @@ from langchain_hybrid import (
     InvalidQueryError,
     TokenizerConfig,
 )
-from langchain_hybrid.fusion import rrf
+from langchain_hybrid.fusion import dbsf, relative_score, rrf
 from langchain_hybrid.retrievers import default_bm25_path
 
 CORPUS = [
@@ -110,7 +110,7 @@ def test_results_carry_ids_and_fusion_annotations(retriever: HybridRetriever) ->
 
 
 def test_hybrid_score_is_weighted_rrf_of_leg_ranks(retriever: HybridRetriever) -> None:
-    docs = retriever.invoke("python coffee router", k=8, weights=(0.3, 0.7), rrf_k=10)
+    docs = retriever.invoke("python coffee router", k=8, weights=(0.3, 0.7), rrf_k=10, fusion="rrf")
     for doc in docs:
         expected = 0.0
         if doc.metadata["bm25_rank"] is not None:
@@ -131,13 +131,21 @@ def test_leg_only_documents_have_none_for_the_other_leg(retriever: HybridRetriev
 
 
 def test_fusion_matches_the_pure_function(retriever: HybridRetriever) -> None:
-    docs = retriever.invoke("coffee grind water", k=12, fetch_k=12)
-    bm25 = retriever.leg_search("bm25", retriever._params("coffee grind water", {"fetch_k": 12}))
-    vector = retriever.leg_search(
-        "vector", retriever._params("coffee grind water", {"fetch_k": 12})
-    )
-    expected = rrf([[(h.id, h.score) for h in bm25], [(h.id, h.score) for h in vector]], (0.5, 0.5))
-    assert [d.id for d in docs] == [f.id for f in expected][:12]
+    query = "coffee grind water"
+    bm25 = retriever.search_leg("bm25", query, k=12)
+    vector = retriever.search_leg("vector", query, k=12)
+    runs = [[(h.id, h.score) for h in bm25], [(h.id, h.score) for h in vector]]
+    for method, function in (("rrf", rrf), ("relative_score", relative_score), ("dbsf", dbsf)):
+        docs = retriever.invoke(query, k=12, fetch_k=12, fusion=method, weights=(0.4, 0.6))
+        expected = function(runs, (0.4, 0.6), rrf_k=60)
+        assert [d.id for d in docs] == [f.id for f in expected][:12]
+        assert [d.metadata["hybrid_score"] for d in docs] == [f.score for f in expected][:12]
+
+
+def test_default_fusion_is_relative_score(retriever: HybridRetriever) -> None:
+    assert retriever.fusion == "relative_score"
+    top = retriever.invoke("router error E-4471", k=1)[0]
+    assert top.metadata["hybrid_score"] == pytest.approx(1.0)  # best of both legs: 0.5 + 0.5
 
 
 @pytest.mark.parametrize("method", ["rrf", "relative_score", "dbsf"])
