@@ -60,6 +60,22 @@ class FusionSettings(BaseModel):
         return check_weights(value, 2)
 
 
+class CacheSettings(BaseModel):
+    """The ``cache`` section: fused results and query embeddings, in memory.
+
+    Every write through the retriever clears the result cache before it returns; writes by
+    other processes are noticed within ``refresh_interval_seconds`` (a query then checks the
+    collection's write generation and count, and resyncs BM25 if they moved).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    max_entries: int = Field(default=10_000, gt=0)
+    ttl_seconds: float | None = Field(default=None, gt=0)
+    refresh_interval_seconds: float | None = Field(default=5.0, gt=0)
+
+
 EmbeddingProvider = Literal["minilm", "openai", "huggingface", "ollama", "fastembed"]
 
 
@@ -89,6 +105,7 @@ class HybridConfig(BaseModel):
     store: StoreConfig = Field(default_factory=StoreConfig)
     bm25: BM25Settings = Field(default_factory=BM25Settings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
 
     def retriever_fields(self) -> dict[str, Any]:
@@ -101,6 +118,7 @@ class HybridConfig(BaseModel):
             "weights": fusion.weights,
             "fusion": fusion.method,
             "on_leg_error": fusion.on_leg_error,
+            "refresh_interval_seconds": self.cache.refresh_interval_seconds,
         }
 
     def bm25_path(self) -> Path | None:

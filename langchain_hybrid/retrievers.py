@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +29,12 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
-from langchain_hybrid.config import HybridConfig, load_config, make_embedding
+from langchain_hybrid.cache import CachedEmbeddings, LRUCache, cache_key
+from langchain_hybrid.config import CacheSettings, HybridConfig, load_config, make_embedding
 from langchain_hybrid.errors import (
     AllLegsFailedError,
     BatchWriteError,
+    HybridRetrieverError,
     IndexCorruptError,
     IndexNotBuiltError,
     InvalidDocumentsError,
@@ -44,6 +47,8 @@ from langchain_hybrid.stores import ChromaStore, StoreConfig
 logger = logging.getLogger(__name__)
 
 LEGS = ("bm25", "vector")
+CACHE_EVENT = "langchain_hybrid.cache"
+"""Custom callback event sent by every cached query: ``{"hit": bool}`` for the parent run."""
 _CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -70,6 +75,19 @@ class SearchParams(NamedTuple):
     rrf_k: float
     where: dict[str, Any] | None
     node: Node | None
+
+    def cache_key(self) -> str:
+        """A collision-proof key of everything that changes the answer."""
+        return cache_key(
+            "hybrid",
+            self.query,
+            self.k,
+            self.fetch_k,
+            self.weights,
+            self.fusion,
+            self.rrf_k,
+            self.where,
+        )
 
     def active_legs(self) -> tuple[str, ...]:
         """The legs with a positive weight: a leg weighted 0 is not run at all."""
@@ -193,9 +211,14 @@ class HybridRetriever(BaseRetriever):
     fusion: FusionMethod = "relative_score"
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     bm25_path: Path | None = None
+    cache: LRUCache[tuple[Document, ...]] | None = Field(default=None, exclude=True)
+    """Fused-result cache (``None``: off). Cleared by every write through this retriever."""
+    refresh_interval_seconds: float | None = Field(default=5.0, gt=0)
+    """How often a query checks Chroma for writes by other processes (``None``: never)."""
 
     _write_lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
     _deferred: int = PrivateAttr(default=0)
+    _next_refresh: float = PrivateAttr(default=0.0)
     _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
 
     @field_validator("weights", mode="before")
@@ -206,6 +229,8 @@ class HybridRetriever(BaseRetriever):
     def model_post_init(self, _context: Any, /) -> None:
         """Create the two leg retrievers."""
         self._legs = {leg: _Leg(parent=self, leg=leg) for leg in LEGS}
+        if self.refresh_interval_seconds is not None:
+            self._next_refresh = time.monotonic() + self.refresh_interval_seconds
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -216,6 +241,7 @@ class HybridRetriever(BaseRetriever):
         *,
         bm25_path: str | os.PathLike[str] | None = None,
         bm25_params: BM25Params | None = None,
+        cache: CacheSettings | bool = True,
         **kwargs: Any,
     ) -> HybridRetriever:
         """Open a retriever on an existing store, loading or rebuilding the BM25 index.
@@ -230,12 +256,23 @@ class HybridRetriever(BaseRetriever):
             embedding: the embedding model; ``None`` means :class:`MiniLMEmbeddings`.
             bm25_path: where the BM25 files live; ``None`` keeps the index in memory only.
             bm25_params: BM25 settings; ``None`` keeps the saved ones (or the defaults).
+            cache: cache settings, ``True`` for the defaults (10,000 fused results and 10,000
+                query embeddings, no TTL) or ``False`` for none.
             **kwargs: retriever fields (``k``, ``fetch_k``, ``rrf_k``, ``weights``, ...).
         """
         if embedding is None:
             from langchain_hybrid.embeddings import MiniLMEmbeddings  # noqa: PLC0415
 
             embedding = MiniLMEmbeddings()
+        settings = CacheSettings(enabled=cache) if isinstance(cache, bool) else cache
+        if settings.enabled:
+            kwargs.setdefault(
+                "cache", LRUCache(settings.max_entries, ttl_seconds=settings.ttl_seconds)
+            )
+            if not isinstance(embedding, CachedEmbeddings):
+                embedding = CachedEmbeddings(
+                    embedding, max_entries=settings.max_entries, ttl_seconds=settings.ttl_seconds
+                )
         path = Path(bm25_path) if bm25_path is not None else None
         index = sync_bm25(store, path, bm25_params)
         return cls(store=store, bm25=index, embedding=embedding, bm25_path=path, **kwargs)
@@ -274,6 +311,7 @@ class HybridRetriever(BaseRetriever):
             embedding,
             bm25_path=settings.bm25_path(),
             bm25_params=settings.bm25.params(),
+            cache=settings.cache,
             **fields,
         )
 
@@ -417,13 +455,16 @@ class HybridRetriever(BaseRetriever):
         embeddings = self.embedding.embed_documents(texts)
         _check_embeddings(embeddings, len(texts))
         with self._write_lock:
-            generation = self.store.bump_generation()
             try:
-                self.store.upsert(ids, texts, embeddings, metadatas)
-            except BatchWriteError as e:
-                self._apply_bm25(generation, e.written_ids, texts, metadatas, ids)
-                raise
-            self._apply_bm25(generation, ids, texts, metadatas, ids)
+                generation = self.store.bump_generation()
+                try:
+                    self.store.upsert(ids, texts, embeddings, metadatas)
+                except BatchWriteError as e:
+                    self._apply_bm25(generation, e.written_ids, texts, metadatas, ids)
+                    raise
+                self._apply_bm25(generation, ids, texts, metadatas, ids)
+            finally:
+                self._invalidate()
         return ids
 
     def _apply_bm25(
@@ -455,11 +496,14 @@ class HybridRetriever(BaseRetriever):
         if not ids:
             return
         with self._write_lock:
-            generation = self.store.bump_generation()
-            self.store.delete(ids)
-            self.bm25.delete(ids)
-            self.bm25.generation = generation
-            self._save_bm25()
+            try:
+                generation = self.store.bump_generation()
+                self.store.delete(ids)
+                self.bm25.delete(ids)
+                self.bm25.generation = generation
+                self._save_bm25()
+            finally:
+                self._invalidate()
 
     def get_by_ids(self, ids: Sequence[str]) -> list[Document]:
         """Documents stored under ``ids`` (unknown ids are left out), from Chroma."""
@@ -467,6 +511,45 @@ class HybridRetriever(BaseRetriever):
             Document(id=d.id, page_content=d.text, metadata=d.metadata)
             for d in self.store.get(list(ids))
         ]
+
+    def _invalidate(self) -> None:
+        """Drop cached results (after a write, before the write call returns)."""
+        if self.cache is not None:
+            self.cache.bump()
+
+    def refresh(self) -> bool:
+        """Pick up writes made to the collection by other processes.
+
+        Compares the collection's write generation and count with the BM25 index's; if they
+        differ, reloads (or rebuilds) the BM25 index and clears the result cache. Queries call it
+        every ``refresh_interval_seconds``. Skipped while this process is writing.
+
+        Returns:
+            Whether anything changed.
+        """
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            if self.refresh_interval_seconds is not None:
+                self._next_refresh = time.monotonic() + self.refresh_interval_seconds
+            if (self.store.generation(), self.store.count()) == (
+                self.bm25.generation,
+                len(self.bm25),
+            ):
+                return False
+            logger.info("collection changed by another writer: syncing the BM25 index")
+            self.bm25 = sync_bm25(self.store, self.bm25_path, self.bm25.params)
+            self._invalidate()
+            return True
+        finally:
+            self._write_lock.release()
+
+    def _maybe_refresh(self) -> None:
+        if self.refresh_interval_seconds is not None and time.monotonic() >= self._next_refresh:
+            try:
+                self.refresh()
+            except HybridRetrieverError as e:  # the query itself reports store trouble
+                logger.debug("refresh skipped: %s", e)
 
     def _save_bm25(self) -> None:
         if self.bm25_path is not None and not self._deferred:
@@ -555,6 +638,32 @@ class HybridRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         params = self._params(query, kwargs)
+        self._maybe_refresh()
+        if self.cache is None:
+            return self._search(params, run_manager)
+        computed = False
+
+        def compute() -> tuple[Document, ...]:
+            nonlocal computed
+            computed = True
+            return tuple(self._search(params, run_manager))
+
+        key = params.cache_key()
+        cached = self.cache.get_or_compute(key, compute, generation=self.cache.generation)
+        self._forget_degraded(key, cached)
+        run_manager.get_child().on_custom_event(
+            CACHE_EVENT, {"hit": not computed}, run_id=run_manager.run_id
+        )
+        return [_copy_document(d) for d in cached]
+
+    def _forget_degraded(self, key: str, documents: tuple[Document, ...]) -> None:
+        """Degraded answers are not kept: the failed leg may be back on the next call."""
+        if self.cache is not None and any("degraded" in d.metadata for d in documents):
+            self.cache.invalidate(lambda cached_key, _: cached_key == key)
+
+    def _search(
+        self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
         active = params.active_legs()
         if len(active) == 1:
             return self._combine(params, {active[0]: self._run_leg(active[0], params, run_manager)})
@@ -579,6 +688,28 @@ class HybridRetriever(BaseRetriever):
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         params = self._params(query, kwargs)
+        if self.refresh_interval_seconds is not None and time.monotonic() >= self._next_refresh:
+            await asyncio.get_running_loop().run_in_executor(_executor(), self._maybe_refresh)
+        if self.cache is None:
+            return await self._asearch(params, run_manager)
+        computed = False
+
+        async def compute() -> tuple[Document, ...]:
+            nonlocal computed
+            computed = True
+            return tuple(await self._asearch(params, run_manager))
+
+        key = params.cache_key()
+        cached = await self.cache.aget_or_compute(key, compute, generation=self.cache.generation)
+        self._forget_degraded(key, cached)
+        await run_manager.get_child().on_custom_event(
+            CACHE_EVENT, {"hit": not computed}, run_id=run_manager.run_id
+        )
+        return [_copy_document(d) for d in cached]
+
+    async def _asearch(
+        self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
         active = params.active_legs()
         results = await asyncio.gather(
             *(
@@ -645,6 +776,14 @@ class HybridRetriever(BaseRetriever):
                 metadata["degraded"] = degraded
             documents.append(Document(id=fused.id, page_content=text, metadata=metadata))
         return documents
+
+
+def _copy_document(document: Document) -> Document:
+    """A copy of a cached document that callers may mutate without touching the cache."""
+    metadata = {k: list(v) if isinstance(v, list) else v for k, v in document.metadata.items()}
+    return Document.model_construct(
+        id=document.id, page_content=document.page_content, metadata=metadata, type="Document"
+    )
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -580,3 +580,104 @@ def test_deferred_save_writes_bm25_once_at_the_end(
     assert reopened.bm25.generation == retriever.store.generation()
     assert {"x1", "x2"} <= set(reopened.bm25.ids)
     assert "net-1" not in reopened.bm25
+
+
+# ---------------------------------------------------------------------- cache
+class _CacheEvents(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.leg_runs = 0
+
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        if name == "langchain_hybrid.cache":
+            self.events.append(data)
+
+    def on_retriever_start(self, serialized: dict[str, Any], query: str, **kwargs: Any) -> None:
+        if kwargs.get("name") in {"bm25", "vector"}:
+            self.leg_runs += 1
+
+
+def test_repeated_query_is_served_from_the_cache(
+    retriever: HybridRetriever, embedding: HashEmbeddings
+) -> None:
+    events = _CacheEvents()
+    first = retriever.invoke("coffee grind", k=3, config={"callbacks": [events]})
+    queries = embedding.embedded_queries
+    second = retriever.invoke("coffee grind", k=3, config={"callbacks": [events]})
+    assert [(d.id, d.metadata) for d in second] == [(d.id, d.metadata) for d in first]
+    assert embedding.embedded_queries == queries  # nothing embedded on a hit
+    assert events.leg_runs == 2  # legs ran for the first call only
+    assert events.events == [{"hit": False}, {"hit": True}]
+    assert retriever.cache is not None
+    assert retriever.cache.stats()["hits"] == 1
+
+
+def test_cache_key_covers_every_argument(retriever: HybridRetriever) -> None:
+    base = retriever.invoke("coffee grind", k=3)
+    assert len(retriever.invoke("coffee grind", k=4)) == 4
+    assert retriever.invoke("coffee grind", k=3, filter={"source": "faq"}) != base
+    assert retriever.cache is not None
+    assert retriever.cache.stats()["misses"] == 3
+    retriever.invoke("coffee grind", k=3, filter={"source": "faq"})
+    assert retriever.cache.stats()["hits"] == 1
+
+
+def test_writes_invalidate_the_cache_before_returning(retriever: HybridRetriever) -> None:
+    before = retriever.invoke("aeropress", k=12)
+    assert all(d.id != "aero" for d in before)
+    retriever.add_documents([Document(id="aero", page_content="Aeropress recipe")])
+    assert retriever.invoke("aeropress", k=12)[0].id == "aero"
+    retriever.delete(["aero"])
+    assert all(d.id != "aero" for d in retriever.invoke("aeropress", k=12))
+
+
+def test_cached_documents_are_copies(retriever: HybridRetriever) -> None:
+    first = retriever.invoke("coffee grind", k=2)
+    first[0].metadata["source"] = "tampered"
+    first[0].page_content = "tampered"
+    again = retriever.invoke("coffee grind", k=2)
+    assert again[0].metadata["source"] != "tampered"
+    assert again[0].page_content != "tampered"
+
+
+def test_degraded_answers_are_not_cached(retriever: HybridRetriever) -> None:
+    retriever.store.client.delete_collection(retriever.store.config.chroma_collection)
+    assert retriever.invoke("coffee grind")[0].metadata["degraded"] == "vector"
+    assert retriever.cache is not None
+    assert retriever.cache.stats()["entries"] == 0
+
+
+async def test_async_cache_hits(retriever: HybridRetriever, embedding: HashEmbeddings) -> None:
+    events = _CacheEvents()
+    await retriever.ainvoke("python", config={"callbacks": [events]})
+    queries = embedding.embedded_queries
+    results = await asyncio.gather(*(retriever.ainvoke("python") for _ in range(5)))
+    assert len({tuple(d.id for d in r) for r in results}) == 1
+    assert embedding.embedded_queries == queries
+    assert events.events == [{"hit": False}]
+
+
+def test_cache_can_be_disabled(collection_name: str) -> None:
+    retriever = HybridRetriever.from_documents(
+        corpus_documents(),
+        embedding=HashEmbeddings(),
+        collection_name=collection_name,
+        cache=False,
+    )
+    assert retriever.cache is None
+    assert isinstance(retriever.embedding, HashEmbeddings)
+    assert retriever.invoke("coffee") == retriever.invoke("coffee")
+
+
+def test_refresh_picks_up_another_writer(tmp_path: Path, embedding: HashEmbeddings) -> None:
+    reader = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, persist_directory=tmp_path, collection_name="kb"
+    )
+    assert reader.invoke("saffron", k=12)[0].id != "new"
+    writer = HybridRetriever.load(tmp_path, collection_name="kb", embedding=HashEmbeddings())
+    writer.add_documents([Document(id="new", page_content="Saffron threads in paella")])
+    assert reader.refresh() is True
+    assert "new" in reader.bm25
+    top = reader.invoke("saffron", k=12)[0]
+    assert (top.id, top.metadata["bm25_rank"]) == ("new", 1)
+    assert reader.refresh() is False
