@@ -76,6 +76,18 @@ class CacheSettings(BaseModel):
     refresh_interval_seconds: float | None = Field(default=5.0, gt=0)
 
 
+class MonitoringSettings(BaseModel):
+    """The ``monitoring`` section: metrics window and health thresholds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(default=10_000, gt=0)
+    p95_threshold_ms: float = Field(default=500.0, gt=0)
+    error_rate_threshold: float = Field(default=0.05, ge=0, le=1)
+    degraded_rate_threshold: float = Field(default=0.05, ge=0, le=1)
+    min_requests: int = Field(default=20, ge=1)
+
+
 EmbeddingProvider = Literal["minilm", "openai", "huggingface", "ollama", "fastembed"]
 
 
@@ -106,6 +118,7 @@ class HybridConfig(BaseModel):
     bm25: BM25Settings = Field(default_factory=BM25Settings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
 
     def retriever_fields(self) -> dict[str, Any]:
