@@ -17,7 +17,14 @@ from typing import Any, Literal
 
 import yaml
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from langchain_hybrid.bm25 import BM25Params
 from langchain_hybrid.errors import ConfigError
@@ -32,13 +39,17 @@ class BM25Settings(BM25Params):
     """The ``bm25`` section: BM25 parameters, tokenizer, and where the files live.
 
     ``path`` defaults to ``<store.path>/bm25/<collection>`` in persistent mode; in other modes
-    the index is kept in memory and rebuilt from Chroma at start unless a path is given.
+    the index is kept in memory and rebuilt from Chroma at start unless a path is given. In
+    persistent mode a ``path`` outside ``store.path`` (after resolving ``..`` and symlinks) is
+    rejected unless ``allow_outside_store`` is set, so a config file cannot point writes at
+    arbitrary places.
     """
 
     path: str | None = None
+    allow_outside_store: bool = False
 
     def params(self) -> BM25Params:
-        """The parameters saved with the index (everything but the path)."""
+        """The parameters saved with the index (everything but the location)."""
         return BM25Params(k1=self.k1, b=self.b, tokenizer=self.tokenizer)
 
 
@@ -120,6 +131,22 @@ class HybridConfig(BaseModel):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+
+    @model_validator(mode="after")
+    def _bm25_path_inside_store(self) -> HybridConfig:
+        if self.bm25.path is None or self.store.mode != "persistent":
+            return self
+        if self.bm25.allow_outside_store:
+            return self
+        root = Path(self.store.path).resolve()
+        target = Path(self.bm25.path).resolve()
+        if target != root and root not in target.parents:
+            msg = (
+                f"bm25.path {self.bm25.path!r} is outside store.path {self.store.path!r}; "
+                "set bm25.allow_outside_store: true to allow it"
+            )
+            raise ValueError(msg)
+        return self
 
     def retriever_fields(self) -> dict[str, Any]:
         """The ``fusion`` section as :class:`HybridRetriever` field values."""

@@ -42,6 +42,7 @@ from langchain_hybrid.errors import (
 )
 from langchain_hybrid.filters import Node, parse_filter, validate_metadata
 from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights, fuse
+from langchain_hybrid.locking import acquire_writer_lock
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 logger = logging.getLogger(__name__)
@@ -430,6 +431,7 @@ class HybridRetriever(BaseRetriever):
             InvalidDocumentsError: inconsistent input; nothing is written.
             BatchWriteError: a Chroma batch failed; ``written_ids`` are in both legs,
                 ``failed_ids`` in neither.
+            WriterLockError: another process is writing to this embedded index.
         """
         docs = list(documents)
         if not all(isinstance(d, Document) for d in docs):
@@ -455,6 +457,7 @@ class HybridRetriever(BaseRetriever):
         embeddings = self.embedding.embed_documents(texts)
         _check_embeddings(embeddings, len(texts))
         with self._write_lock:
+            self._take_writer_lock()
             try:
                 generation = self.store.bump_generation()
                 try:
@@ -496,6 +499,7 @@ class HybridRetriever(BaseRetriever):
         if not ids:
             return
         with self._write_lock:
+            self._take_writer_lock()
             try:
                 generation = self.store.bump_generation()
                 self.store.delete(ids)
@@ -511,6 +515,13 @@ class HybridRetriever(BaseRetriever):
             Document(id=d.id, page_content=d.text, metadata=d.metadata)
             for d in self.store.get(list(ids))
         ]
+
+    def _take_writer_lock(self) -> None:
+        """One writer process per embedded index (see :mod:`langchain_hybrid.locking`)."""
+        if self.store.config.mode == "persistent":
+            acquire_writer_lock(self.store.config.path)
+        elif self.bm25_path is not None:
+            acquire_writer_lock(self.bm25_path)
 
     def _invalidate(self) -> None:
         """Drop cached results (after a write, before the write call returns)."""

@@ -173,3 +173,24 @@ def test_from_config_builds_a_working_retriever(tmp_path: Path) -> None:
     assert (tmp_path / "idx" / "bm25" / "cfg" / "manifest.json").is_file()
     override = HybridRetriever.from_config(path, embedding=HashEmbeddings(), k=1)
     assert len(override.invoke("apples")) == 1
+
+
+@pytest.mark.parametrize("bm25_path", ["/etc/hybrid-bm25", "idx/../elsewhere", "idx/../../tmp/x"])
+def test_bm25_path_may_not_escape_the_store(tmp_path: Path, bm25_path: str) -> None:
+    store = str(tmp_path / "idx")
+    path = bm25_path.replace("idx", store) if bm25_path.startswith("idx") else bm25_path
+    with pytest.raises(ConfigError, match=r"outside store\.path"):
+        load_config({"store": {"path": store}, "bm25": {"path": path}}, environ={})
+    allowed = load_config(
+        {"store": {"path": store}, "bm25": {"path": path, "allow_outside_store": True}},
+        environ={},
+    )
+    assert allowed.bm25_path() == Path(path)
+
+
+def test_bm25_path_inside_the_store_is_fine(tmp_path: Path) -> None:
+    store = tmp_path / "idx"
+    config = load_config(
+        {"store": {"path": str(store)}, "bm25": {"path": str(store / "lex")}}, environ={}
+    )
+    assert config.bm25_path() == store / "lex"
