@@ -48,6 +48,7 @@ from langchain_hybrid.filters import MetadataColumns, Node
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+_MAX_STEMS = 500_000
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # noqa: S105 - a regex, not a secret
 
 
@@ -111,17 +112,28 @@ class Tokenizer:
         else:
             self._stopwords = frozenset(self.config.stopwords or ())
         self._local = threading.local()
+        self._stems: dict[str, str] = {}  # word -> stem (bounded; dict ops are thread-safe)
 
     def _stem_words(self, words: list[str]) -> list[str]:
         if self.config.stemmer is None:
             return words
+        cache = self._stems
+        found = [cache.get(w) for w in words]
+        missing = [w for w, stem in zip(words, found, strict=True) if stem is None]
+        if not missing:
+            return found  # type: ignore[return-value]
         stemmer = getattr(self._local, "stemmer", None)
         if stemmer is None:  # PyStemmer objects are not thread-safe: one per thread
             import Stemmer  # noqa: PLC0415
 
             stemmer = self._local.stemmer = Stemmer.Stemmer(self.config.stemmer)
-        stemmed: list[str] = stemmer.stemWords(words)
-        return stemmed
+        stems = dict(zip(missing, stemmer.stemWords(missing), strict=True))
+        if len(cache) > _MAX_STEMS:
+            cache.clear()
+        cache.update(stems)
+        return [
+            stem if stem is not None else stems[w] for w, stem in zip(words, found, strict=True)
+        ]
 
     def __call__(self, text: str) -> list[str]:
         """Tokenize one text."""
@@ -158,6 +170,8 @@ class BM25Hit(NamedTuple):
 
 _Float = npt.NDArray[np.float64]
 _Int = npt.NDArray[np.int64]
+_MAX_CACHED_POSTINGS = 32_000_000  # 256 MB of float64 weights at most
+_TINY = np.finfo(np.float64).tiny  # "greater than zero" for scores
 
 
 class _CSC(NamedTuple):
@@ -234,6 +248,10 @@ class BM25Index:
         self._derived_valid = False
         self._idf = np.zeros(0)
         self._norm = np.zeros(0)
+        # per-term weights tf / (tf + norm) of the current derived state, filled as queries use
+        # terms and dropped by every write (which moves avgdl), so scores stay exact
+        self._term_weights: dict[tuple[int, int], _Float] = {}
+        self._cached_postings = 0
 
     # ------------------------------------------------------------------ introspection
     def __len__(self) -> int:
@@ -426,6 +444,8 @@ class BM25Index:
         avgdl = self.avgdl or 1.0
         k1, b = self.params.k1, self.params.b
         self._norm = k1 * (1.0 - b + b * self._dl / avgdl)
+        self._term_weights.clear()
+        self._cached_postings = 0
         self._derived_valid = True
 
     def _build_csc(self, first: int, last: int, n_terms: int) -> _CSC:
@@ -449,30 +469,71 @@ class BM25Index:
             self._ensure_derived()
             return self._score_locked(self.token_ids(query))
 
+    def _weights(self, part: int, csc: _CSC, term: int, lo: int, hi: int) -> _Float:
+        """``tf / (tf + norm)`` of one term's postings in one part, cached until a write."""
+        key = (part, term)
+        weights = self._term_weights.get(key)
+        if weights is None:
+            tf = csc.tfs[lo:hi]
+            weights = tf / (tf + self._norm[csc.slots[lo:hi]])
+            if self._cached_postings + len(weights) <= _MAX_CACHED_POSTINGS:
+                self._term_weights[key] = weights
+                self._cached_postings += len(weights)
+        return weights
+
     def _score_locked(self, terms: Mapping[int, int]) -> _Float:
+        return self._accumulate(terms)[0]
+
+    def _accumulate(self, terms: Mapping[int, int]) -> tuple[_Float, _Int, int]:
+        """Scores of every slot, the slots of the postings read, and how many lists were read."""
         n_slots = len(self._ids)
         slot_parts: list[_Int] = []
         weight_parts: list[_Float] = []
-        for csc in (self._main, self._tail):
+        for part, csc in enumerate((self._main, self._tail)):
             if csc is None:
                 continue
             for term, qtf in terms.items():
                 if term + 1 >= len(csc.indptr):
                     continue
-                lo, hi = csc.indptr[term], csc.indptr[term + 1]
+                lo, hi = int(csc.indptr[term]), int(csc.indptr[term + 1])
                 if lo == hi:
                     continue
-                slots = csc.slots[lo:hi]
-                tf = csc.tfs[lo:hi]
-                slot_parts.append(slots)
-                weight_parts.append((self._idf[term] * qtf) * tf / (tf + self._norm[slots]))
+                slot_parts.append(csc.slots[lo:hi])
+                weight_parts.append(
+                    self._weights(part, csc, term, lo, hi) * (self._idf[term] * qtf)
+                )
         if not slot_parts:
-            return np.zeros(n_slots)
-        scores: _Float = np.bincount(
-            np.concatenate(slot_parts), np.concatenate(weight_parts), minlength=n_slots
-        ).astype(np.float64, copy=False)
-        scores[~self._alive] = 0.0
-        return scores
+            return np.zeros(n_slots), np.zeros(0, dtype=np.int64), 0
+        if len(slot_parts) == 1:
+            slots, weights = slot_parts[0], weight_parts[0]
+        else:
+            slots, weights = np.concatenate(slot_parts), np.concatenate(weight_parts)
+        scores: _Float = np.bincount(slots, weights, minlength=n_slots).astype(
+            np.float64, copy=False
+        )
+        if self._n_alive != n_slots:
+            scores[~self._alive] = 0.0
+        return scores, slots, len(slot_parts)
+
+    @staticmethod
+    def _top_candidates(scores: _Float, slots: _Int, lists: int, k: int) -> _Int:
+        """Slots that may be in the top ``k`` (a superset; every slot scoring >= the k-th).
+
+        Only slots in the postings read can score. Each appears at most once per posting list,
+        so the (k * lists)-th largest of the gathered posting scores is at most the k-th best
+        slot score: selecting among the postings (often far fewer than the slots) is exact.
+        """
+        if len(slots) < len(scores) // 2:
+            values = scores[slots]
+            depth = k * lists
+            if depth < len(values):
+                cut = np.partition(values, len(values) - depth)[len(values) - depth]
+                return np.unique(slots[values >= max(cut, _TINY)])
+            return np.unique(slots[values > 0.0])
+        if k < len(scores):
+            cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+            return np.flatnonzero(scores >= max(cut, _TINY))
+        return np.flatnonzero(scores > 0.0)
 
     def search(self, query: str, k: int, where: Node | None = None) -> list[BM25Hit]:
         """Return the top ``k`` documents for ``query``, best first.
@@ -491,13 +552,10 @@ class BM25Index:
             terms = self.token_ids(query)
             if not terms:
                 return []
-            scores = self._score_locked(terms)
+            scores, slots, lists = self._accumulate(terms)
             if where is not None:
                 scores[~self._columns.evaluate(where)] = 0.0
-            candidates = np.flatnonzero(scores > 0.0)
-            if len(candidates) > k:
-                cut = -np.partition(-scores[candidates], k - 1)[k - 1]
-                candidates = candidates[scores[candidates] >= cut]
+            candidates = self._top_candidates(scores, slots, lists, k)
             ranked = sorted(
                 ((float(scores[s]), self._ids[s], int(s)) for s in candidates),
                 key=lambda t: (-t[0], t[1]),

@@ -442,7 +442,9 @@ def _leg_mode(leg: Literal["bm25", "vector"]) -> SearchMode:
             mine: tuple[int | None, float | None] = (rank, hit.score)
             other: tuple[int | None, float | None] = (None, None)
             bm25, vector = (mine, other) if leg == "bm25" else (other, mine)
-            rows.append(ResultRow(hit.id, hit.score, *bm25, *vector, dict(hit.metadata), hit.text))
+            rows.append(
+                ResultRow(hit.id, hit.score, *bm25, *vector, dict(hit.metadata), hit.text or "")
+            )
         return rows
 
     return search
@@ -851,6 +853,124 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- health
+def _add_health(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "health",
+        help="check that the index can serve queries",
+        description=(
+            "Open the configured index read-only (nothing is created, rebuilt or saved; no "
+            "query runs) and check it: the vector store answers, the BM25 index is loaded and "
+            "in sync with the collection, the saved BM25 files match it. Rules based on traffic "
+            "(error rate, p95 latency, degraded answers) need a metrics handler in the process "
+            "that serves queries, so they are skipped here. Exit codes: 0 healthy, 1 degraded, "
+            "2 unhealthy (including an index that cannot be opened)."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    _common_options(parser, suppress=True)
+    parser.set_defaults(handler=_run_health)
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    from langchain_hybrid.callbacks import (  # noqa: PLC0415
+        HealthCheck,
+        HealthMonitor,
+        HealthStatus,
+    )
+
+    settings = _settings(args)
+    try:
+        monitor = HealthMonitor.from_config(
+            settings,
+            store=_open_store(settings, create=False),
+            embedding=make_embedding(settings.embedding),
+        )
+    except (HybridRetrieverError, OSError) as e:
+        status = HealthStatus.from_checks(
+            [HealthCheck("vector_store", "unhealthy", f"cannot open the index: {e}")]
+        )
+        report: dict[str, Any] = {
+            "health": status.to_dict(),
+            "metrics": None,
+            "recent_errors": [],
+            "config": None,
+        }
+    else:
+        status = monitor.health_check()
+        report = monitor.report(status)
+    if args.json:
+        _print_json(report)
+    else:
+        _print(status.format())
+    return status.exit_code
+
+
+# ---------------------------------------------------------------------- serve-metrics
+def _add_serve_metrics(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "serve-metrics",
+        help="serve Prometheus metrics and health of the index",
+        description=(
+            "Serve http://ADDR:PORT/metrics (Prometheus text format) for the configured index, "
+            "opened read-only: the health gauges (checked on every scrape) and the retrieval "
+            "metric families, which stay empty here because queries run in other processes. "
+            "Applications should serve their own traffic's metrics in-process: "
+            "serve_metrics(RetrievalMetricsHandler(), HealthMonitor(retriever, handler)). "
+            "Needs prometheus_client (pip install 'langchain-hybrid[prometheus]')."
+        ),
+    )
+    parser.add_argument(
+        "--port", type=int, default=9464, metavar="N", help="TCP port (default: 9464; 0: any)"
+    )
+    parser.add_argument(
+        "--addr", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        metavar="S",
+        help="stop after S seconds (default: serve until interrupted with Ctrl-C)",
+    )
+    _common_options(parser, suppress=True)
+    parser.set_defaults(handler=_run_serve_metrics)
+
+
+def _run_serve_metrics(args: argparse.Namespace) -> int:
+    from langchain_hybrid.callbacks import (  # noqa: PLC0415
+        HealthMonitor,
+        RetrievalMetricsHandler,
+        serve_metrics,
+    )
+
+    if args.seconds is not None and not args.seconds > 0:
+        msg = f"--seconds must be a positive number, got {args.seconds}"
+        raise UsageError(msg)
+    if not 0 <= args.port <= 65535:  # noqa: PLR2004
+        msg = f"--port must be between 0 and 65535, got {args.port}"
+        raise UsageError(msg)
+    settings = _settings(args)
+    handler = RetrievalMetricsHandler(window=settings.monitoring.window)
+    monitor = HealthMonitor.from_config(
+        settings,
+        store=_open_store(settings, create=False),
+        embedding=make_embedding(settings.embedding),
+        metrics=handler,
+    )
+    with serve_metrics(handler, monitor, port=args.port, addr=args.addr) as server:
+        _print(f"serving {server.url} (Ctrl-C to stop)")
+        sys.stdout.flush()
+        try:
+            if args.seconds is not None:
+                time.sleep(args.seconds)
+            else:
+                while True:
+                    time.sleep(3600)
+        except KeyboardInterrupt:
+            _print("stopped")
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     _add_index,
@@ -858,6 +978,8 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     _add_stats,
     _add_config,
     _add_eval,
+    _add_health,
+    _add_serve_metrics,
 )
 """One function per subcommand: it adds the subparser and sets ``handler``."""
 

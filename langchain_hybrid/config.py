@@ -58,7 +58,7 @@ class FusionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: FusionMethod = "relative_score"
+    method: FusionMethod = "zscore"
     rrf_k: float = Field(default=60.0, ge=0)
     weights: tuple[float, float] = (0.5, 0.5)
     fetch_k: int = Field(default=50, gt=0)

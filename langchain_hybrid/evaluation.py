@@ -347,6 +347,8 @@ def open_eval_index(
         embedding,
         bm25_path=directory / "bm25" / "eval",
         bm25_params=config.bm25.params(),
+        cache=False,  # every measured query does its full work
+        refresh_interval_seconds=None,
         k=fusion.k,
         fetch_k=fusion.fetch_k,
         rrf_k=fusion.rrf_k,

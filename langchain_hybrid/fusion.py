@@ -11,6 +11,11 @@ Methods:
         ``score(d) = sum_i w_i / (rrf_k + rank_i(d))``, ranks from 1.
     ``relative_score``: each leg's scores min-max normalised to [0, 1], then a weighted sum
         (Weaviate's relativeScoreFusion; a convex combination, Bruch et al., TOIS 2023).
+    ``zscore``: each leg's scores standardised to z-scores (mean 0, standard deviation 1 over
+        the leg's list), then a weighted sum; a document a leg did not return adds 0 (that leg's
+        mean) for it. CombSUM over z-score normalised runs (Montague & Aslam, CIKM 2001; the
+        ``z_score`` technique of OpenSearch's hybrid search). The default: best on SciFact train
+        (see the README).
     ``dbsf``: distribution-based score fusion (after Qdrant's DBSF): each leg's scores
         normalised with the limits mean - 3 sigma and mean + 3 sigma (population sigma), clipped
         to [0, 1], then a weighted sum; a leg whose scores are all equal normalises to 1.0.
@@ -26,7 +31,7 @@ from typing import Literal, NamedTuple, TypeAlias
 from langchain_hybrid.errors import InvalidQueryError
 
 Run: TypeAlias = Sequence[tuple[str, float]]
-FusionMethod: TypeAlias = Literal["rrf", "relative_score", "dbsf"]
+FusionMethod: TypeAlias = Literal["zscore", "rrf", "relative_score", "dbsf"]
 
 
 class Fused(NamedTuple):
@@ -81,6 +86,14 @@ def _min_max(values: list[float]) -> list[float]:
     return [(v - low) / (high - low) for v in values]
 
 
+def _z(values: list[float]) -> list[float]:
+    mean = sum(values) / len(values)
+    sigma = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    if sigma == 0.0:
+        return [0.0] * len(values)
+    return [(v - mean) / sigma for v in values]
+
+
 def _three_sigma(values: list[float]) -> list[float]:
     mean = sum(values) / len(values)
     sigma = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
@@ -102,6 +115,16 @@ def relative_score(
     return _weighted_sum(runs, weights, _min_max)
 
 
+def zscore(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
+    """Standardise each leg's scores (z-scores over its list), then sum them with the weights.
+
+    ``rrf_k`` is accepted for a uniform signature and ignored. A leg whose scores are all
+    equal contributes 0; fused scores can be negative.
+    """
+    del rrf_k
+    return _weighted_sum(runs, weights, _z)
+
+
 def dbsf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
     """Normalise each leg with limits mean +- 3 sigma (clipped to [0, 1]), then a weighted sum.
 
@@ -112,6 +135,7 @@ def dbsf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) ->
 
 
 FUSION_METHODS: dict[str, Callable[..., list[Fused]]] = {
+    "zscore": zscore,
     "rrf": rrf,
     "relative_score": relative_score,
     "dbsf": dbsf,

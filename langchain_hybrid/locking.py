@@ -13,6 +13,7 @@ Several retrievers in one process share the lock (it is counted per directory).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -62,6 +63,17 @@ def acquire_writer_lock(directory: str | os.PathLike[str]) -> None:
         handle.flush()
         _held[path] = handle
         logger.debug("writer lock of %s taken by pid %d", path, os.getpid())
+
+
+def _release_all() -> None:
+    with _guard:
+        handles = list(_held.values())
+        _held.clear()
+    for handle in handles:
+        handle.close()
+
+
+atexit.register(_release_all)
 
 
 def release_writer_lock(directory: str | os.PathLike[str]) -> None:

@@ -96,11 +96,11 @@ class SearchParams(NamedTuple):
 
 
 class LegHit(NamedTuple):
-    """One document as a leg returned it."""
+    """One document as a leg returned it (``text`` ``None``: not fetched yet)."""
 
     id: str
     score: float
-    text: str
+    text: str | None
     metadata: dict[str, Any]
 
 
@@ -142,9 +142,10 @@ class _Leg(BaseRetriever):
 
 
 def _hit_document(hit: LegHit) -> Document:
-    return Document(
-        id=hit.id, page_content=hit.text, metadata={**hit.metadata, "_score": hit.score}
-    )
+    metadata = {**hit.metadata, "_score": hit.score}
+    if hit.text is None:
+        metadata["_bare"] = True
+    return Document(id=hit.id, page_content=hit.text or "", metadata=metadata)
 
 
 def _leg_hits(documents: Sequence[Document]) -> list[LegHit]:
@@ -152,7 +153,8 @@ def _leg_hits(documents: Sequence[Document]) -> list[LegHit]:
     for doc in documents:
         metadata = dict(doc.metadata)
         score = float(metadata.pop("_score"))
-        out.append(LegHit(str(doc.id), score, doc.page_content, metadata))
+        text = None if metadata.pop("_bare", False) else doc.page_content
+        out.append(LegHit(str(doc.id), score, text, metadata))
     return out
 
 
@@ -170,9 +172,9 @@ class HybridRetriever(BaseRetriever):
         rrf_k: the RRF constant (default 60; used when ``fusion="rrf"``).
         weights: ``(bm25, vector)`` fusion weights (default ``(0.5, 0.5)``); a leg weighted 0
             is not run.
-        fusion: ``"relative_score"`` (default: each leg's scores min-max normalised, then
-            summed with the weights; best on SciFact train, see the README) | ``"rrf"``
-            (weighted Reciprocal Rank Fusion) | ``"dbsf"``.
+        fusion: ``"zscore"`` (default: each leg's scores standardised, then summed with the
+            weights; best on SciFact train, see the README) | ``"relative_score"`` (min-max)
+            | ``"rrf"`` (weighted Reciprocal Rank Fusion) | ``"dbsf"``.
         on_leg_error: ``"degrade"`` (return the other leg's results, marked
             ``metadata["degraded"] = "<failed leg>"``) or ``"raise"``.
 
@@ -209,7 +211,7 @@ class HybridRetriever(BaseRetriever):
     fetch_k: int = Field(default=50, gt=0)
     rrf_k: float = Field(default=60.0, ge=0)
     weights: tuple[float, float] = (0.5, 0.5)
-    fusion: FusionMethod = "relative_score"
+    fusion: FusionMethod = "zscore"
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     bm25_path: Path | None = None
     cache: LRUCache[tuple[Document, ...]] | None = Field(default=None, exclude=True)
@@ -631,7 +633,12 @@ class HybridRetriever(BaseRetriever):
             msg = f"unknown leg {leg!r}; expected one of {LEGS}"
             raise InvalidQueryError(msg)
         params = self._params(query, kwargs)
-        return self.leg_search(leg, params._replace(fetch_k=params.k))
+        hits = self.leg_search(leg, params._replace(fetch_k=params.k))
+        found = self._hydrate([h.id for h in hits if h.text is None])
+        return [
+            h._replace(text=found[h.id][0], metadata=found[h.id][1]) if h.id in found else h
+            for h in hits
+        ]
 
     def leg_search(self, leg: str, params: SearchParams) -> list[LegHit]:
         """Run one leg's search (what the leg's child run does), best first."""
@@ -642,8 +649,30 @@ class HybridRetriever(BaseRetriever):
         return self.vector_leg_search(self.embedding.embed_query(params.query), params)
 
     def vector_leg_search(self, embedding: Sequence[float], params: SearchParams) -> list[LegHit]:
-        """Vector leg search for an already embedded query."""
-        return [LegHit(*hit) for hit in self.store.query(embedding, params.fetch_k, params.where)]
+        """Vector leg search for an already embedded query: ids and scores only (text ``None``).
+
+        Fusion keeps at most ``k`` of the ``fetch_k`` hits, so their texts are attached
+        afterwards (:meth:`_hydrate`) instead of being fetched from Chroma for every hit.
+        """
+        hits = self.store.query(embedding, params.fetch_k, params.where, include_documents=False)
+        return [LegHit(h.id, h.score, None, {}) for h in hits]
+
+    def _hydrate(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and metadata of ``ids``: from the BM25 index's copy, else from Chroma."""
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        if not ids:
+            return found
+        try:
+            for hit in self.bm25.get(ids):
+                if hit is not None:
+                    found[hit.id] = (hit.text, hit.metadata)
+        except Exception as e:  # noqa: BLE001 - a broken lexical index: Chroma has everything
+            logger.debug("BM25 copy unavailable for texts: %s", e)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            for doc in self.store.get(missing):
+                found[doc.id] = (doc.text, doc.metadata)
+        return found
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
@@ -685,6 +714,11 @@ class HybridRetriever(BaseRetriever):
     def _run_leg(
         self, leg: str, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
     ) -> list[LegHit] | BaseException:
+        if not run_manager.handlers:  # nobody is watching: skip the child run's bookkeeping
+            try:
+                return self.leg_search(leg, params)
+            except Exception as e:  # noqa: BLE001 - one leg failing is reported in _combine
+                return e
         try:
             documents = self._legs[leg].invoke(
                 params.query,
@@ -770,14 +804,24 @@ class HybridRetriever(BaseRetriever):
             for leg, hits in runs.items()
         }
         degraded = ",".join(failed) if failed else None
+        best = {
+            fused.id: next(
+                positions[leg][fused.id][1]
+                for leg in sorted(positions, key=lambda name: name == "vector")
+                if fused.id in positions[leg]
+            )
+            for fused in ranked
+        }
+        hydrated = self._hydrate([i for i, hit in best.items() if hit.text is None])
         documents = []
         for fused in ranked:
-            metadata: dict[str, Any] = {}
-            text = ""
-            for leg in LEGS:
-                found = positions.get(leg, {}).get(fused.id)
-                if found is not None and not text:
-                    text, metadata = found[1].text, dict(found[1].metadata)
+            hit = best[fused.id]
+            if hit.text is not None:
+                text, metadata = hit.text, dict(hit.metadata)
+            elif fused.id in hydrated:
+                text, metadata = hydrated[fused.id][0], dict(hydrated[fused.id][1])
+            else:  # deleted between the vector search and now
+                continue
             metadata["hybrid_score"] = fused.score
             for leg in LEGS:
                 found = positions.get(leg, {}).get(fused.id)

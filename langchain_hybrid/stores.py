@@ -410,16 +410,26 @@ class ChromaStore:
 
     # ------------------------------------------------------------------ reads
     def query(
-        self, embedding: Sequence[float], n_results: int, where: Mapping[str, Any] | None = None
+        self,
+        embedding: Sequence[float],
+        n_results: int,
+        where: Mapping[str, Any] | None = None,
+        *,
+        include_documents: bool = True,
     ) -> list[VectorHit]:
-        """Nearest neighbours of ``embedding``, best first, optionally filtered."""
+        """Nearest neighbours of ``embedding``, best first, optionally filtered.
+
+        With ``include_documents=False`` only ids and scores are fetched (text ``""``, metadata
+        ``{}``): much cheaper when most hits are dropped by fusion anyway.
+        """
+        include = ["documents", "metadatas", "distances"] if include_documents else ["distances"]
         result = self._call(
             "query",
             self.collection.query,
             query_embeddings=[list(map(float, embedding))],
             n_results=n_results,
             where=dict(where) if where else None,
-            include=["documents", "metadatas", "distances"],
+            include=include,
         )
         to_score = _SIMILARITY[self.config.hnsw.space]
         ids = result["ids"][0]

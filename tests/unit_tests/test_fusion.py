@@ -15,6 +15,7 @@ from langchain_hybrid.fusion import (
     fuse,
     relative_score,
     rrf,
+    zscore,
 )
 
 # Scores are ignored by RRF; they are given in descending order to look like real runs.
@@ -288,3 +289,19 @@ def test_check_weights_rejects(weights: object, n_legs: int) -> None:
         check_weights(weights, n_legs)
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value, HybridRetrieverError)
+
+
+def test_zscore_by_hand() -> None:
+    # leg A scores 3, 2, 1: mean 2, sigma sqrt(2/3); leg B scores 10, 0: mean 5, sigma 5
+    a = [("a", 3.0), ("b", 2.0), ("c", 1.0)]
+    b = [("c", 10.0), ("d", 0.0)]
+    sigma_a = (2 / 3) ** 0.5
+    fused = dict(zscore([a, b], (0.5, 0.5)))
+    assert fused["a"] == pytest.approx(0.5 * (1 / sigma_a))
+    assert fused["b"] == pytest.approx(0.0)
+    assert fused["c"] == pytest.approx(0.5 * (-1 / sigma_a) + 0.5 * 1.0)
+    assert fused["d"] == pytest.approx(-0.5)
+    # a 0.612, b 0, c -0.112 (its leg-B top score does not outweigh being last in A), d -0.5
+    assert [f.id for f in zscore([a, b], (0.5, 0.5))] == ["a", "b", "c", "d"]
+    flat = zscore([[("x", 2.0), ("y", 2.0)]], (1.0,))
+    assert [(f.id, f.score) for f in flat] == [("x", 0.0), ("y", 0.0)]  # tie: best rank, then id

@@ -28,7 +28,7 @@ from langchain_hybrid import (
     InvalidQueryError,
     TokenizerConfig,
 )
-from langchain_hybrid.fusion import dbsf, relative_score, rrf
+from langchain_hybrid.fusion import dbsf, relative_score, rrf, zscore
 from langchain_hybrid.retrievers import default_bm25_path
 
 CORPUS = [
@@ -135,24 +135,27 @@ def test_fusion_matches_the_pure_function(retriever: HybridRetriever) -> None:
     bm25 = retriever.search_leg("bm25", query, k=12)
     vector = retriever.search_leg("vector", query, k=12)
     runs = [[(h.id, h.score) for h in bm25], [(h.id, h.score) for h in vector]]
-    for method, function in (("rrf", rrf), ("relative_score", relative_score), ("dbsf", dbsf)):
+    methods = (("zscore", zscore), ("rrf", rrf), ("relative_score", relative_score), ("dbsf", dbsf))
+    for method, function in methods:
         docs = retriever.invoke(query, k=12, fetch_k=12, fusion=method, weights=(0.4, 0.6))
         expected = function(runs, (0.4, 0.6), rrf_k=60)
         assert [d.id for d in docs] == [f.id for f in expected][:12]
         assert [d.metadata["hybrid_score"] for d in docs] == [f.score for f in expected][:12]
 
 
-def test_default_fusion_is_relative_score(retriever: HybridRetriever) -> None:
-    assert retriever.fusion == "relative_score"
-    top = retriever.invoke("router error E-4471", k=1)[0]
-    assert top.metadata["hybrid_score"] == pytest.approx(1.0)  # best of both legs: 0.5 + 0.5
+def test_default_fusion_is_zscore(retriever: HybridRetriever) -> None:
+    assert retriever.fusion == "zscore"
+    docs = retriever.invoke("router error E-4471", k=12)
+    assert docs[0].id == "net-1"
+    assert docs[0].metadata["hybrid_score"] > 0 > docs[-1].metadata["hybrid_score"]
 
 
-@pytest.mark.parametrize("method", ["rrf", "relative_score", "dbsf"])
+@pytest.mark.parametrize("method", ["zscore", "rrf", "relative_score", "dbsf"])
 def test_fusion_method_by_name(retriever: HybridRetriever, method: str) -> None:
     docs = retriever.invoke("espresso grind", fusion=method, k=3)
     assert docs[0].id == "cof-1"
-    assert all(d.metadata["hybrid_score"] > 0 for d in docs)
+    scores = [d.metadata["hybrid_score"] for d in docs]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_a_zero_weight_turns_its_leg_off(retriever: HybridRetriever) -> None:
