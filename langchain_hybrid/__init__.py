@@ -1,6 +1,15 @@
 """langchain-hybrid: a hybrid BM25 + ChromaDB retriever for LangChain, fused with RRF."""
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params, TokenizerConfig
+from langchain_hybrid.cache import CachedEmbeddings, CachedVectorStore, LRUCache
+from langchain_hybrid.callbacks import (
+    HealthCheck,
+    HealthMonitor,
+    HealthStatus,
+    RetrievalMetricsHandler,
+    serve_metrics,
+)
+from langchain_hybrid.config import HybridConfig, load_config
 from langchain_hybrid.embeddings import MiniLMEmbeddings
 from langchain_hybrid.errors import (
     AllLegsFailedError,
@@ -26,11 +35,17 @@ __all__ = [
     "BM25Index",
     "BM25Params",
     "BatchWriteError",
+    "CachedEmbeddings",
+    "CachedVectorStore",
     "ChromaStore",
     "CollectionConfigError",
     "ConfigError",
     "EmbeddingModelNotFoundError",
     "HNSWConfig",
+    "HealthCheck",
+    "HealthMonitor",
+    "HealthStatus",
+    "HybridConfig",
     "HybridRetriever",
     "HybridRetrieverError",
     "IndexCorruptError",
@@ -38,10 +53,14 @@ __all__ = [
     "InvalidDocumentsError",
     "InvalidFilterError",
     "InvalidQueryError",
+    "LRUCache",
     "MiniLMEmbeddings",
+    "RetrievalMetricsHandler",
     "StoreConfig",
     "StoreError",
     "StoreUnavailableError",
     "TokenizerConfig",
     "WriterLockError",
+    "load_config",
+    "serve_metrics",
 ]

@@ -165,17 +165,24 @@ def window_stats(records: Sequence[_Record]) -> dict[str, Any]:
     }
 
 
+def _count(documents: object) -> int:
+    if type(documents) is list:  # the usual case, without an ABC check
+        return len(documents)
+    return len(documents) if isinstance(documents, Sequence) else 0
+
+
 def _documents_info(documents: object) -> tuple[int, str | None]:
-    """Number of documents and the first ``metadata["degraded"]`` value found (the failed legs)."""
-    if type(documents) is not list and not isinstance(documents, Sequence):  # list: fast path
+    """Number of documents and the failed legs named by ``metadata["degraded"]``, if any.
+
+    Only the first document is read: :class:`HybridRetriever` marks every document of a
+    degraded answer (and an empty degraded answer is caught by its failed leg's error event).
+    """
+    n = _count(documents)
+    if not n:
         return 0, None
-    for document in documents:
-        metadata = getattr(document, "metadata", None)
-        if type(metadata) is dict or isinstance(metadata, Mapping):
-            degraded = metadata.get("degraded")
-            if degraded is not None:
-                return len(documents), str(degraded)
-    return len(documents), None
+    metadata = getattr(documents[0], "metadata", None)  # type: ignore[index]
+    degraded = metadata.get("degraded") if isinstance(metadata, dict) else None
+    return n, None if degraded is None else str(degraded)
 
 
 def _run_name(serialized: object, kwargs: Mapping[str, Any]) -> str:
@@ -203,7 +210,7 @@ class RetrievalMetricsHandler(BaseCallbackHandler):
     Per retrieval and per leg: ``count``, ``errors``, ``empty`` (successful runs that returned
     no documents) as totals since creation or :meth:`reset`; and, over the last ``window``
     runs, ``error_rate``, ``empty_rate``, ``documents_mean`` and ``latency_ms`` (p50, p95, p99,
-    max, mean). Per retrieval also: ``degraded`` (answers whose documents carry
+    max, mean). Per retrieval also: ``degraded`` (answers whose first document carries
     ``metadata["degraded"]``, or whose leg failed while the retrieval succeeded) and
     ``degraded_rate``, and ``cache`` hits and misses from the ``langchain_hybrid.cache``
     custom event.
@@ -324,7 +331,11 @@ class RetrievalMetricsHandler(BaseCallbackHandler):
         """Record a successful run: latency, documents, empty and degraded answers."""
         try:
             ended = time.perf_counter()
-            n_documents, marked = _documents_info(documents)
+            pending = self._in_flight.get(run_id)  # a read: only retrievals need the scan
+            if pending is not None and pending.key is not None and pending.key[1] == ALL:
+                n_documents, marked = _documents_info(documents)
+            else:
+                n_documents, marked = _count(documents), None
             with self._lock:
                 run = self._in_flight.pop(run_id, None)
                 if run is None:

@@ -1,0 +1,56 @@
+import subprocess
+import sys
+
+import langchain_hybrid
+
+EXPECTED = [
+    "AllLegsFailedError",
+    "BM25Index",
+    "BM25Params",
+    "BatchWriteError",
+    "CachedEmbeddings",
+    "CachedVectorStore",
+    "ChromaStore",
+    "CollectionConfigError",
+    "ConfigError",
+    "EmbeddingModelNotFoundError",
+    "HNSWConfig",
+    "HealthCheck",
+    "HealthMonitor",
+    "HealthStatus",
+    "HybridConfig",
+    "HybridRetriever",
+    "HybridRetrieverError",
+    "IndexCorruptError",
+    "IndexNotBuiltError",
+    "InvalidDocumentsError",
+    "InvalidFilterError",
+    "InvalidQueryError",
+    "LRUCache",
+    "MiniLMEmbeddings",
+    "RetrievalMetricsHandler",
+    "StoreConfig",
+    "StoreError",
+    "StoreUnavailableError",
+    "TokenizerConfig",
+    "WriterLockError",
+    "load_config",
+    "serve_metrics",
+]
+
+
+def test_public_surface_is_pinned() -> None:
+    assert sorted(langchain_hybrid.__all__) == sorted(EXPECTED)
+    assert langchain_hybrid.__all__ == sorted(langchain_hybrid.__all__, key=str)
+    for name in EXPECTED:
+        assert getattr(langchain_hybrid, name) is not None
+
+
+def test_import_pulls_in_no_optional_package() -> None:
+    # (chromadb itself imports opentelemetry, so only prometheus_client can be checked)
+    code = (
+        "import sys, langchain_hybrid; "
+        "print(any(m.startswith('prometheus_client') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
