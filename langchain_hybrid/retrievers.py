@@ -78,16 +78,16 @@ class SearchParams(NamedTuple):
     node: Node | None
 
     def cache_key(self) -> str:
-        """A collision-proof key of everything that changes the answer."""
-        return cache_key(
-            "hybrid",
-            self.query,
-            self.k,
-            self.fetch_k,
-            self.weights,
-            self.fusion,
-            self.rrf_k,
-            self.where,
+        """A collision-proof key of everything that changes the answer.
+
+        Fixed-format fields joined by a control character that none of them can contain (the
+        filter is canonical JSON, whose strings escape control characters), the query last:
+        unambiguous, and far cheaper than hashing a canonical encoding on every cache hit.
+        """
+        where = "" if self.where is None else cache_key(self.where)
+        return (
+            f"{self.k}\x1f{self.fetch_k}\x1f{self.weights[0]!r}\x1f{self.weights[1]!r}\x1f"
+            f"{self.fusion}\x1f{self.rrf_k!r}\x1f{where}\x1f{self.query}"
         )
 
     def active_legs(self) -> tuple[str, ...]:
@@ -222,6 +222,7 @@ class HybridRetriever(BaseRetriever):
     _write_lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
     _deferred: int = PrivateAttr(default=0)
     _next_refresh: float = PrivateAttr(default=0.0)
+    _defaults: tuple[tuple[Any, ...], SearchParams] | None = PrivateAttr(default=None)
     _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
 
     @field_validator("weights", mode="before")
@@ -586,6 +587,16 @@ class HybridRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ search
     def _params(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:
+        if not kwargs and isinstance(query, str) and query.strip():
+            # the common call: the defaults, validated once while the fields stay the same
+            current = (self.k, self.fetch_k, self.weights, self.fusion, self.rrf_k)
+            defaults = self._defaults
+            if defaults is None or defaults[0] != current:
+                defaults = self._defaults = (current, self._validate(query, {}))
+            return defaults[1]._replace(query=query)
+        return self._validate(query, kwargs)
+
+    def _validate(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:
         unknown = set(kwargs) - _CALL_KWARGS
         if unknown:
             msg = f"unknown search arguments {sorted(unknown)}; accepted: {sorted(_CALL_KWARGS)}"
@@ -691,9 +702,10 @@ class HybridRetriever(BaseRetriever):
         key = params.cache_key()
         cached = self.cache.get_or_compute(key, compute, generation=self.cache.generation)
         self._forget_degraded(key, cached)
-        run_manager.get_child().on_custom_event(
-            CACHE_EVENT, {"hit": not computed}, run_id=run_manager.run_id
-        )
+        if run_manager.handlers:
+            run_manager.get_child().on_custom_event(
+                CACHE_EVENT, {"hit": not computed}, run_id=run_manager.run_id
+            )
         return [_copy_document(d) for d in cached]
 
     def _forget_degraded(self, key: str, documents: tuple[Document, ...]) -> None:
@@ -747,9 +759,10 @@ class HybridRetriever(BaseRetriever):
         key = params.cache_key()
         cached = await self.cache.aget_or_compute(key, compute, generation=self.cache.generation)
         self._forget_degraded(key, cached)
-        await run_manager.get_child().on_custom_event(
-            CACHE_EVENT, {"hit": not computed}, run_id=run_manager.run_id
-        )
+        if run_manager.handlers:
+            await run_manager.get_child().on_custom_event(
+                CACHE_EVENT, {"hit": not computed}, run_id=run_manager.run_id
+            )
         return [_copy_document(d) for d in cached]
 
     async def _asearch(
@@ -835,10 +848,18 @@ class HybridRetriever(BaseRetriever):
 
 def _copy_document(document: Document) -> Document:
     """A copy of a cached document that callers may mutate without touching the cache."""
-    metadata = {k: list(v) if isinstance(v, list) else v for k, v in document.metadata.items()}
-    return Document.model_construct(
-        id=document.id, page_content=document.page_content, metadata=metadata, type="Document"
-    )
+    # what pydantic's __copy__ does, minus its generic machinery (this runs on every cache hit)
+    get = object.__getattribute__
+    fields = get(document, "__dict__")
+    metadata = {k: list(v) if type(v) is list else v for k, v in fields["metadata"].items()}
+    copy = object.__new__(Document)
+    setattr_ = object.__setattr__
+    setattr_(copy, "__dict__", {**fields, "metadata": metadata})
+    setattr_(copy, "__pydantic_fields_set__", set(get(document, "__pydantic_fields_set__")))
+    extra = get(document, "__pydantic_extra__")
+    setattr_(copy, "__pydantic_extra__", dict(extra) if extra is not None else None)
+    setattr_(copy, "__pydantic_private__", get(document, "__pydantic_private__"))
+    return copy
 
 
 def _positive_int(name: str, value: object) -> int:
