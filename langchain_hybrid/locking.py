@@ -14,9 +14,11 @@ Several retrievers in one process share the lock (it is counted per directory).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -63,6 +65,30 @@ def acquire_writer_lock(directory: str | os.PathLike[str]) -> None:
         handle.flush()
         _held[path] = handle
         logger.debug("writer lock of %s taken by pid %d", path, os.getpid())
+
+
+@contextlib.contextmanager
+def writer_lock_if_free(directory: str | os.PathLike[str]) -> Iterator[bool]:
+    """Hold the writer lock for the block if no other process has it; yields whether held.
+
+    For saving a repaired BM25 index on open: a reader process must not write files while
+    another process is writing. A lock this process already held stays held afterwards.
+    """
+    path = Path(directory).absolute()
+    with _guard:
+        already = path in _held
+    if already:
+        yield True
+        return
+    try:
+        acquire_writer_lock(path)
+    except WriterLockError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        release_writer_lock(path)
 
 
 def _release_all() -> None:

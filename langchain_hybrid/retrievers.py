@@ -42,7 +42,7 @@ from langchain_hybrid.errors import (
 )
 from langchain_hybrid.filters import Node, parse_filter, validate_metadata
 from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights, fuse
-from langchain_hybrid.locking import acquire_writer_lock
+from langchain_hybrid.locking import acquire_writer_lock, writer_lock_if_free
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 logger = logging.getLogger(__name__)
@@ -551,7 +551,8 @@ class HybridRetriever(BaseRetriever):
                 len(self.bm25),
             ):
                 return False
-            logger.info("collection changed by another writer: syncing the BM25 index")
+            logger.info("collection changed by another writer: reopening and syncing BM25")
+            self.store.reopen()
             self.bm25 = sync_bm25(self.store, self.bm25_path, self.bm25.params)
             self._invalidate()
             return True
@@ -888,7 +889,8 @@ def sync_bm25(store: ChromaStore, path: Path | None, params: BM25Params | None =
     """Load the BM25 index at ``path`` if it matches ``store``, else rebuild it from Chroma.
 
     Chroma is the system of record: a missing, corrupt, stale (other generation or document
-    count) or differently configured BM25 index is rebuilt from the stored documents and saved.
+    count) or differently configured BM25 index is rebuilt from the stored documents, and saved
+    unless another process holds the writer lock (then it stays in memory only).
     """
     generation, count = store.generation(), store.count()
     reason = None
@@ -915,7 +917,10 @@ def sync_bm25(store: ChromaStore, path: Path | None, params: BM25Params | None =
     rebuilt = rebuild_bm25(store, params or (index.params if index else None))
     rebuilt.generation = generation
     if path is not None:
-        rebuilt.save(path)
+        lock_dir = store.config.path if store.config.mode == "persistent" else path
+        with writer_lock_if_free(lock_dir) as free:
+            if free:  # a reader process never writes files another process is writing
+                rebuilt.save(path)
     level = logging.DEBUG if count == 0 or path is None else logging.WARNING
     logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
     return rebuilt

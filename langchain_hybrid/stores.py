@@ -264,6 +264,24 @@ class ChromaStore:
             raise self._unavailable(what, e) from e
         return True
 
+    def reopen(self) -> None:
+        """Reconnect, so an embedded client sees what other processes wrote.
+
+        Chroma's embedded client keeps the collection's vector index in process memory and does
+        not see vectors another process added later; only a new client does. Chroma caches one
+        client system per path, so that entry is dropped first (other paths are untouched).
+        """
+        if self.config.mode != "persistent":
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient  # noqa: PLC0415
+
+        identifier = getattr(self.client, "_identifier", None)
+        if identifier is not None:
+            SharedSystemClient._identifier_to_system.pop(identifier, None)  # noqa: SLF001
+            SharedSystemClient._identifier_to_refcount.pop(identifier, None)  # noqa: SLF001
+        self.client = self._connect()
+        self.collection = self._open_collection()
+
     def heartbeat(self) -> int:
         """Ask the server (or embedded database) whether it is alive; returns its clock (ns)."""
         return int(self._call("heartbeat", self.client.heartbeat))
