@@ -89,7 +89,8 @@ def load_docs(n: int = 40) -> list[Document]:
 
 def main() -> None:
     docs = load_docs()
-    retriever = HybridRetriever.from_documents(docs, MiniLMEmbeddings(), k=3)
+    # cache=False: this example repeats its query, and a cache hit runs no legs to show
+    retriever = HybridRetriever.from_documents(docs, MiniLMEmbeddings(), k=3, cache=False)
     query = docs[0].metadata["title"]
     handler = PrintingHandler()
 
