@@ -43,7 +43,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langchain_hybrid.errors import IndexCorruptError, InvalidDocumentsError
-from langchain_hybrid.filters import MetadataColumns, Node
+from langchain_hybrid.filters import MetadataColumns, Node, is_utf8
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,9 @@ class BM25Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    k1: float = Field(default=0.9, ge=0.0, description="term-frequency saturation")
+    k1: float = Field(
+        default=0.9, ge=0.0, allow_inf_nan=False, description="term-frequency saturation"
+    )
     b: float = Field(default=0.4, ge=0.0, le=1.0, description="document-length normalisation")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
 
@@ -712,8 +714,8 @@ def check_ids(ids: Sequence[object]) -> None:
     """Raise :class:`InvalidDocumentsError` unless ``ids`` are unique non-empty strings."""
     seen: set[str] = set()
     for doc_id in ids:
-        if not isinstance(doc_id, str) or not doc_id:
-            msg = f"document ids must be non-empty strings, got {doc_id!r}"
+        if not isinstance(doc_id, str) or not doc_id or not is_utf8(doc_id):
+            msg = f"document ids must be non-empty UTF-8 strings, got {doc_id!r}"
             raise InvalidDocumentsError(msg)
         if doc_id in seen:
             msg = f"duplicate document id {doc_id!r} in one call"

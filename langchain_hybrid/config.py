@@ -59,10 +59,10 @@ class FusionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: FusionMethod = "zscore"
-    rrf_k: float = Field(default=60.0, ge=0)
+    rrf_k: float = Field(default=60.0, ge=0, lt=1e12, allow_inf_nan=False)
     weights: tuple[float, float] = (0.5, 0.5)
-    fetch_k: int = Field(default=50, gt=0)
-    k: int = Field(default=4, gt=0)
+    fetch_k: int = Field(default=50, gt=0, le=1_000_000)
+    k: int = Field(default=4, gt=0, le=1_000_000)
     on_leg_error: Literal["degrade", "raise"] = "degrade"
 
     @field_validator("weights", mode="before")
@@ -83,8 +83,8 @@ class CacheSettings(BaseModel):
 
     enabled: bool = True
     max_entries: int = Field(default=10_000, gt=0)
-    ttl_seconds: float | None = Field(default=None, gt=0)
-    refresh_interval_seconds: float | None = Field(default=5.0, gt=0)
+    ttl_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    refresh_interval_seconds: float | None = Field(default=5.0, gt=0, allow_inf_nan=False)
 
 
 class MonitoringSettings(BaseModel):
@@ -93,7 +93,7 @@ class MonitoringSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     window: int = Field(default=10_000, gt=0)
-    p95_threshold_ms: float = Field(default=500.0, gt=0)
+    p95_threshold_ms: float = Field(default=500.0, gt=0, allow_inf_nan=False)
     error_rate_threshold: float = Field(default=0.05, ge=0, le=1)
     degraded_rate_threshold: float = Field(default=0.05, ge=0, le=1)
     min_requests: int = Field(default=20, ge=1)
@@ -201,6 +201,9 @@ def read_yaml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[tuple[
     except OSError as e:
         msg = f"cannot read config file {file}: {e.strerror or e}"
         raise ConfigError(msg) from e
+    except UnicodeDecodeError as e:
+        msg = f"config file {file} is not UTF-8 text: {e.reason} at byte {e.start}"
+        raise ConfigError(msg) from None
     try:
         data = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -233,9 +236,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(msg)
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            msg = f"environment variable {name}: invalid value {raw!r}: {e}"
-            raise ConfigError(msg) from e
+        except yaml.YAMLError:
+            # the value may be a secret: name the variable, never echo what it holds
+            msg = f"environment variable {name}: its value is not a valid YAML scalar or list"
+            raise ConfigError(msg) from None
         cursor = out
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
@@ -244,6 +248,20 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def load_config(
+    path: str | os.PathLike[str] | Mapping[str, Any] | HybridConfig | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> HybridConfig:
+    """Build the effective configuration (see :func:`_load_config`)."""
+    try:
+        return _load_config(path, overrides=overrides, environ=environ)
+    except RecursionError:
+        msg = "invalid configuration: nested too deeply"
+        raise ConfigError(msg) from None
+
+
+def _load_config(
     path: str | os.PathLike[str] | Mapping[str, Any] | HybridConfig | None = None,
     *,
     overrides: Mapping[str, Any] | None = None,
@@ -262,6 +280,10 @@ def load_config(
             file, the file and line.
     """
     environ = os.environ if environ is None else environ
+    valid_source = path is None or isinstance(path, (str, os.PathLike, Mapping, HybridConfig))
+    if not valid_source or not isinstance(overrides, (Mapping, type(None))):
+        msg = "load_config takes a path, a dict of sections or a HybridConfig (and dict overrides)"
+        raise ConfigError(msg)
     if path is None and environ.get(CONFIG_ENV):
         path = environ[CONFIG_ENV]
     lines: dict[tuple[str, ...], int] = {}
@@ -276,8 +298,12 @@ def load_config(
         source = str(path)
     else:
         data = {}
-    merged = deep_merge(data, env_overrides(environ))
-    merged = deep_merge(merged, overrides or {})
+    try:
+        merged = deep_merge(data, env_overrides(environ))
+        merged = deep_merge(merged, overrides or {})
+    except (TypeError, AttributeError) as e:
+        msg = f"invalid configuration in {source}: sections must be mappings ({e})"
+        raise ConfigError(msg) from None
     try:
         return HybridConfig.model_validate(merged)
     except ValidationError as e:
@@ -304,8 +330,11 @@ def _config_error(
         where = f"{source}:{line}" if line else source
         if item["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key {key!r}")
-        else:
-            problems.append(f"{where}: {key}: {item['msg']} (got {item.get('input')!r})")
+            continue
+        value = item.get("input")
+        secret = any(part in {"token", "headers", "options"} for part in loc)
+        shown = "" if secret or isinstance(value, (dict, list)) else f" (got {value!r})"
+        problems.append(f"{where}: {key}: {item['msg']}{shown}")
     return ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 

@@ -65,10 +65,17 @@ class Logical:
 Node: TypeAlias = Condition | Logical
 
 
+_INT64 = 2**63
+
+
 def _is_scalar(value: object) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
-    return isinstance(value, (str, int, bool))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -_INT64 <= value < _INT64  # Chroma stores 64-bit integers
+    if isinstance(value, str):
+        return is_utf8(value)
+    return isinstance(value, bool)
 
 
 def _scalar_kind(value: Scalar) -> str:
@@ -102,7 +109,35 @@ def parse_filter(where: object) -> Node | None:
     return _parse(where, "filter")
 
 
+MAX_DEPTH = 32
+
+
+def chroma_where(where: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a valid filter in the exact shapes Chroma accepts (lists, not tuples)."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(where)  # type: ignore[return-value]
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be stored (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse(where: object, path: str) -> Node:
+    if path.count(".") > MAX_DEPTH:
+        msg = f"filter nested deeper than {MAX_DEPTH} levels"
+        raise _bad(msg)
     if not isinstance(where, Mapping):
         msg = f"{path} must be a dict, got {type(where).__name__}"
         raise _bad(msg)
@@ -120,7 +155,7 @@ def _parse(where: object, path: str) -> Node:
         if key not in LOGICAL_OPS:
             msg = f"unknown logical operator {key!r} in {path}; use $and or $or"
             raise _bad(msg)
-        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) < 2:  # noqa: PLR2004
+        if not isinstance(value, (list, tuple)) or len(value) < 2:  # noqa: PLR2004
             msg = f"{key} in {path} needs a list of at least two filters, got {value!r}"
             raise _bad(msg)
         op: Literal["$and", "$or"] = "$and" if key == "$and" else "$or"
@@ -140,7 +175,7 @@ def _condition(key: str, op: object, operand: object) -> Condition:
         msg = f"unknown operator {op!r} on {key!r}; expected one of {sorted(COMPARISON_OPS)}"
         raise _bad(msg)
     if op in {"$in", "$nin"}:
-        if not isinstance(operand, Sequence) or isinstance(operand, str) or not operand:
+        if not isinstance(operand, (list, tuple)) or not operand:
             msg = f"{op} on {key!r} needs a non-empty list, got {operand!r}"
             raise _bad(msg)
         if not all(_is_scalar(v) for v in operand):
@@ -360,7 +395,12 @@ def validate_metadata(metadata: object, where: str) -> dict[str, Any] | None:
         raise InvalidDocumentsError(msg)
     out: dict[str, Any] = {}
     for key, value in metadata.items():
-        if not isinstance(key, str) or not key or key.startswith(("$", "chroma:")):
+        if (
+            not isinstance(key, str)
+            or not key
+            or key.startswith(("$", "chroma:"))
+            or not is_utf8(key)
+        ):
             msg = f"metadata key {key!r} of {where} must be a non-empty string not starting with $"
             raise InvalidDocumentsError(msg)
         if value is None:

@@ -177,7 +177,11 @@ def check_weights(weights: object, n_legs: int) -> tuple[float, ...]:
     ):
         msg = f"weights must be {n_legs} finite non-negative numbers, got {weights!r}"
         raise InvalidQueryError(msg)
-    values = tuple(float(w) for w in weights)
+    try:
+        values = tuple(float(w) for w in weights)
+    except OverflowError:
+        msg = f"weights must be {n_legs} finite non-negative numbers, got {weights!r}"
+        raise InvalidQueryError(msg) from None
     if not all(math.isfinite(w) and w >= 0 for w in values):
         msg = f"weights must be {n_legs} finite non-negative numbers, got {weights!r}"
         raise InvalidQueryError(msg)

@@ -40,7 +40,13 @@ from langchain_hybrid.errors import (
     InvalidDocumentsError,
     InvalidQueryError,
 )
-from langchain_hybrid.filters import Node, parse_filter, validate_metadata
+from langchain_hybrid.filters import (
+    Node,
+    chroma_where,
+    is_utf8,
+    parse_filter,
+    validate_metadata,
+)
 from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights, fuse
 from langchain_hybrid.locking import acquire_writer_lock, writer_lock_if_free
 from langchain_hybrid.stores import ChromaStore, StoreConfig
@@ -48,6 +54,8 @@ from langchain_hybrid.stores import ChromaStore, StoreConfig
 logger = logging.getLogger(__name__)
 
 LEGS = ("bm25", "vector")
+MAX_K = 1_000_000  # k and fetch_k: Chroma takes n_results as a C long
+_MAX_RRF_K = 1e12
 CACHE_EVENT = "langchain_hybrid.cache"
 """Custom callback event sent by every cached query: ``{"hit": bool}`` for the parent run."""
 _CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
@@ -207,8 +215,8 @@ class HybridRetriever(BaseRetriever):
     store: ChromaStore = Field(exclude=True)
     bm25: BM25Index = Field(exclude=True)
     embedding: Embeddings = Field(exclude=True)
-    k: int = Field(default=4, gt=0)
-    fetch_k: int = Field(default=50, gt=0)
+    k: int = Field(default=4, gt=0, le=MAX_K)
+    fetch_k: int = Field(default=50, gt=0, le=MAX_K)
     rrf_k: float = Field(default=60.0, ge=0)
     weights: tuple[float, float] = (0.5, 0.5)
     fusion: FusionMethod = "zscore"
@@ -412,6 +420,12 @@ class HybridRetriever(BaseRetriever):
         **kwargs: Any,
     ) -> HybridRetriever:
         """Build a retriever from texts (see :meth:`from_documents` for the arguments)."""
+        if not _is_sequence(texts) or not all(isinstance(t, str) for t in texts):
+            msg = "from_texts takes a sequence of strings"
+            raise InvalidDocumentsError(msg)
+        if metadatas is not None and not _is_sequence(metadatas):
+            msg = f"metadatas must be a sequence, got {type(metadatas).__name__}"
+            raise InvalidDocumentsError(msg)
         if metadatas is not None and len(metadatas) != len(texts):
             msg = f"got {len(texts)} texts and {len(metadatas)} metadatas"
             raise InvalidDocumentsError(msg)
@@ -436,12 +450,18 @@ class HybridRetriever(BaseRetriever):
                 ``failed_ids`` in neither.
             WriterLockError: another process is writing to this embedded index.
         """
+        if not _is_sequence(documents):
+            msg = f"add_documents takes a sequence of Documents, got {type(documents).__name__}"
+            raise InvalidDocumentsError(msg)
         docs = list(documents)
         if not all(isinstance(d, Document) for d in docs):
             msg = "add_documents takes a sequence of langchain_core Document objects"
             raise InvalidDocumentsError(msg)
         if ids is None:
             ids = [d.id or str(uuid.uuid4()) for d in docs]
+        elif not _is_sequence(ids):
+            msg = f"ids must be a sequence of strings, got {type(ids).__name__}"
+            raise InvalidDocumentsError(msg)
         elif len(ids) != len(docs):
             msg = f"got {len(docs)} documents and {len(ids)} ids"
             raise InvalidDocumentsError(msg)
@@ -449,8 +469,8 @@ class HybridRetriever(BaseRetriever):
         check_ids(ids)
         texts = [d.page_content for d in docs]
         for doc_id, text in zip(ids, texts, strict=True):
-            if not isinstance(text, str):
-                msg = f"page_content of {doc_id!r} must be a string"
+            if not isinstance(text, str) or not is_utf8(text):
+                msg = f"page_content of {doc_id!r} must be valid Unicode text"
                 raise InvalidDocumentsError(msg)
         metadatas = [
             validate_metadata(d.metadata, f"document {i!r}") for d, i in zip(docs, ids, strict=True)
@@ -494,11 +514,13 @@ class HybridRetriever(BaseRetriever):
         Raises:
             InvalidDocumentsError: ``ids`` is not a sequence of non-empty strings.
         """
-        if isinstance(ids, str):
-            msg = "delete takes a sequence of ids, not a single string"
+        if not _is_sequence(ids):
+            msg = f"delete takes a sequence of id strings, got {type(ids).__name__}"
+            raise InvalidDocumentsError(msg)
+        if not all(isinstance(i, str) and i and is_utf8(i) for i in ids):
+            msg = "document ids must be non-empty UTF-8 strings"
             raise InvalidDocumentsError(msg)
         ids = list(dict.fromkeys(ids))
-        check_ids(ids)
         if not ids:
             return
         with self._write_lock:
@@ -514,6 +536,9 @@ class HybridRetriever(BaseRetriever):
 
     def get_by_ids(self, ids: Sequence[str]) -> list[Document]:
         """Documents stored under ``ids`` (unknown ids are left out), from Chroma."""
+        if not _is_sequence(ids) or not all(isinstance(i, str) and i for i in ids):
+            msg = "get_by_ids takes a sequence of non-empty id strings"
+            raise InvalidDocumentsError(msg)
         return [
             Document(id=d.id, page_content=d.text, metadata=d.metadata)
             for d in self.store.get(list(ids))
@@ -608,16 +633,24 @@ class HybridRetriever(BaseRetriever):
         if not query.strip():
             msg = "query must not be empty or whitespace"
             raise InvalidQueryError(msg)
+        if not is_utf8(query):
+            msg = "query is not valid Unicode text (it holds a lone surrogate)"
+            raise InvalidQueryError(msg)
         k = _positive_int("k", kwargs.get("k", self.k))
         fetch_k = _positive_int("fetch_k", kwargs.get("fetch_k", self.fetch_k))
         weights = check_weights(kwargs.get("weights", self.weights), len(LEGS))
         fusion = kwargs.get("fusion", self.fusion)
-        if fusion not in FUSION_METHODS:
+        if not isinstance(fusion, str) or fusion not in FUSION_METHODS:
             msg = f"unknown fusion method {fusion!r}; expected one of {sorted(FUSION_METHODS)}"
             raise InvalidQueryError(msg)
         rrf_k = kwargs.get("rrf_k", self.rrf_k)
-        if isinstance(rrf_k, bool) or not isinstance(rrf_k, (int, float)) or not rrf_k >= 0:
-            msg = f"rrf_k must be a non-negative number, got {rrf_k!r}"
+        if (
+            isinstance(rrf_k, bool)
+            or not isinstance(rrf_k, (int, float))
+            or not 0 <= rrf_k < _MAX_RRF_K
+            or not math.isfinite(rrf_k)
+        ):
+            msg = f"rrf_k must be a finite number >= 0, got {rrf_k!r}"
             raise InvalidQueryError(msg)
         where = kwargs.get("filter")
         node = parse_filter(where)
@@ -628,7 +661,7 @@ class HybridRetriever(BaseRetriever):
             (weights[0], weights[1]),
             fusion,
             float(rrf_k),
-            dict(where) if node is not None and isinstance(where, Mapping) else None,
+            chroma_where(where) if node is not None and isinstance(where, Mapping) else None,
             node,
         )
 
@@ -863,9 +896,14 @@ def _copy_document(document: Document) -> Document:
     return copy
 
 
+def _is_sequence(value: object) -> bool:
+    """A list-like of items (not a string, bytes or a mapping)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+
+
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name} must be an integer >= 1, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
+        msg = f"{name} must be an integer from 1 to {MAX_K:,}, got {value!r}"
         raise InvalidQueryError(msg)
     return value
 

@@ -83,7 +83,7 @@ class StoreConfig(BaseModel):
     collection: str = "langchain_hybrid"
     hnsw: HNSWConfig = Field(default_factory=HNSWConfig)
     batch_size: int | None = Field(default=None, ge=1)
-    timeout_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
 
     @field_validator("collection")
     @classmethod
@@ -207,6 +207,7 @@ class ChromaStore:
             headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
             if cfg.token is not None:
                 headers.setdefault("Authorization", f"Bearer {cfg.token.get_secret_value()}")
+            self._probe(headers)  # HttpClient() itself sends untimed requests
             client = chromadb.HttpClient(
                 host=cfg.host,
                 port=cfg.port,
@@ -225,6 +226,18 @@ class ChromaStore:
 
             session.timeout = httpx.Timeout(cfg.timeout_seconds)
         return client
+
+    def _probe(self, headers: dict[str, str]) -> None:
+        """Fail fast, within ``timeout_seconds``, if the server does not answer a heartbeat."""
+        import httpx  # noqa: PLC0415
+
+        cfg = self.config
+        url = f"http{'s' if cfg.ssl else ''}://{cfg.host}:{cfg.port}/api/v2/heartbeat"
+        try:
+            httpx.get(url, headers=headers, timeout=cfg.timeout_seconds).raise_for_status()
+        except httpx.HTTPError as e:
+            msg = f"Chroma at {self._target()} did not answer a heartbeat: {type(e).__name__}"
+            raise StoreUnavailableError(msg) from None
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Call the Chroma client, turning connection failures into typed errors."""
