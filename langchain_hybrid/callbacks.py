@@ -197,7 +197,36 @@ def _error_text(error: object) -> str:
     return text if len(text) <= _ERROR_TEXT else text[: _ERROR_TEXT - 3] + "..."
 
 
-class RetrievalMetricsHandler(BaseCallbackHandler):
+class _RetrieverEventsOnly(BaseCallbackHandler):
+    """Skip every event but retriever runs and custom events, before any work is done."""
+
+    @property
+    def ignore_llm(self) -> bool:
+        """LLM events are not observed."""
+        return True
+
+    @property
+    def ignore_chat_model(self) -> bool:
+        """Chat model events are not observed."""
+        return True
+
+    @property
+    def ignore_chain(self) -> bool:
+        """Chain events are not observed."""
+        return True
+
+    @property
+    def ignore_agent(self) -> bool:
+        """Agent events are not observed."""
+        return True
+
+    @property
+    def ignore_retry(self) -> bool:
+        """Retry events are not observed."""
+        return True
+
+
+class RetrievalMetricsHandler(_RetrieverEventsOnly):
     """Retrieval metrics from LangChain callbacks: counts, errors, latency, cache, degraded.
 
     Attach it where callbacks go (``config={"callbacks": [handler]}`` on a chain, a retriever or
@@ -261,32 +290,6 @@ class RetrievalMetricsHandler(BaseCallbackHandler):
         )
         self._evicted = 0
         self._unmatched = 0
-
-    # only retriever runs and custom events are of interest: skip everything else early
-    @property
-    def ignore_llm(self) -> bool:
-        """LLM events are not measured."""
-        return True
-
-    @property
-    def ignore_chat_model(self) -> bool:
-        """Chat model events are not measured."""
-        return True
-
-    @property
-    def ignore_chain(self) -> bool:
-        """Chain events are not measured."""
-        return True
-
-    @property
-    def ignore_agent(self) -> bool:
-        """Agent events are not measured."""
-        return True
-
-    @property
-    def ignore_retry(self) -> bool:
-        """Retry events are not measured."""
-        return True
 
     # ------------------------------------------------------------------ callbacks
     def on_retriever_start(
@@ -1216,7 +1219,7 @@ def serve_metrics(
 
 
 # ---------------------------------------------------------------------- opentelemetry
-class OTelRetrievalHandler(BaseCallbackHandler):
+class OTelRetrievalHandler(_RetrieverEventsOnly):
     """One OpenTelemetry span per retriever run; legs are child spans of their retrieval.
 
     A retrieval's span is a child of the current span when the retrieval starts (so it nests
@@ -1276,26 +1279,6 @@ class OTelRetrievalHandler(BaseCallbackHandler):
         # run id -> (span, parent run id if it is a leg of a traced retrieval, run name)
         self._spans: OrderedDict[UUID, tuple[Span, UUID | None, str]] = OrderedDict()
         self._failed_legs: dict[UUID, list[str]] = {}
-
-    @property
-    def ignore_llm(self) -> bool:
-        """LLM events are not traced here."""
-        return True
-
-    @property
-    def ignore_chat_model(self) -> bool:
-        """Chat model events are not traced here."""
-        return True
-
-    @property
-    def ignore_chain(self) -> bool:
-        """Chain events are not traced here."""
-        return True
-
-    @property
-    def ignore_agent(self) -> bool:
-        """Agent events are not traced here."""
-        return True
 
     def on_retriever_start(
         self,

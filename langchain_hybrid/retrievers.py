@@ -539,6 +539,9 @@ class HybridRetriever(BaseRetriever):
         if not _is_sequence(ids) or not all(isinstance(i, str) and i for i in ids):
             msg = "get_by_ids takes a sequence of non-empty id strings"
             raise InvalidDocumentsError(msg)
+        ids = list(dict.fromkeys(ids))  # Chroma rejects repeated ids in one get
+        if not ids:
+            return []
         return [
             Document(id=d.id, page_content=d.text, metadata=d.metadata)
             for d in self.store.get(list(ids))

@@ -330,6 +330,21 @@ elif role == "intruder":
             outcome[name] = f"{type(e).__name__}: {e}"
     after = (len(r.bm25), r.bm25.generation, sorted(r.bm25.ids))
     say("RESULT", {"outcome": outcome, "unchanged": before == after})
+
+elif role == "slow-repairer":  # a reader that repairs a stale BM25 index on a slow disk
+    from langchain_hybrid.bm25 import BM25Index
+    original_save = BM25Index.save
+
+    def slow_save(self, path):
+        say("SAVING")
+        time.sleep(float(sys.argv[5]))
+        original_save(self, path)
+
+    BM25Index.save = slow_save
+    r = HybridRetriever.load(directory, collection_name="kb", embedding=HashEmbeddings(),
+                             refresh_interval_seconds=None)
+    say("OPENED", len(r.bm25))
+    sys.stdin.readline()
 """
 
 
@@ -381,6 +396,40 @@ class Proc:
         except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
             self.process.kill()
             self.process.communicate()
+
+
+def test_a_reader_repairing_bm25_does_not_fail_the_writer(tmp_path: Path) -> None:
+    """A reader process saving a repaired BM25 index must not make the writer's write fail.
+
+    The repairing reader's save is slowed down (as on a slow disk, or for a large index) so the
+    writer's first write lands while it is in progress.
+    """
+    rng = random.Random(4)  # noqa: S311 - seeded test data, not crypto
+    built = HybridRetriever.from_documents(
+        [Document(page_content=text_for(f"s-{i}", 0, rng)) for i in range(10)],
+        ids=[f"s-{i}" for i in range(10)],
+        embedding=HashEmbeddings(),
+        persist_directory=tmp_path,
+        collection_name="kb",
+    )
+    built.store.bump_generation()  # the saved BM25 index is now stale, as after a crash
+    built.store.client.close()
+    release_writer_lock(tmp_path)
+    repairer = Proc("slow-repairer", tmp_path, 5, "3.0")
+    try:
+        repairer.expect("SAVING")
+        writer = HybridRetriever.load(tmp_path, collection_name="kb", embedding=HashEmbeddings())
+        try:
+            ids = writer.add_documents(
+                [Document(page_content=text_for("w-1", 0, rng))], ids=["w-1"]
+            )
+        finally:
+            writer.store.client.close()
+        assert ids == ["w-1"]
+        repairer.expect("OPENED")
+    finally:
+        repairer.finish()
+        release_writer_lock(tmp_path)
 
 
 def reader_problems(reports: list[dict[str, Any]], final: dict[str, str]) -> list[str]:

@@ -561,6 +561,35 @@ def test_deletes_and_reads_by_id(retriever: HybridRetriever) -> None:
     run_counted("deletes", DELETE_EXAMPLES, run)
 
 
+def check_get_by_ids(r: HybridRetriever, ids: list[str]) -> None:
+    """Any list of id strings (empty, repeated, unknown) reads back the stored ones, no error."""
+    try:
+        found = r.get_by_ids(ids)
+    except Exception as e:
+        msg = f"get_by_ids({ids!r:.200}) raised {type(e).__name__}: {e}"
+        raise AssertionError(msg[:2000]) from e
+    stored = {i for i in ids if i in r.bm25}
+    assert {d.id for d in found} == stored
+    assert all(isinstance(d, Document) for d in found)
+
+
+READ_EXAMPLES = 100
+
+
+def test_get_by_ids_reads_any_list_of_ids(retriever: HybridRetriever) -> None:
+    ids = st.lists(st.one_of(st.sampled_from(SAMPLE), st.text(min_size=1, max_size=6)), max_size=6)
+
+    @fuzz_settings(READ_EXAMPLES)
+    @given(ids=ids)
+    @example(ids=[])  # LangChain's contract: no ids, no documents
+    @example(ids=["net-1", "net-1"])
+    def run(ids: list[str]) -> None:
+        CASES["get_by_ids"] += 1
+        check_get_by_ids(retriever, ids)
+
+    run_counted("get_by_ids", READ_EXAMPLES, run)
+
+
 def check_from_texts(embedding: HashEmbeddings, texts: object, metas: object, ids: object) -> None:
     try:
         built = HybridRetriever.from_texts(
