@@ -16,7 +16,8 @@ Checked:
 Across processes: one writer process and several reader processes (``refresh_interval_seconds``
 small, plus explicit ``refresh()``) on one persisted directory; the readers never fail and, after
 the writer finished and they refreshed, see exactly the final state in both legs. A second writer
-process gets :class:`WriterLockError` and changes nothing.
+process gets :class:`WriterLockError` and changes nothing. A reader process that repairs a stale
+BM25 index on open (slowly, as on a slow disk) does not make the writer's writes fail.
 """
 
 from __future__ import annotations
