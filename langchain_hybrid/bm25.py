@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langchain_hybrid.errors import IndexCorruptError, InvalidDocumentsError
 from langchain_hybrid.filters import MetadataColumns, Node, is_utf8
+from langchain_hybrid.locking import SAVE_LOCK_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -569,7 +570,11 @@ class BM25Index:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write the index to ``directory`` atomically (see the module docstring)."""
+        """Write the index to ``directory`` atomically (see the module docstring).
+
+        Callers that may race with other processes hold
+        :func:`langchain_hybrid.locking.save_lock` around it.
+        """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         with self._lock:
@@ -608,7 +613,7 @@ class BM25Index:
         }
         _atomic_write(path / "manifest.json", _json_bytes(manifest, indent=2))
         for stale in path.iterdir():
-            if stale.name != "manifest.json" and stale.name not in files:
+            if stale.name not in files and stale.name not in {"manifest.json", SAVE_LOCK_NAME}:
                 with contextlib.suppress(OSError):
                     stale.unlink()
         logger.debug("saved BM25 index (%d docs, generation %d) to %s", len(docs), gen, path)

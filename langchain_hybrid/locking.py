@@ -9,6 +9,10 @@ other processes' writes through :meth:`HybridRetriever.refresh`. For many writer
 a ``chroma run`` server (``store.mode: http``).
 
 Several retrievers in one process share the lock (it is counted per directory).
+
+Saving BM25 files is serialised separately, by :func:`save_lock` (``<bm25 dir>/.save.lock``, held
+only for the length of one save): a reader process may save an index it repaired from Chroma,
+and it must neither interleave with the writer's save nor keep the writer from writing.
 """
 
 from __future__ import annotations
@@ -18,21 +22,27 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from langchain_hybrid.errors import WriterLockError
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".writer.lock"
+SAVE_LOCK_NAME = ".save.lock"
+_POLL_SECONDS = 0.01
 _held: dict[Path, IO[str]] = {}
 _guard = threading.Lock()
 
 
-def acquire_writer_lock(directory: str | os.PathLike[str]) -> None:
+def acquire_writer_lock(directory: str | os.PathLike[str], wait_seconds: float = 1.0) -> None:
     """Take (or confirm this process holds) the writer lock of ``directory``.
+
+    Waits up to ``wait_seconds`` for it: a process that is not the writer takes it for a moment
+    to mark complete a write whose writer died (see ``sync_bm25``).
 
     Raises:
         WriterLockError: another process holds it.
@@ -46,7 +56,7 @@ def acquire_writer_lock(directory: str | os.PathLike[str]) -> None:
         try:
             import fcntl  # noqa: PLC0415 - POSIX only; on other systems writes are not locked
 
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_within(fcntl, handle, wait_seconds)
         except ImportError:  # pragma: no cover - Windows
             logger.warning("no fcntl: the writer lock of %s is not enforced", path)
         except BlockingIOError:
@@ -67,28 +77,58 @@ def acquire_writer_lock(directory: str | os.PathLike[str]) -> None:
         logger.debug("writer lock of %s taken by pid %d", path, os.getpid())
 
 
-@contextlib.contextmanager
-def writer_lock_if_free(directory: str | os.PathLike[str]) -> Iterator[bool]:
-    """Hold the writer lock for the block if no other process has it; yields whether held.
+def _flock_within(fcntl: Any, handle: IO[str], seconds: float) -> None:
+    """Take an exclusive ``flock`` on ``handle``, polling up to ``seconds``.
 
-    For saving a repaired BM25 index on open: a reader process must not write files while
-    another process is writing. A lock this process already held stays held afterwards.
+    Raises:
+        BlockingIOError: another process held it all that time.
     """
-    path = Path(directory).absolute()
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # noqa: PERF203 - polling a lock, not a hot loop
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(_POLL_SECONDS)
+        else:
+            return
+
+
+def holds_writer_lock(directory: str | os.PathLike[str]) -> bool:
+    """Whether this process holds the writer lock of ``directory``."""
     with _guard:
-        already = path in _held
-    if already:
-        yield True
-        return
-    try:
-        acquire_writer_lock(path)
-    except WriterLockError:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        release_writer_lock(path)
+        return Path(directory).absolute() in _held
+
+
+@contextlib.contextmanager
+def save_lock(directory: str | os.PathLike[str], timeout_seconds: float = 30.0) -> Iterator[bool]:
+    """Hold the save lock of a BM25 directory for the block; yields whether it was taken.
+
+    Every save of BM25 files to ``directory`` (by any process or thread) runs under it, so saves
+    never interleave and the last one to commit its manifest is the last one to take the lock.
+    It waits up to ``timeout_seconds`` for another save to finish; on timeout it yields
+    ``False`` and the caller skips its save (the files on disk then lag behind the collection,
+    which the next open detects and repairs: nothing is lost).
+    """
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / SAVE_LOCK_NAME).open("a", encoding="utf-8") as handle:
+        try:
+            import fcntl  # noqa: PLC0415 - POSIX only; on other systems saves are not locked
+        except ImportError:  # pragma: no cover - Windows
+            yield True
+            return
+        try:
+            _flock_within(fcntl, handle, timeout_seconds)
+        except BlockingIOError:
+            logger.warning("BM25 save lock of %s busy for %.0fs", path, timeout_seconds)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _release_all() -> None:

@@ -39,6 +39,7 @@ from langchain_hybrid.errors import (
     IndexNotBuiltError,
     InvalidDocumentsError,
     InvalidQueryError,
+    WriterLockError,
 )
 from langchain_hybrid.filters import (
     Node,
@@ -48,7 +49,12 @@ from langchain_hybrid.filters import (
     validate_metadata,
 )
 from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights, fuse
-from langchain_hybrid.locking import acquire_writer_lock, writer_lock_if_free
+from langchain_hybrid.locking import (
+    acquire_writer_lock,
+    holds_writer_lock,
+    release_writer_lock,
+    save_lock,
+)
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 logger = logging.getLogger(__name__)
@@ -482,20 +488,22 @@ class HybridRetriever(BaseRetriever):
         with self._write_lock:
             self._take_writer_lock()
             try:
-                generation = self.store.bump_generation()
+                self.store.begin_write()
                 try:
                     self.store.upsert(ids, texts, embeddings, metadatas)
-                except BatchWriteError as e:
-                    self._apply_bm25(generation, e.written_ids, texts, metadatas, ids)
+                except BatchWriteError as e:  # what was written is in both legs, then raise
+                    self._add_bm25(e.written_ids, texts, metadatas, ids)
+                    with contextlib.suppress(HybridRetrieverError):
+                        self._end_write()
                     raise
-                self._apply_bm25(generation, ids, texts, metadatas, ids)
+                self._add_bm25(ids, texts, metadatas, ids)
+                self._end_write()
             finally:
                 self._invalidate()
         return ids
 
-    def _apply_bm25(
+    def _add_bm25(
         self,
-        generation: int,
         written: Sequence[str],
         texts: Sequence[str],
         metadatas: Sequence[dict[str, Any] | None],
@@ -505,7 +513,15 @@ class HybridRetriever(BaseRetriever):
             position = {doc_id: i for i, doc_id in enumerate(ids)}
             rows = [position[doc_id] for doc_id in written]
             self.bm25.add(list(written), [texts[r] for r in rows], [metadatas[r] for r in rows])
-        self.bm25.generation = generation
+
+    def _end_write(self) -> None:
+        """Mark the write complete in Chroma, then save BM25 at the new generation.
+
+        A write that fails before this leaves the generation odd (see
+        :meth:`ChromaStore.begin_write`): the saved BM25 index is stale, and every process,
+        this one included, resyncs BM25 from Chroma on its next refresh or open.
+        """
+        self.bm25.generation = self.store.end_write()
         self._save_bm25()
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -526,11 +542,10 @@ class HybridRetriever(BaseRetriever):
         with self._write_lock:
             self._take_writer_lock()
             try:
-                generation = self.store.bump_generation()
+                self.store.begin_write()
                 self.store.delete(ids)
                 self.bm25.delete(ids)
-                self.bm25.generation = generation
-                self._save_bm25()
+                self._end_write()
             finally:
                 self._invalidate()
 
@@ -574,14 +589,14 @@ class HybridRetriever(BaseRetriever):
         try:
             if self.refresh_interval_seconds is not None:
                 self._next_refresh = time.monotonic() + self.refresh_interval_seconds
-            if (self.store.generation(), self.store.count()) == (
-                self.bm25.generation,
-                len(self.bm25),
-            ):
+            seen = (self.store.generation(), self.store.count())
+            if seen == (self.bm25.generation, len(self.bm25)) and seen[0] % 2 == 0:
                 return False
+            # read before reopening, so the state recorded is never newer than the one loaded;
+            # an odd generation (a write under way) keeps this resyncing until it settles
             logger.info("collection changed by another writer: reopening and syncing BM25")
             self.store.reopen()
-            self.bm25 = sync_bm25(self.store, self.bm25_path, self.bm25.params)
+            self.bm25 = sync_bm25(self.store, self.bm25_path, self.bm25.params, seen=seen)
             self._invalidate()
             return True
         finally:
@@ -596,7 +611,9 @@ class HybridRetriever(BaseRetriever):
 
     def _save_bm25(self) -> None:
         if self.bm25_path is not None and not self._deferred:
-            self.bm25.save(self.bm25_path)
+            with save_lock(self.bm25_path) as locked:
+                if locked:
+                    self.bm25.save(self.bm25_path)
 
     @contextlib.contextmanager
     def deferred_save(self) -> Iterator[None]:
@@ -926,25 +943,28 @@ def default_bm25_path(persist_directory: str | os.PathLike[str], collection: str
     return Path(persist_directory) / "bm25" / collection
 
 
-def sync_bm25(store: ChromaStore, path: Path | None, params: BM25Params | None = None) -> BM25Index:
+def sync_bm25(
+    store: ChromaStore,
+    path: Path | None,
+    params: BM25Params | None = None,
+    *,
+    seen: tuple[int, int] | None = None,
+) -> BM25Index:
     """Load the BM25 index at ``path`` if it matches ``store``, else rebuild it from Chroma.
 
     Chroma is the system of record: a missing, corrupt, stale (other generation or document
-    count) or differently configured BM25 index is rebuilt from the stored documents, and saved
-    unless another process holds the writer lock (then it stays in memory only).
+    count) or differently configured BM25 index is rebuilt from the stored documents and saved.
+    A process that is not the writer saves it under the save lock, and only if the collection
+    is still at the generation and count it was rebuilt from: a writer's later save always
+    comes after it, and a writer's newer files are never replaced by older ones.
+
+    ``seen`` is the collection's ``(generation, count)`` if the caller read it before opening
+    the store it passes (as :meth:`HybridRetriever.refresh` does); else it is read here.
     """
-    generation, count = store.generation(), store.count()
-    reason = None
-    index: BM25Index | None = None
-    if path is None:
-        reason = "no BM25 path (in-memory index)"
-    else:
-        try:
-            index = BM25Index.load(path)
-        except FileNotFoundError:
-            reason = "BM25 index missing"
-        except IndexCorruptError as e:
-            reason = f"BM25 index corrupt ({e})"
+    generation, count = seen if seen is not None else (store.generation(), store.count())
+    if generation % 2:
+        generation = _settle_dead_write(store, generation)
+    index, reason = _load_saved_bm25(path, generation)
     if index is not None:
         if params is not None and index.params != params:
             reason = "BM25 settings changed"
@@ -957,14 +977,59 @@ def sync_bm25(store: ChromaStore, path: Path | None, params: BM25Params | None =
             return index
     rebuilt = rebuild_bm25(store, params or (index.params if index else None))
     rebuilt.generation = generation
-    if path is not None:
+    if path is not None and generation % 2 == 0:  # an unsettled state is never saved
         lock_dir = store.config.path if store.config.mode == "persistent" else path
-        with writer_lock_if_free(lock_dir) as free:
-            if free:  # a reader process never writes files another process is writing
+        with save_lock(path) as locked:
+            if locked and (
+                holds_writer_lock(lock_dir)
+                or (store.generation(), store.count()) == (generation, count)
+            ):
                 rebuilt.save(path)
-    level = logging.DEBUG if count == 0 or path is None else logging.WARNING
+    level = logging.DEBUG if count == 0 or path is None or generation % 2 else logging.WARNING
     logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
     return rebuilt
+
+
+def _load_saved_bm25(path: Path | None, generation: int) -> tuple[BM25Index | None, str]:
+    """The saved BM25 index, or ``None`` and why there is none to use."""
+    if path is None:
+        return None, "no BM25 path (in-memory index)"
+    if generation % 2:
+        return None, f"a write is under way (generation {generation})"
+    try:
+        return BM25Index.load(path), ""
+    except FileNotFoundError:
+        return None, "BM25 index missing"
+    except IndexCorruptError as e:
+        return None, f"BM25 index corrupt ({e})"
+
+
+def _settle_dead_write(store: ChromaStore, generation: int) -> int:
+    """Mark complete a write whose writer process died in the middle of it; the generation.
+
+    An odd generation with no process holding the writer lock of an embedded index is a write
+    that will never end (see :meth:`ChromaStore.begin_write`). What it wrote is what Chroma
+    holds, so ending it makes the state final and lets BM25 be saved again. Only for embedded
+    stores: on a server, other clients' writes are not covered by this directory's lock.
+    """
+    if store.config.mode != "persistent" or holds_writer_lock(store.config.path):
+        return generation
+    try:
+        acquire_writer_lock(store.config.path)
+    except WriterLockError:
+        return generation  # a live writer is in the middle of a write
+    try:
+        if store.generation() != generation:
+            return generation
+        settled = store.end_write()
+        logger.warning(
+            "generation %d: a writer died during a write; marked complete as %d",
+            generation,
+            settled,
+        )
+        return settled
+    finally:
+        release_writer_lock(store.config.path)
 
 
 def rebuild_bm25(store: ChromaStore, params: BM25Params | None = None) -> BM25Index:

@@ -346,11 +346,11 @@ class ChromaStore:
         value = (collection.metadata or {}).get(GENERATION_KEY, 0)
         return int(value) if isinstance(value, int) else 0
 
-    def bump_generation(self) -> int:
-        """Increase the write generation by one and return the new value.
+    def bump_generation(self, *, to_odd: bool | None = None) -> int:
+        """Advance the write generation and return the new value.
 
-        Called *before* a write, so a crash between the write and the BM25 save always leaves
-        the saved BM25 generation behind the collection's, which triggers a rebuild.
+        ``to_odd=None`` adds one; ``True`` / ``False`` advance to the next odd / even value.
+        Writers use :meth:`begin_write` and :meth:`end_write`.
         """
         collection = self._call(
             "get_collection", self.client.get_collection, self.config.chroma_collection
@@ -360,9 +360,24 @@ class ChromaStore:
         }
         value = metadata.get(GENERATION_KEY, 0)
         new = (int(value) if isinstance(value, int) else 0) + 1
+        if to_odd is not None and (new % 2 == 1) != to_odd:
+            new += 1
         metadata[GENERATION_KEY] = new
         self._call("modify", self.collection.modify, metadata=metadata)
         return new
+
+    def begin_write(self) -> int:
+        """Mark a write as begun: the generation becomes odd (called *before* writing).
+
+        An odd generation means a write is in progress, or a writer died in the middle of one:
+        a reader that sees it knows the collection may still change without another bump, and
+        a saved BM25 index (always saved at an even generation by the writer) is stale.
+        """
+        return self.bump_generation(to_odd=True)
+
+    def end_write(self) -> int:
+        """Mark the write as complete: the generation becomes even (called *after* writing)."""
+        return self.bump_generation(to_odd=False)
 
     def count(self) -> int:
         """Number of documents in the collection."""

@@ -281,7 +281,7 @@ def test_beir_jsonl_keeps_ids(capsys: pytest.CaptureFixture[str]) -> None:
 def test_batches_are_written_one_generation_each(capsys: pytest.CaptureFixture[str]) -> None:
     summary(run(capsys, "index", "docs", "--batch-size", "2"))
     stats = json.loads(run(capsys, "stats", "--json").out)
-    assert stats["chroma"]["generation"] == 3  # 5 chunks in batches of 2
+    assert stats["chroma"]["generation"] == 2 * 3  # 5 chunks in batches of 2; two bumps a write
     assert stats["chroma"]["documents"] == CORPUS_CHUNKS
 
 
@@ -504,7 +504,7 @@ def test_stats_numbers_are_consistent(capsys: pytest.CaptureFixture[str]) -> Non
     index = BM25Index.load(Path("index/bm25/kb"))
     assert stats["collection"] == "kb"
     assert stats["chroma"]["documents"] == stats["bm25"]["documents"] == CORPUS_CHUNKS
-    assert stats["chroma"]["generation"] == stats["bm25"]["generation"] == 1
+    assert stats["chroma"]["generation"] == stats["bm25"]["generation"] == 2  # one write
     assert stats["bm25"]["vocabulary_size"] == index.vocabulary_size > 10
     assert stats["bm25"]["avgdl"] == pytest.approx(index.avgdl)
     assert stats["in_sync"] is True
@@ -544,7 +544,7 @@ def test_stats_reports_a_stale_bm25_index(capsys: pytest.CaptureFixture[str]) ->
     shutil.copytree("bm25-backup", saved)
     stats = json.loads(run(capsys, "stats", "--json").out)
     assert (stats["chroma"]["documents"], stats["bm25"]["documents"]) == (1, CORPUS_CHUNKS)
-    assert (stats["chroma"]["generation"], stats["bm25"]["generation"]) == (2, 1)
+    assert (stats["chroma"]["generation"], stats["bm25"]["generation"]) == (4, 2)
     assert stats["in_sync"] is False
     assert stats["sync_problem"] == "BM25 index stale"
 

@@ -29,6 +29,7 @@ from langchain_hybrid import (
     TokenizerConfig,
 )
 from langchain_hybrid.fusion import dbsf, relative_score, rrf, zscore
+from langchain_hybrid.locking import release_writer_lock
 from langchain_hybrid.retrievers import default_bm25_path
 
 CORPUS = [
@@ -500,7 +501,7 @@ def test_load_of_a_missing_collection_is_a_clear_error(
         HybridRetriever.load(tmp_path, collection_name="nothing", embedding=HashEmbeddings())
 
 
-@pytest.mark.parametrize("damage", ["missing", "corrupt", "stale", "settings"])
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "stale", "died-mid-write", "settings"])
 def test_bm25_is_rebuilt_from_chroma(
     tmp_path: Path, embedding: HashEmbeddings, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -516,8 +517,12 @@ def test_bm25_is_rebuilt_from_chroma(
     elif damage == "corrupt":
         docs_file = next(bm25_dir.glob("docs-*.json"))
         docs_file.write_text(docs_file.read_text()[:-20])
-    elif damage == "stale":
-        built.store.bump_generation()  # as a crash between a Chroma write and the BM25 save
+    elif damage == "stale":  # as a crash between a completed Chroma write and the BM25 save
+        built.store.begin_write()
+        built.store.end_write()
+    elif damage == "died-mid-write":  # the writer process died inside a write
+        built.store.begin_write()
+        release_writer_lock(tmp_path)
     else:
         params = BM25Params(k1=1.2, b=0.75, tokenizer=TokenizerConfig(stemmer=None))
     with caplog.at_level("WARNING", logger="langchain_hybrid"):
@@ -526,6 +531,7 @@ def test_bm25_is_rebuilt_from_chroma(
         )
     assert len(reopened.bm25) == len(CORPUS)
     assert reopened.bm25.generation == reopened.store.generation()
+    assert reopened.bm25.generation % 2 == 0  # a dead writer's write is marked complete
     if params is None:
         assert [d.id for d in reopened.invoke("coffee grind", k=5)] == expected
     else:
@@ -684,3 +690,44 @@ def test_refresh_picks_up_another_writer(tmp_path: Path, embedding: HashEmbeddin
     top = reader.invoke("saffron", k=12)[0]
     assert (top.id, top.metadata["bm25_rank"]) == ("new", 1)
     assert reader.refresh() is False
+
+
+def test_writes_leave_an_even_generation_that_bm25_matches(
+    tmp_path: Path, embedding: HashEmbeddings
+) -> None:
+    retriever = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, persist_directory=tmp_path, collection_name="kb"
+    )
+    first = retriever.store.generation()
+    retriever.add_documents([Document(id="new", page_content="Saffron threads in paella")])
+    retriever.delete(["new"])
+    generation = retriever.store.generation()
+    assert generation % 2 == 0
+    assert generation == first + 4  # each write: odd while under way, even once complete
+    assert retriever.bm25.generation == generation
+    assert retriever.refresh() is False
+
+
+def test_refresh_follows_a_write_under_way_until_it_completes(
+    tmp_path: Path, embedding: HashEmbeddings
+) -> None:
+    """A reader that syncs in the middle of another process's write is not left stale.
+
+    The write is count-neutral (an upsert), so only the generation can tell the reader that
+    the state it loaded was not final.
+    """
+    reader = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, persist_directory=tmp_path, collection_name="kb"
+    )
+    writer = HybridRetriever.load(tmp_path, collection_name="kb", embedding=HashEmbeddings())
+    writer.store.begin_write()  # the writer has begun; its upsert has not landed yet
+    assert reader.refresh() is True
+    assert "saffron" not in reader.bm25.get(["net-2"])[0].text.lower()  # type: ignore[union-attr]
+    text = "Saffron threads in paella"
+    writer.store.upsert(["net-2"], [text], embedding.embed_documents([text]), [None])
+    assert reader.refresh() is True  # still odd: the reader syncs again and sees the upsert
+    assert reader.bm25.get(["net-2"])[0].text == text  # type: ignore[union-attr]
+    assert reader.invoke("saffron paella", k=1)[0].id == "net-2"
+    writer.store.end_write()
+    assert reader.refresh() is True
+    assert reader.refresh() is False  # settled
