@@ -461,9 +461,18 @@ class LRUCache(Generic[V]):
             self._inflight[key] = flight
             return "own", flight
 
-    def _complete(self, key: str, flight: _Flight[V] | None, start: int | None, value: V) -> None:
+    def _complete(
+        self,
+        key: str,
+        flight: _Flight[V] | None,
+        start: int | None,
+        value: V,
+        keep: Callable[[V], bool] | None = None,
+    ) -> None:
         """Store ``value`` if the generation is unchanged, end the flight, wake its waiters."""
         size: int | None = None
+        if start is not None and keep is not None and not keep(value):
+            start = None
         if start is not None:
             try:
                 size = self._sizeof(value)
@@ -497,7 +506,14 @@ class LRUCache(Generic[V]):
         else:  # CancelledError, KeyboardInterrupt, SystemExit: not the waiters' business
             flight.future.set_exception(_AbandonedError())
 
-    def get_or_compute(self, key: str, fn: Callable[[], V], *, generation: int | None = None) -> V:
+    def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], V],
+        *,
+        generation: int | None = None,
+        keep: Callable[[V], bool] | None = None,
+    ) -> V:
         """Return the cached value for ``key``, or compute it once with ``fn`` and cache it.
 
         Concurrent calls for the same missing key (from other threads) wait for the first
@@ -510,19 +526,35 @@ class LRUCache(Generic[V]):
             generation: the generation the caller expects (e.g. the one it put into ``key``).
                 If it is no longer current, ``fn`` runs and its value is returned but not
                 stored.
+            keep: if given, a computed value is stored only if ``keep(value)`` is true (the
+                callers waiting for it still get it).
 
         Returns:
             The value.
+        """
+        return self.fetch(key, fn, generation=generation, keep=keep)[0]
+
+    def fetch(
+        self,
+        key: str,
+        fn: Callable[[], V],
+        *,
+        generation: int | None = None,
+        keep: Callable[[V], bool] | None = None,
+    ) -> tuple[V, bool]:
+        """:meth:`get_or_compute`, also telling whether the value was a hit (a stored value).
+
+        A call that waited for another caller's computation is a miss, as in :meth:`stats`.
         """
         count = True
         while True:
             role, payload = self._begin(key, generation, is_async=False, count=count)
             count = False
             if role == "hit":
-                return cast("V", payload)
+                return cast("V", payload), True
             if role == "wait":
                 try:
-                    return cast("_Flight[V]", payload).future.result()
+                    return cast("_Flight[V]", payload).future.result(), False
                 except _AbandonedError:
                     continue
             flight = cast("_Flight[V]", payload) if role == "own" else None
@@ -532,11 +564,16 @@ class LRUCache(Generic[V]):
             except BaseException as e:
                 self._fail(key, flight, e)
                 raise
-            self._complete(key, flight, start, value)
-            return value
+            self._complete(key, flight, start, value, keep)
+            return value, False
 
     async def aget_or_compute(
-        self, key: str, coro_fn: Callable[[], Awaitable[V]], *, generation: int | None = None
+        self,
+        key: str,
+        coro_fn: Callable[[], Awaitable[V]],
+        *,
+        generation: int | None = None,
+        keep: Callable[[V], bool] | None = None,
     ) -> V:
         """Async :meth:`get_or_compute`: ``coro_fn()`` is awaited once per missing key.
 
@@ -549,19 +586,31 @@ class LRUCache(Generic[V]):
             key: the key.
             coro_fn: returns an awaitable computing the value.
             generation: as in :meth:`get_or_compute`.
+            keep: as in :meth:`get_or_compute`.
 
         Returns:
             The value.
         """
+        return (await self.afetch(key, coro_fn, generation=generation, keep=keep))[0]
+
+    async def afetch(
+        self,
+        key: str,
+        coro_fn: Callable[[], Awaitable[V]],
+        *,
+        generation: int | None = None,
+        keep: Callable[[V], bool] | None = None,
+    ) -> tuple[V, bool]:
+        """Async :meth:`fetch`."""
         count = True
         while True:
             role, payload = self._begin(key, generation, is_async=True, count=count)
             count = False
             if role == "hit":
-                return cast("V", payload)
+                return cast("V", payload), True
             if role == "wait":
                 try:
-                    return await asyncio.wrap_future(cast("_Flight[V]", payload).future)
+                    return await asyncio.wrap_future(cast("_Flight[V]", payload).future), False
                 except _AbandonedError:
                     continue
             flight = cast("_Flight[V]", payload) if role == "own" else None
@@ -571,8 +620,8 @@ class LRUCache(Generic[V]):
             except BaseException as e:
                 self._fail(key, flight, e)
                 raise
-            self._complete(key, flight, start, value)
-            return value
+            self._complete(key, flight, start, value, keep)
+            return value, False
 
     # ------------------------------------------------------------------ invalidation
     def bump(self) -> int:

@@ -67,6 +67,10 @@ CACHE_EVENT = "langchain_hybrid.cache"
 _CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
+_LOCAL_WRITES: dict[str, int] = {}
+"""Writes completed in this process, per store: other retrievers on the same store see them
+on their next query (not after ``refresh_interval_seconds``)."""
+_LOCAL_WRITES_LOCK = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -238,6 +242,8 @@ class HybridRetriever(BaseRetriever):
     _next_refresh: float = PrivateAttr(default=0.0)
     _defaults: tuple[tuple[Any, ...], SearchParams] | None = PrivateAttr(default=None)
     _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
+    _store_key: str = PrivateAttr(default="")
+    _seen_writes: int = PrivateAttr(default=0)
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -247,6 +253,8 @@ class HybridRetriever(BaseRetriever):
     def model_post_init(self, _context: Any, /) -> None:
         """Create the two leg retrievers."""
         self._legs = {leg: _Leg(parent=self, leg=leg) for leg in LEGS}
+        self._store_key = self.store.identity()
+        self._seen_writes = _LOCAL_WRITES.get(self._store_key, 0)
         if self.refresh_interval_seconds is not None:
             self._next_refresh = time.monotonic() + self.refresh_interval_seconds
 
@@ -570,9 +578,17 @@ class HybridRetriever(BaseRetriever):
             acquire_writer_lock(self.bm25_path)
 
     def _invalidate(self) -> None:
-        """Drop cached results (after a write, before the write call returns)."""
+        """Drop cached results (after a write, before the write call returns).
+
+        Also counts the write for the other retrievers of this process on the same store.
+        """
         if self.cache is not None:
             self.cache.bump()
+        with _LOCAL_WRITES_LOCK:
+            current = _LOCAL_WRITES.get(self._store_key, 0)
+            _LOCAL_WRITES[self._store_key] = current + 1
+            if current == self._seen_writes:  # else another retriever wrote: still to sync
+                self._seen_writes = current + 1
 
     def refresh(self) -> bool:
         """Pick up writes made to the collection by other processes.
@@ -587,9 +603,11 @@ class HybridRetriever(BaseRetriever):
         if not self._write_lock.acquire(blocking=False):
             return False
         try:
+            local_writes = _LOCAL_WRITES.get(self._store_key, 0)
             if self.refresh_interval_seconds is not None:
                 self._next_refresh = time.monotonic() + self.refresh_interval_seconds
             seen = (self.store.generation(), self.store.count())
+            self._seen_writes = local_writes
             if seen == (self.bm25.generation, len(self.bm25)) and seen[0] % 2 == 0:
                 return False
             # read before reopening, so the state recorded is never newer than the one loaded;
@@ -602,8 +620,18 @@ class HybridRetriever(BaseRetriever):
         finally:
             self._write_lock.release()
 
+    def _refresh_due(self) -> bool:
+        """Whether a query should :meth:`refresh` first.
+
+        Yes if another retriever of this process wrote to the store, or if
+        ``refresh_interval_seconds`` have passed since the last check.
+        """
+        if _LOCAL_WRITES.get(self._store_key, 0) != self._seen_writes:
+            return True
+        return self.refresh_interval_seconds is not None and time.monotonic() >= self._next_refresh
+
     def _maybe_refresh(self) -> None:
-        if self.refresh_interval_seconds is not None and time.monotonic() >= self._next_refresh:
+        if self._refresh_due():
             try:
                 self.refresh()
             except HybridRetrieverError as e:  # the query itself reports store trouble
@@ -746,26 +774,16 @@ class HybridRetriever(BaseRetriever):
         self._maybe_refresh()
         if self.cache is None:
             return self._search(params, run_manager)
-        computed = False
-
-        def compute() -> tuple[Document, ...]:
-            nonlocal computed
-            computed = True
-            return tuple(self._search(params, run_manager))
-
-        key = params.cache_key()
-        cached = self.cache.get_or_compute(key, compute, generation=self.cache.generation)
-        self._forget_degraded(key, cached)
+        cached, hit = self.cache.fetch(
+            params.cache_key(),
+            lambda: tuple(self._search(params, run_manager)),
+            keep=_complete_answer,
+        )
         if run_manager.handlers:
             run_manager.get_child().on_custom_event(
-                CACHE_EVENT, {"hit": not computed}, run_id=run_manager.run_id
+                CACHE_EVENT, {"hit": hit}, run_id=run_manager.run_id
             )
         return [_copy_document(d) for d in cached]
-
-    def _forget_degraded(self, key: str, documents: tuple[Document, ...]) -> None:
-        """Degraded answers are not kept: the failed leg may be back on the next call."""
-        if self.cache is not None and any("degraded" in d.metadata for d in documents):
-            self.cache.invalidate(lambda cached_key, _: cached_key == key)
 
     def _search(
         self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
@@ -799,23 +817,18 @@ class HybridRetriever(BaseRetriever):
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         params = self._params(query, kwargs)
-        if self.refresh_interval_seconds is not None and time.monotonic() >= self._next_refresh:
+        if self._refresh_due():
             await asyncio.get_running_loop().run_in_executor(_executor(), self._maybe_refresh)
         if self.cache is None:
             return await self._asearch(params, run_manager)
-        computed = False
 
         async def compute() -> tuple[Document, ...]:
-            nonlocal computed
-            computed = True
             return tuple(await self._asearch(params, run_manager))
 
-        key = params.cache_key()
-        cached = await self.cache.aget_or_compute(key, compute, generation=self.cache.generation)
-        self._forget_degraded(key, cached)
+        cached, hit = await self.cache.afetch(params.cache_key(), compute, keep=_complete_answer)
         if run_manager.handlers:
             await run_manager.get_child().on_custom_event(
-                CACHE_EVENT, {"hit": not computed}, run_id=run_manager.run_id
+                CACHE_EVENT, {"hit": hit}, run_id=run_manager.run_id
             )
         return [_copy_document(d) for d in cached]
 
@@ -898,6 +911,11 @@ class HybridRetriever(BaseRetriever):
                 metadata["degraded"] = degraded
             documents.append(Document(id=fused.id, page_content=text, metadata=metadata))
         return documents
+
+
+def _complete_answer(documents: tuple[Document, ...]) -> bool:
+    """Whether an answer may be cached: degraded ones are not (the failed leg may be back)."""
+    return not any("degraded" in d.metadata for d in documents)
 
 
 def _copy_document(document: Document) -> Document:

@@ -277,6 +277,19 @@ class ChromaStore:
             raise self._unavailable(what, e) from e
         return True
 
+    def identity(self) -> str:
+        """Which collection this is, as a string equal for every store on the same one."""
+        config = self.config
+        where = (
+            str(Path(config.path).absolute())
+            if config.mode == "persistent"
+            else f"{config.host}:{config.port}"
+            if config.mode == "http"
+            else ""
+        )
+        parts = (config.mode, where, config.tenant, config.database, config.chroma_collection)
+        return "\x1f".join(parts)
+
     def reopen(self) -> None:
         """Reconnect, so an embedded client sees what other processes wrote.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -731,3 +732,63 @@ def test_refresh_follows_a_write_under_way_until_it_completes(
     writer.store.end_write()
     assert reader.refresh() is True
     assert reader.refresh() is False  # settled
+
+
+class _SlowEmbeddings(HashEmbeddings):
+    """Query embeddings that take a while, so concurrent identical queries overlap."""
+
+    def embed_query(self, text: str) -> list[float]:
+        time.sleep(0.2)
+        return super().embed_query(text)
+
+
+def test_cache_events_agree_with_cache_statistics(collection_name: str) -> None:
+    """A call that waited for another thread's computation is a miss, in both accounts."""
+    retriever = HybridRetriever.from_documents(
+        corpus_documents(), embedding=_SlowEmbeddings(), collection_name=collection_name
+    )
+    events = _CacheEvents()
+    barrier = threading.Barrier(3)
+
+    def ask() -> None:
+        barrier.wait()
+        retriever.invoke("coffee grind", config={"callbacks": [events]})
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    retriever.invoke("coffee grind", config={"callbacks": [events]})
+    assert retriever.cache is not None
+    stats = retriever.cache.stats()
+    assert stats["hits"] == sum(e["hit"] for e in events.events) == 1
+    assert stats["misses"] == sum(not e["hit"] for e in events.events) == 3
+    assert retriever.embedding.cache_stats()["misses"] == 1  # type: ignore[attr-defined]
+
+
+def test_another_retriever_in_this_process_never_serves_a_stale_answer(
+    tmp_path: Path, embedding: HashEmbeddings
+) -> None:
+    """Writes through one retriever are seen by the next query of another on the same store,
+    without waiting for ``refresh_interval_seconds`` (here: never)."""
+    reader = HybridRetriever.from_documents(
+        corpus_documents(),
+        embedding=embedding,
+        persist_directory=tmp_path,
+        collection_name="kb",
+        refresh_interval_seconds=None,
+    )
+    writer = HybridRetriever.load(tmp_path, collection_name="kb", embedding=HashEmbeddings())
+    assert all(d.id != "new" for d in reader.invoke("saffron paella", k=12))  # now cached
+    writer.add_documents([Document(id="new", page_content="Saffron threads in paella")])
+    hits = reader.invoke("saffron paella", k=12)
+    assert (hits[0].id, hits[0].metadata["bm25_rank"]) == ("new", 1)
+    assert hits[0].metadata["vector_rank"] is not None
+    writer.delete(["new"])
+    assert all(d.id != "new" for d in reader.invoke("saffron paella", k=12))
+    assert "new" not in reader.bm25
+    reader.add_documents([Document(id="own", page_content="Saffron risotto")])
+    assert writer.invoke("saffron risotto", k=1)[0].id == "own"
+    assert "own" in writer.bm25
+    assert reader.refresh() is False  # its own write needs no sync
