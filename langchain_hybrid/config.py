@@ -1,19 +1,30 @@
 """Settings: typed models for every section, loaded from YAML, a dict and the environment.
 
 Source order, highest first: explicit overrides (constructor arguments) > environment
-(``LANGCHAIN_HYBRID_<SECTION>__<KEY>``, nested keys joined by ``__``, values parsed as YAML
-scalars, e.g. ``LANGCHAIN_HYBRID_STORE__PORT=8001``, ``LANGCHAIN_HYBRID_FUSION__WEIGHTS=[0.4,0.6]``)
-> the YAML file > defaults. Sources are deep-merged. Every model forbids unknown keys, so a typo is
-an error naming the key, and the file and line when it came from a file. YAML is read with
+(``LANGCHAIN_HYBRID_<SECTION>__<KEY>``, nested keys joined by ``__``) > the YAML file > defaults.
+Sources are deep-merged. Every model forbids unknown keys, so a typo is an error naming the key,
+and the file and line (or the environment variable) it came from. YAML is read with
 ``yaml.safe_load`` semantics only. Nothing is read at import time.
+
+Text settings (``str``, ``SecretStr``, ``Literal`` of strings, paths, optionally ``None``) keep
+their value as written, wherever YAML would read it as something else: an environment value is
+taken verbatim (``LANGCHAIN_HYBRID_STORE__COLLECTION=2024`` is the collection ``"2024"``,
+``LANGCHAIN_HYBRID_STORE__HOST=on`` the host ``"on"``; for a setting that may be null, an empty
+value, ``null`` or ``~`` mean ``None``), and in a file ``collection: 2024`` or ``token: 0123``
+keep the text ``"2024"`` and ``"0123"``. Every other environment value is parsed as YAML
+(``LANGCHAIN_HYBRID_STORE__PORT=8001``, ``LANGCHAIN_HYBRID_FUSION__WEIGHTS=[0.4, 0.6]``,
+``LANGCHAIN_HYBRID_CACHE__ENABLED=false``). Sections given as a Python dict are validated as
+they are (a number is not a string there).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePath
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from langchain_core.embeddings import Embeddings
@@ -21,6 +32,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -181,6 +193,100 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
+# ---------------------------------------------------------------------- text settings
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})  # YAML's spellings of null
+_TEXT_TYPES = (str, SecretStr, PurePath)
+_YAML_STR = "tag:yaml.org,2002:str"
+
+
+def _members(annotation: object) -> tuple[object, ...]:
+    """The alternatives of a union annotation (``Annotated`` unwrapped), else the annotation."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in {typing.Union, types.UnionType}:
+        return tuple(m for a in typing.get_args(annotation) for m in _members(a))
+    return (annotation,)
+
+
+def _is_text_member(member: object) -> bool:
+    origin = typing.get_origin(member)
+    if origin is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(member))
+    return origin is None and isinstance(member, type) and issubclass(member, _TEXT_TYPES)
+
+
+def _is_text(annotation: object) -> bool:
+    """Whether a field holds text: every alternative but ``None`` is a string type or literal."""
+    members = [m for m in _members(annotation) if m is not type(None)]
+    return bool(members) and all(_is_text_member(m) for m in members)
+
+
+def _child_type(annotation: object, key: str | int) -> object | None:
+    """The annotation of ``key`` inside a value of type ``annotation`` (``None``: unknown)."""
+    for member in _members(annotation):
+        origin = typing.get_origin(member)
+        args: tuple[object, ...] = typing.get_args(member)
+        if origin is None and isinstance(member, type) and issubclass(member, BaseModel):
+            if isinstance(key, str) and key in member.model_fields:
+                return member.model_fields[key].annotation
+        elif origin in {dict, Mapping} and len(args) == 2 and isinstance(key, str):  # noqa: PLR2004
+            return args[1]
+        elif origin is tuple and isinstance(key, int):
+            if len(args) == 2 and args[1] is Ellipsis:  # noqa: PLR2004
+                return args[0]
+            if 0 <= key < len(args):
+                return args[key]
+        elif origin in {list, Sequence} and len(args) == 1 and isinstance(key, int):
+            return args[0]
+    return None
+
+
+def _field_type(path: Sequence[str]) -> object | None:
+    """The annotation of the setting at ``path`` (``None``: no such setting)."""
+    annotation: object | None = HybridConfig
+    for part in path:
+        if annotation is None:
+            return None
+        annotation = _child_type(annotation, part)
+    return annotation
+
+
+def _keep_text(value: Any, node: yaml.Node | None, annotation: object | None) -> Any:
+    """Put back the text as written where YAML read a text setting as a number, bool or date.
+
+    ``collection: 2024``, ``host: on`` and ``token: 0123`` (an octal int to YAML 1.1) become
+    ``"2024"``, ``"on"`` and ``"0123"``; nulls stay ``None``. ``value`` is what
+    ``yaml.safe_load`` made of ``node``; only places the models type as text change.
+    """
+    if annotation is None or node is None:
+        return value
+    if isinstance(node, yaml.ScalarNode):
+        if value is not None and not isinstance(value, str) and _is_text(annotation):
+            return node.value
+        return value
+    if isinstance(node, yaml.MappingNode) and isinstance(value, dict):
+        nodes = {
+            k.value: v
+            for k, v in node.value
+            if isinstance(k, yaml.ScalarNode) and k.tag == _YAML_STR
+        }
+        return {
+            k: _keep_text(v, nodes.get(k), _child_type(annotation, k)) if isinstance(k, str) else v
+            for k, v in value.items()
+        }
+    if (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(value, list)
+        and len(value) == len(node.value)
+    ):
+        return [
+            _keep_text(v, n, _child_type(annotation, i))
+            for i, (v, n) in enumerate(zip(value, node.value, strict=True))
+        ]
+    return value
+
+
+# ---------------------------------------------------------------------- sources
 def _key_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
@@ -191,6 +297,8 @@ def _key_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...]
 
 def read_yaml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """Read a YAML config file safely; returns the data and the line of every key.
+
+    Text settings keep the text as written (``collection: 2024`` is ``"2024"``).
 
     Raises:
         ConfigError: the file is missing, unreadable, not YAML, or not a mapping.
@@ -218,33 +326,120 @@ def read_yaml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[tuple[
     lines: dict[tuple[str, ...], int] = {}
     if node is not None:
         _key_lines(node, (), lines)
-    return data, lines
+    return _keep_text(data, node, HybridConfig), lines
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings from ``LANGCHAIN_HYBRID_<SECTION>__<KEY>`` variables.
 
-    Variables without ``__`` (such as ``LANGCHAIN_HYBRID_MODEL_DIR``) are not settings overrides.
+    A text setting takes the value verbatim (for one that may be null, an empty value, ``null``
+    or ``~`` mean ``None``); any other value is parsed as YAML. Variables without ``__`` (such
+    as ``LANGCHAIN_HYBRID_MODEL_DIR``) are not settings overrides.
+
+    Raises:
+        ConfigError: a variable name is malformed, two variables set the same setting, or a
+            value is not valid YAML. The message names the variables, never their values.
     """
+    return _env_settings(environ)[0]
+
+
+def _env_settings(
+    environ: Mapping[str, str],
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The settings from the environment, and the variable that set each key path."""
     out: dict[str, Any] = {}
+    names: dict[tuple[str, ...], str] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        parts = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split("__"))
         if not all(parts):
             msg = f"malformed settings variable {name}"
             raise ConfigError(msg)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            # the value may be a secret: name the variable, never echo what it holds
-            msg = f"environment variable {name}: its value is not a valid YAML scalar or list"
-            raise ConfigError(msg) from None
+        for path, other in names.items():
+            if path[: len(parts)] == parts or parts[: len(path)] == path:
+                first, second = sorted((other, name))
+                shared = ".".join(path if len(path) < len(parts) else parts)
+                msg = f"environment variables {first} and {second} both set {shared}"
+                raise ConfigError(msg)
+        names[parts] = name
+        value = _env_value(name, raw, _field_type(parts))
         cursor = out
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
         cursor[parts[-1]] = value
-    return out
+    return out, names
+
+
+def _env_value(name: str, raw: str, annotation: object | None) -> Any:
+    if annotation is not None and _is_text(annotation):
+        if type(None) in _members(annotation) and raw.strip() in _NULLS:
+            return None
+        return raw
+    if not raw.strip():
+        return None
+    try:
+        value = yaml.safe_load(raw)
+        node = yaml.compose(raw, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        # the value may be a secret: name the variable, never echo what it holds
+        msg = f"environment {name}: the value is not valid YAML"
+        raise ConfigError(msg) from None
+    return _keep_text(value, node, annotation)
+
+
+class _Sources(NamedTuple):
+    """Every source of a merged configuration, to say where a bad value came from."""
+
+    base: str  # the file, "config dict", "HybridConfig" or "defaults"
+    data: Mapping[str, Any]
+    lines: Mapping[tuple[str, ...], int]
+    env: Mapping[str, Any]
+    env_names: Mapping[tuple[str, ...], str]
+    overrides: Mapping[Any, Any]
+
+    def where(self, loc: tuple[str, ...]) -> str:
+        """The source of the value at ``loc``: the most specific key found, highest source first."""
+        for n in range(len(loc), 0, -1):
+            key = loc[:n]
+            if _has_key(self.overrides, key):
+                return "overrides"
+            if _has_key(self.env, key):
+                names = {
+                    name
+                    for path, name in self.env_names.items()
+                    if path[:n] == key or key[: len(path)] == path
+                }
+                return "environment " + ", ".join(sorted(names))
+            if _has_key(self.data, key):
+                line = next(
+                    (self.lines[key[:i]] for i in range(n, 0, -1) if key[:i] in self.lines), None
+                )
+                return f"{self.base}:{line}" if line else self.base
+        used = [
+            label
+            for label, present in (
+                (self.base, bool(self.data)),
+                ("environment", bool(self.env)),
+                ("overrides", bool(self.overrides)),
+            )
+            if present
+        ]
+        return " + ".join(used) or self.base
+
+
+_MISSING = object()
+
+
+def _has_key(data: object, key: tuple[str, ...]) -> bool:
+    for part in key:
+        if not isinstance(data, Mapping):
+            return False
+        found = next((k for k in data if str(k) == part), _MISSING)
+        if found is _MISSING:
+            return False
+        data = data[found]
+    return True
 
 
 def load_config(
@@ -276,8 +471,9 @@ def _load_config(
         environ: the environment to read overrides from (default ``os.environ``).
 
     Raises:
-        ConfigError: a key is unknown or a value invalid; the message names the key and, for a
-            file, the file and line.
+        ConfigError: a key is unknown or a value invalid; the message names the key and where
+            it came from: the file and line, ``environment <VARIABLE>`` or ``overrides``.
+            Secret values (``store.token``, ``store.headers``) are never shown.
     """
     environ = os.environ if environ is None else environ
     valid_source = path is None or isinstance(path, (str, os.PathLike, Mapping, HybridConfig))
@@ -290,7 +486,7 @@ def _load_config(
     source = "defaults"
     if isinstance(path, HybridConfig):
         data: dict[str, Any] = path.model_dump(mode="json", exclude_unset=True)
-        data = _with_secrets(path, data)
+        data, source = _with_secrets(path, data), "HybridConfig"
     elif isinstance(path, Mapping):
         data, source = dict(path), "config dict"
     elif path is not None:
@@ -298,8 +494,9 @@ def _load_config(
         source = str(path)
     else:
         data = {}
+    env, env_names = _env_settings(environ)
     try:
-        merged = deep_merge(data, env_overrides(environ))
+        merged = deep_merge(data, env)
         merged = deep_merge(merged, overrides or {})
     except (TypeError, AttributeError) as e:
         msg = f"invalid configuration in {source}: sections must be mappings ({e})"
@@ -307,7 +504,8 @@ def _load_config(
     try:
         return HybridConfig.model_validate(merged)
     except ValidationError as e:
-        raise _config_error(e, source, lines) from None
+        sources = _Sources(source, data, lines, env, env_names, overrides or {})
+        raise _config_error(e, sources) from None
 
 
 def _with_secrets(config: HybridConfig, data: dict[str, Any]) -> dict[str, Any]:
@@ -319,20 +517,20 @@ def _with_secrets(config: HybridConfig, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _config_error(
-    error: ValidationError, source: str, lines: Mapping[tuple[str, ...], int]
-) -> ConfigError:
+_SECRET_KEYS = frozenset({"token", "headers", "options"})
+
+
+def _config_error(error: ValidationError, sources: _Sources) -> ConfigError:
     problems = []
     for item in error.errors():
         loc = tuple(str(p) for p in item["loc"])
         key = ".".join(loc) or "(top level)"
-        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-        where = f"{source}:{line}" if line else source
+        where = sources.where(loc)
         if item["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key {key!r}")
             continue
         value = item.get("input")
-        secret = any(part in {"token", "headers", "options"} for part in loc)
+        secret = not _SECRET_KEYS.isdisjoint(loc)
         shown = "" if secret or isinstance(value, (dict, list)) else f" (got {value!r})"
         problems.append(f"{where}: {key}: {item['msg']}{shown}")
     return ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

@@ -204,7 +204,8 @@ def test_yaml_python_tags_are_refused_without_running(tmp_path: Path, template: 
 
 def test_python_tags_in_environment_values_are_refused(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    environ = {"LANGCHAIN_HYBRID_STORE__PATH": f"!!python/object/apply:os.mkdir ['{marker}']"}
+    # a setting that is parsed as YAML (text settings such as store.path are taken as written)
+    environ = {"LANGCHAIN_HYBRID_STORE__PORT": f"!!python/object/apply:os.mkdir ['{marker}']"}
     with pytest.raises(ConfigError):
         load_config({}, environ=environ)
     assert not marker.exists()
@@ -284,7 +285,7 @@ def test_reprs_hide_token_and_headers() -> None:
         (_secret_config(bogus=1), {}),
         (_secret_config(mode="persistent", path="/srv/a") | {"bm25": {"path": "/srv/b"}}, {}),
         ({"bm25": {"path": "/srv/b"}}, {"LANGCHAIN_HYBRID_STORE__TOKEN": TOKEN}),
-        ({}, {"LANGCHAIN_HYBRID_STORE__TOKEN": f"[{TOKEN}"}),  # not valid YAML
+        ({}, {"LANGCHAIN_HYBRID_STORE__HEADERS": f"{{X-Api-Key: [{TOKEN}}}"}),  # not valid YAML
         ({}, {"LANGCHAIN_HYBRID_STORE__TOKEN": TOKEN, "LANGCHAIN_HYBRID_FUSION__K": "0"}),
         (_secret_config(headers={"X-Api-Key": HEADER, "X-Other": None}), {}),
     ],
