@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -67,6 +67,9 @@ CACHE_EVENT = "langchain_hybrid.cache"
 _CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
+_OBJECT_NEW = object.__new__
+_OBJECT_SET = object.__setattr__
+_SEARCH_PARAMS_NEW = tuple.__new__
 _LOCAL_WRITES: dict[str, int] = {}
 """Writes completed in this process, per store: other retrievers on the same store see them
 on their next query (not after ``refresh_interval_seconds``)."""
@@ -232,7 +235,7 @@ class HybridRetriever(BaseRetriever):
     fusion: FusionMethod = "zscore"
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     bm25_path: Path | None = None
-    cache: LRUCache[tuple[Document, ...]] | None = Field(default=None, exclude=True)
+    cache: LRUCache[tuple[_Template, ...]] | None = Field(default=None, exclude=True)
     """Fused-result cache (``None``: off). Cleared by every write through this retriever."""
     refresh_interval_seconds: float | None = Field(default=5.0, gt=0)
     """How often a query checks Chroma for writes by other processes (``None``: never)."""
@@ -240,7 +243,8 @@ class HybridRetriever(BaseRetriever):
     _write_lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
     _deferred: int = PrivateAttr(default=0)
     _next_refresh: float = PrivateAttr(default=0.0)
-    _defaults: tuple[tuple[Any, ...], SearchParams] | None = PrivateAttr(default=None)
+    _defaults: tuple[tuple[Any, ...], tuple[Any, ...]] | None = PrivateAttr(default=None)
+    """(the fields the defaults depend on, the validated SearchParams fields after the query)"""
     _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
     _store_key: str = PrivateAttr(default="")
     _seen_writes: int = PrivateAttr(default=0)
@@ -626,9 +630,12 @@ class HybridRetriever(BaseRetriever):
         Yes if another retriever of this process wrote to the store, or if
         ``refresh_interval_seconds`` have passed since the last check.
         """
-        if _LOCAL_WRITES.get(self._store_key, 0) != self._seen_writes:
+        hot = self._hot()
+        if _LOCAL_WRITES.get(hot["_store_key"], 0) != hot["_seen_writes"]:
             return True
-        return self.refresh_interval_seconds is not None and time.monotonic() >= self._next_refresh
+        return (
+            self.refresh_interval_seconds is not None and time.monotonic() >= hot["_next_refresh"]
+        )
 
     def _maybe_refresh(self) -> None:
         if self._refresh_due():
@@ -660,14 +667,19 @@ class HybridRetriever(BaseRetriever):
                 self._save_bm25()
 
     # ------------------------------------------------------------------ search
+    def _hot(self) -> dict[str, Any]:
+        """The private attributes, read without pydantic's slow ``__getattr__`` (hot paths)."""
+        return cast("dict[str, Any]", self.__pydantic_private__)
+
     def _params(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:
         if not kwargs and isinstance(query, str) and query.strip():
             # the common call: the defaults, validated once while the fields stay the same
             current = (self.k, self.fetch_k, self.weights, self.fusion, self.rrf_k)
-            defaults = self._defaults
+            defaults = self._hot()["_defaults"]
             if defaults is None or defaults[0] != current:
-                defaults = self._defaults = (current, self._validate(query, {}))
-            return defaults[1]._replace(query=query)
+                validated = self._validate(query, {})
+                defaults = self._defaults = (current, validated[1:])
+            return _SEARCH_PARAMS_NEW(SearchParams, (query, *defaults[1]))
         return self._validate(query, kwargs)
 
     def _validate(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:
@@ -776,14 +788,14 @@ class HybridRetriever(BaseRetriever):
             return self._search(params, run_manager)
         cached, hit = self.cache.fetch(
             params.cache_key(),
-            lambda: tuple(self._search(params, run_manager)),
+            lambda: _templates(self._search(params, run_manager)),
             keep=_complete_answer,
         )
         if run_manager.handlers:
             run_manager.get_child().on_custom_event(
                 CACHE_EVENT, {"hit": hit}, run_id=run_manager.run_id
             )
-        return [_copy_document(d) for d in cached]
+        return [_from_template(t) for t in cached]
 
     def _search(
         self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
@@ -822,15 +834,15 @@ class HybridRetriever(BaseRetriever):
         if self.cache is None:
             return await self._asearch(params, run_manager)
 
-        async def compute() -> tuple[Document, ...]:
-            return tuple(await self._asearch(params, run_manager))
+        async def compute() -> tuple[_Template, ...]:
+            return _templates(await self._asearch(params, run_manager))
 
         cached, hit = await self.cache.afetch(params.cache_key(), compute, keep=_complete_answer)
         if run_manager.handlers:
             await run_manager.get_child().on_custom_event(
                 CACHE_EVENT, {"hit": hit}, run_id=run_manager.run_id
             )
-        return [_copy_document(d) for d in cached]
+        return [_from_template(t) for t in cached]
 
     async def _asearch(
         self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
@@ -913,25 +925,48 @@ class HybridRetriever(BaseRetriever):
         return documents
 
 
-def _complete_answer(documents: tuple[Document, ...]) -> bool:
+class _Template(NamedTuple):
+    """A cached result document: its fields, from which each hit builds a fresh Document."""
+
+    fields: dict[str, Any]
+    fields_set: set[str]
+    has_lists: bool
+
+
+def _templates(documents: Iterable[Document]) -> tuple[_Template, ...]:
+    return tuple(
+        _Template(
+            dict(d.__dict__),
+            set(d.__pydantic_fields_set__),
+            list in map(type, d.metadata.values()),
+        )
+        for d in documents
+    )
+
+
+def _complete_answer(templates: tuple[_Template, ...]) -> bool:
     """Whether an answer may be cached: degraded ones are not (the failed leg may be back)."""
-    return not any("degraded" in d.metadata for d in documents)
+    return not any("degraded" in t.fields["metadata"] for t in templates)
 
 
-def _copy_document(document: Document) -> Document:
-    """A copy of a cached document that callers may mutate without touching the cache."""
-    # what pydantic's __copy__ does, minus its generic machinery (this runs on every cache hit)
-    get = object.__getattribute__
-    fields = get(document, "__dict__")
-    metadata = {k: list(v) if type(v) is list else v for k, v in fields["metadata"].items()}
-    copy = object.__new__(Document)
-    setattr_ = object.__setattr__
-    setattr_(copy, "__dict__", {**fields, "metadata": metadata})
-    setattr_(copy, "__pydantic_fields_set__", set(get(document, "__pydantic_fields_set__")))
-    extra = get(document, "__pydantic_extra__")
-    setattr_(copy, "__pydantic_extra__", dict(extra) if extra is not None else None)
-    setattr_(copy, "__pydantic_private__", get(document, "__pydantic_private__"))
-    return copy
+def _from_template(template: _Template) -> Document:
+    """A new Document from a cached template; callers may mutate it without touching the cache.
+
+    What pydantic's ``__copy__`` does, minus its generic machinery (this runs on every cache
+    hit). Metadata values are scalars or lists of scalars (Chroma's types): lists are copied.
+    """
+    fields = template.fields
+    metadata = fields["metadata"]
+    if template.has_lists:
+        metadata = {k: list(v) if type(v) is list else v for k, v in metadata.items()}
+    else:
+        metadata = metadata.copy()
+    document = _OBJECT_NEW(Document)
+    _OBJECT_SET(document, "__dict__", {**fields, "metadata": metadata})
+    _OBJECT_SET(document, "__pydantic_fields_set__", template.fields_set.copy())
+    _OBJECT_SET(document, "__pydantic_extra__", None)
+    _OBJECT_SET(document, "__pydantic_private__", None)
+    return document
 
 
 def _is_sequence(value: object) -> bool:
