@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, cast
+from typing import Annotated, Any, Literal, NamedTuple, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -26,7 +27,15 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+)
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
 from langchain_hybrid.cache import CachedEmbeddings, LRUCache, cache_key
@@ -34,6 +43,7 @@ from langchain_hybrid.config import CacheSettings, HybridConfig, load_config, ma
 from langchain_hybrid.errors import (
     AllLegsFailedError,
     BatchWriteError,
+    ConfigError,
     HybridRetrieverError,
     IndexCorruptError,
     IndexNotBuiltError,
@@ -179,6 +189,10 @@ def _leg_hits(documents: Sequence[Document]) -> list[LegHit]:
     return out
 
 
+def _valid_weights(value: object) -> tuple[float, ...]:
+    return check_weights(value, len(LEGS))
+
+
 class HybridRetriever(BaseRetriever):
     """Hybrid retriever: exact BM25 + Chroma vector search, fused with (weighted) RRF.
 
@@ -223,7 +237,7 @@ class HybridRetriever(BaseRetriever):
     not return it). Documents are deduplicated by id.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     store: ChromaStore = Field(exclude=True)
     bm25: BM25Index = Field(exclude=True)
@@ -231,7 +245,7 @@ class HybridRetriever(BaseRetriever):
     k: int = Field(default=4, gt=0, le=MAX_K)
     fetch_k: int = Field(default=50, gt=0, le=MAX_K)
     rrf_k: float = Field(default=60.0, ge=0)
-    weights: tuple[float, float] = (0.5, 0.5)
+    weights: Annotated[tuple[float, float], BeforeValidator(_valid_weights)] = (0.5, 0.5)
     fusion: FusionMethod = "zscore"
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     bm25_path: Path | None = None
@@ -249,10 +263,31 @@ class HybridRetriever(BaseRetriever):
     _store_key: str = PrivateAttr(default="")
     _seen_writes: int = PrivateAttr(default=0)
 
-    @field_validator("weights", mode="before")
+    def __init__(self, **data: Any) -> None:
+        """Create the retriever from its fields (see the class docstring).
+
+        Raises:
+            ConfigError: an unknown field, or a field value out of range.
+        """
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise _settings_error(e) from None
+
     @classmethod
-    def _valid_weights(cls, value: object) -> tuple[float, ...]:
-        return check_weights(value, len(LEGS))
+    def check_fields(cls, fields: Mapping[str, Any]) -> None:
+        """Validate retriever fields (``k``, ``fetch_k``, ``weights``, ...), creating nothing.
+
+        The constructors call it before they open or create a store, so a rejected argument
+        leaves nothing on disk.
+
+        Raises:
+            ConfigError: an unknown field, or a field value out of range.
+        """
+        try:
+            _fields_model().model_validate(fields)
+        except ValidationError as e:
+            raise _settings_error(e) from None
 
     def model_post_init(self, _context: Any, /) -> None:
         """Create the two leg retrievers."""
@@ -290,6 +325,7 @@ class HybridRetriever(BaseRetriever):
                 query embeddings, no TTL) or ``False`` for none.
             **kwargs: retriever fields (``k``, ``fetch_k``, ``rrf_k``, ``weights``, ...).
         """
+        cls.check_fields({k: v for k, v in kwargs.items() if k not in _HANDLES})
         if embedding is None:
             from langchain_hybrid.embeddings import MiniLMEmbeddings  # noqa: PLC0415
 
@@ -333,9 +369,10 @@ class HybridRetriever(BaseRetriever):
             IndexNotBuiltError: the collection is missing and ``create_if_missing`` is off.
         """
         settings = load_config(config)
+        fields = {**settings.retriever_fields(), **kwargs}
+        cls.check_fields({k: v for k, v in fields.items() if k not in _HANDLES})
         if embedding is None:
             embedding = make_embedding(settings.embedding)
-        fields = {**settings.retriever_fields(), **kwargs}
         return cls.from_store(
             ChromaStore(settings.store, create_if_missing=create_if_missing),
             embedding,
@@ -361,6 +398,7 @@ class HybridRetriever(BaseRetriever):
             IndexNotBuiltError: there is no such collection in ``persist_directory`` (nothing is
                 created on disk).
         """
+        cls.check_fields({k: v for k, v in kwargs.items() if k not in _HANDLES})
         if not (Path(persist_directory) / "chroma.sqlite3").is_file():
             msg = (
                 f"no index in {persist_directory}: build it first (HybridRetriever."
@@ -413,6 +451,7 @@ class HybridRetriever(BaseRetriever):
             store_config = StoreConfig(
                 mode=mode, path=str(persist_directory or "./index"), collection=collection_name
             )
+        cls.check_fields({k: v for k, v in kwargs.items() if k not in _HANDLES})
         bm25_path = kwargs.pop("bm25_path", None)
         if bm25_path is None and store_config.mode == "persistent":
             bm25_path = default_bm25_path(store_config.path, store_config.collection)
@@ -1096,3 +1135,30 @@ def rebuild_bm25(store: ChromaStore, params: BM25Params | None = None) -> BM25In
 def documents_by_id(documents: Iterable[Document]) -> dict[str, Document]:
     """Index documents by their ``id`` (helper for callers comparing result sets)."""
     return {str(d.id): d for d in documents}
+
+
+_HANDLES = frozenset({"store", "bm25", "embedding", "cache"})
+
+
+@functools.cache
+def _fields_model() -> type[BaseModel]:
+    """A model of :class:`HybridRetriever`'s settings fields (everything but its handles)."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info)
+        for name, info in HybridRetriever.model_fields.items()
+        if name not in _HANDLES
+    }
+    return create_model(
+        "HybridRetrieverFields",
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+
+
+def _settings_error(error: ValidationError) -> ConfigError:
+    problems = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'fields'}: "
+        + ("unknown argument" if e["type"] == "extra_forbidden" else e["msg"])
+        for e in error.errors(include_url=False)
+    )
+    return ConfigError(f"invalid HybridRetriever settings: {problems}")

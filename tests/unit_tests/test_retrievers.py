@@ -21,6 +21,7 @@ from langchain_tests.integration_tests import RetrieversIntegrationTests
 from langchain_hybrid import (
     AllLegsFailedError,
     BM25Params,
+    ConfigError,
     HybridRetriever,
     HybridRetrieverError,
     IndexNotBuiltError,
@@ -294,9 +295,38 @@ async def test_bad_async_queries_raise_invalid_query_error(retriever: HybridRetr
         await retriever.ainvoke("coffee", k=0)
 
 
-def test_bad_constructor_weights_are_rejected(embedding: HashEmbeddings) -> None:
-    with pytest.raises(ValueError, match="weights"):
-        HybridRetriever.from_documents([], embedding=embedding, weights=(1.0, -1.0))
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"weights": (1.0, -1.0)}, "weights"),
+        ({"k": 0}, "k"),
+        ({"fetch_k": 0}, "fetch_k"),
+        ({"fusion": "borda"}, "fusion"),
+        ({"rrf_k": -1}, "rrf_k"),
+        ({"on_leg_error": "ignore"}, "on_leg_error"),
+        ({"fetchk": 50}, "fetchk: unknown argument"),  # a typo is not silently ignored
+    ],
+)
+def test_bad_constructor_fields_raise_config_error_and_create_nothing(
+    tmp_path: Path, embedding: HashEmbeddings, fields: dict[str, Any], named: str
+) -> None:
+    directory = tmp_path / "index"
+    with pytest.raises(ConfigError, match=named):
+        HybridRetriever.from_documents(
+            corpus_documents(), embedding=embedding, persist_directory=directory, **fields
+        )
+    assert not directory.exists()  # nothing was created before the arguments were checked
+    assert embedding.embedded_documents == 0
+    with pytest.raises(ConfigError, match=named):
+        HybridRetriever.from_config({"store": {"path": str(directory)}}, embedding, **fields)
+    assert not directory.exists()
+    built = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding, persist_directory=directory
+    )
+    with pytest.raises(ConfigError, match=named):
+        HybridRetriever.load(directory, embedding=embedding, **fields)
+    with pytest.raises(ConfigError, match=named):
+        HybridRetriever(store=built.store, bm25=built.bm25, embedding=embedding, **fields)
 
 
 # ---------------------------------------------------------------------- writes
