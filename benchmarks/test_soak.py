@@ -11,10 +11,18 @@ seeded random mix, from one thread, of:
   to be found right away by its unique marker word, and deletes of earlier additions, each
   checked to be gone right away.
 
+Every call carries a :class:`RetrievalMetricsHandler` (``window`` = the cache limit,
+``max_series`` = ``MAX_SERIES``) in its callbacks config, with a run name per call from
+``TENANTS`` names (more than ``MAX_SERIES``, as when run names carry user data), so its windows
+fill, its series overflow into ``"<other>"``, and its bounds are exercised too.
+
 Every ``SOAK_SAMPLE_SECONDS`` it samples the resident set size (``/proc/self/statm``), both cache
-sizes, the BM25 size and the Chroma count. Asserted: no errors; both caches never above their
-limit; Chroma count == BM25 size == the expected number; and, after a warm-up (the first fifth),
-the median RSS of the last third of the samples within 25 % + 64 MiB of the first third's.
+sizes, the BM25 size, the Chroma count, and the handler's in-flight runs, largest window and
+number of series. Asserted: no errors; both caches never above their limit; Chroma count == BM25
+size == the expected number; the handler never holds more than ``window`` records in a series,
+more than ``MAX_SERIES`` names (plus ``"<other>"``) or any run in flight between calls, counts
+every call, and records no error; and, after a warm-up (the first fifth), the median RSS of the
+last third of the samples within 25 % + 64 MiB of the first third's.
 
 Duration: ``SOAK_SECONDS`` (default 180 when timing, 5 with ``--benchmark-disable`` as in CI,
 where the memory bound is loosened to 256 MiB: five seconds is mostly warm-up). The figures go to
@@ -35,9 +43,11 @@ from typing import Any
 import pytest
 from corpus import BenchSettings, HashingEmbeddings, generate_corpus
 from langchain_core.documents import Document
+from langchain_core.runnables import RunnableConfig
 
 from langchain_hybrid import HybridRetriever
 from langchain_hybrid.cache import CachedEmbeddings
+from langchain_hybrid.callbacks import OTHER, RetrievalMetricsHandler
 from langchain_hybrid.config import CacheSettings
 
 GROUP = "soak"
@@ -47,6 +57,9 @@ CACHE_ENTRIES = os.environ.get("SOAK_CACHE_ENTRIES")
 SAMPLE_SECONDS = float(os.environ.get("SOAK_SAMPLE_SECONDS", "0.5"))
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1 << 20
+TENANTS = 24  # distinct run names of queries
+MAX_SERIES = 8  # the handler's bound on them: the rest share "<other>"
+FRESHNESS = "freshness"  # the run name of the look-ups checking a write
 
 
 def rss_bytes() -> int:
@@ -72,10 +85,17 @@ class Soak:
     """The load generator and its bookkeeping."""
 
     def __init__(
-        self, retriever: HybridRetriever, vocabulary: list[str], seed: int, limit: int
+        self,
+        retriever: HybridRetriever,
+        vocabulary: list[str],
+        seed: int,
+        limit: int,
+        metrics: RetrievalMetricsHandler,
     ) -> None:
         self.r = retriever
         self.limit = limit
+        self.metrics = metrics
+        self.calls = 0  # retriever calls made, each one a retrieval for the handler
         self.phase_queries = 0
         self.rng = random.Random(seed)
         self.vocabulary = vocabulary
@@ -91,6 +111,12 @@ class Soak:
     def query(self) -> str:
         return " ".join(self.rng.sample(self.vocabulary, self.rng.randint(2, 4)))
 
+    def config(self, run_name: str | None = None) -> RunnableConfig:
+        """The callbacks config of the next call (a tenant's run name unless given)."""
+        self.calls += 1
+        name = run_name or f"tenant-{self.calls % TENANTS}"
+        return {"callbacks": [self.metrics], "run_name": name}
+
     def step(self) -> None:
         """Queries until the caches have filled and evicted, then a burst of writes."""
         if self.phase_queries >= 3 * self.limit:
@@ -105,10 +131,10 @@ class Soak:
         roll = self.rng.random()
         text = self.rng.choice(self.hot) if roll > 0.9 else self.query()
         if roll < 0.3:
-            docs = self.loop.run_until_complete(self.r.ainvoke(text, k=K))
+            docs = self.loop.run_until_complete(self.r.ainvoke(text, self.config(), k=K))
             self.ops["ainvoke"] += 1
         else:
-            docs = self.r.invoke(text, k=K)
+            docs = self.r.invoke(text, self.config(), k=K)
             self.ops["invoke"] += 1
         if len(docs) > K or any("degraded" in d.metadata for d in docs):
             self.errors.append(f"bad answer to {text!r}: {len(docs)} documents")
@@ -126,7 +152,8 @@ class Soak:
         self.live += len(batch)
         self.ops["add"] += 1
         last = batch[-1]
-        if last.id not in {d.id for d in self.r.invoke(last.page_content.split()[0], k=K)}:
+        found = self.r.invoke(last.page_content.split()[0], self.config(FRESHNESS), k=K)
+        if last.id not in {d.id for d in found}:
             self.errors.append(f"added {last.id} not found")
 
     def delete(self) -> None:
@@ -135,7 +162,7 @@ class Soak:
         self.live -= 1
         self.ops["delete"] += 1
         marker = f"soakmarker{doc_id.split('-')[1]}"
-        if doc_id in {d.id for d in self.r.invoke(marker, k=K)}:
+        if doc_id in {d.id for d in self.r.invoke(marker, self.config(FRESHNESS), k=K)}:
             self.errors.append(f"deleted {doc_id} still found")
 
     def sample(self, elapsed: float) -> None:
@@ -143,6 +170,12 @@ class Soak:
         assert isinstance(embedding, CachedEmbeddings)
         assert self.r.cache is not None
         results, vectors = self.r.cache.stats(), embedding.cache_stats()
+        metrics = self.metrics.snapshot()
+        series = [
+            part
+            for retrieval in metrics["retrievers"].values()
+            for part in (retrieval, *retrieval["legs"].values())
+        ]
         self.samples.append(
             {
                 "t": elapsed,
@@ -154,6 +187,10 @@ class Soak:
                 "vector_evictions": vectors["evictions"],
                 "bm25": len(self.r.bm25),
                 "chroma": self.r.store.count(),
+                "metrics_in_flight": metrics["in_flight"],
+                "metrics_max_window": max((s["window_size"] for s in series), default=0),
+                "metrics_retrievers": len(metrics["retrievers"]),
+                "metrics_series": len(series),
             }
         )
 
@@ -194,7 +231,8 @@ def test_soak_mixed_traffic(
         fusion="rrf",
     )
     vocabulary = sorted({w for text in corpus.texts[:500] for w in text.split()})
-    soak = Soak(retriever, vocabulary, seed=11, limit=limit)
+    metrics = RetrievalMetricsHandler(window=limit, max_series=MAX_SERIES)
+    soak = Soak(retriever, vocabulary, seed=11, limit=limit, metrics=metrics)
     benchmark.pedantic(soak.run, args=(seconds,), rounds=1, iterations=1, warmup_rounds=0)
 
     samples = soak.samples
@@ -207,6 +245,25 @@ def test_soak_mixed_traffic(
     if queries > 2 * limit:  # enough distinct queries to have filled the caches
         assert samples[-1]["result_evictions"] > 0
         assert samples[-1]["vector_evictions"] > 0
+
+    # the metrics handler stayed bounded, paired every run, and counted every call
+    snapshot = metrics.snapshot()
+    assert max(s["metrics_in_flight"] for s in samples) == 0  # between calls: none in flight
+    assert (snapshot["in_flight"], snapshot["evicted_in_flight"]) == (0, 0)
+    assert snapshot["unmatched_events"] == 0
+    assert max(s["metrics_max_window"] for s in samples) <= limit
+    assert all(len(s.window) <= limit for s in metrics._series.values())
+    assert max(s["metrics_retrievers"] for s in samples) <= MAX_SERIES + 1
+    assert len(metrics._series) <= 3 * (MAX_SERIES + 1)  # a retrieval and its 2 legs per name
+    retrievals = snapshot["retrievers"]
+    assert sum(r["count"] for r in retrievals.values()) == soak.calls
+    assert sum(r["errors"] + r["degraded"] for r in retrievals.values()) == 0
+    assert snapshot["recent_errors"] == []
+    if soak.calls > TENANTS:  # every tenant name came up: the names overflowed
+        assert OTHER in retrievals
+        assert snapshot["overflow_runs"] == retrievals[OTHER]["count"] > 0
+    if snapshot["overflow_runs"] >= limit:  # the "<other>" window filled, and stopped there
+        assert retrievals[OTHER]["window_size"] == limit
 
     warm = [s for s in samples if s["t"] >= seconds / 5] or samples
     third = max(1, len(warm) // 3)
@@ -228,6 +285,10 @@ def test_soak_mixed_traffic(
         "result_cache_hit_rate": round(samples[-1]["result_hit_rate"], 3),
         "vector_cache_max_entries": max(s["vector_entries"] for s in samples),
         "documents_at_end": soak.live,
+        "metrics_retrievals": soak.calls,
+        "metrics_series_max": max(s["metrics_series"] for s in samples),
+        "metrics_window_max": max(s["metrics_max_window"] for s in samples),
+        "metrics_overflow_runs": snapshot["overflow_runs"],
     }
     benchmark.extra_info.update(figures)
     print(f"\nsoak: {figures}")  # noqa: T201

@@ -7,9 +7,10 @@ Four parts, each usable alone:
   per hybrid leg (``bm25``, ``vector``): counts, errors, empty results, degraded answers, cache
   hits, latency percentiles. :meth:`~RetrievalMetricsHandler.snapshot` returns plain data.
 * :class:`HealthMonitor`: side-effect-free checks of a :class:`HybridRetriever` (vector store
-  answers, BM25 index in sync, recent error rate, latency and degraded answers) combined into a
-  :class:`HealthStatus`; :meth:`~HealthMonitor.report_json` adds metrics, recent errors and a
-  config summary (never secrets).
+  answers, BM25 index in sync, a write under way or left unfinished, recent error rate, latency
+  and degraded answers) combined into a :class:`HealthStatus`;
+  :meth:`~HealthMonitor.report_json` adds metrics, recent errors and a config summary (never
+  secrets).
 * Exporters: :class:`PrometheusExporter` / :func:`to_prometheus` / :func:`serve_metrics`
   (``pip install 'langchain-hybrid[prometheus]'``), :func:`log_snapshot` (one ``key=value`` log
   line), and :class:`OTelRetrievalHandler`, one OpenTelemetry span per retriever run
@@ -44,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -53,6 +54,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.config import HybridConfig, MonitoringSettings, make_embedding
 from langchain_hybrid.errors import ConfigError, IndexCorruptError, IndexNotBuiltError
+from langchain_hybrid.locking import writer_lock_free
 from langchain_hybrid.retrievers import CACHE_EVENT, LEGS, HybridRetriever, rebuild_bm25
 from langchain_hybrid.stores import ChromaStore
 
@@ -67,6 +69,10 @@ logger = logging.getLogger(__name__)
 
 ALL = "all"
 """The ``leg`` label of a retrieval as a whole (its legs are labelled ``bm25`` / ``vector``)."""
+OTHER = "<other>"
+"""The name that runs are recorded under once ``max_series`` (or the leg bound) is reached."""
+MAX_LEGS = 16
+"""Leg names kept per retriever name; further leg names are recorded as :data:`OTHER`."""
 Status = Literal["healthy", "degraded", "unhealthy"]
 CheckStatus = Literal["healthy", "degraded", "unhealthy", "skipped"]
 _SEVERITY: dict[str, int] = {"skipped": -1, "healthy": 0, "degraded": 1, "unhealthy": 2}
@@ -244,9 +250,13 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
     ``degraded_rate``, and ``cache`` hits and misses from the ``langchain_hybrid.cache``
     custom event.
 
-    Memory is bounded whatever the traffic: one ``deque(maxlen=window)`` per series, at most
-    ``max_in_flight`` unfinished runs (the oldest are dropped beyond it and counted as
-    ``evicted_in_flight``), the last ``max_recent_errors`` error messages.
+    Memory is bounded whatever the traffic: one ``deque(maxlen=window)`` per series; at most
+    ``max_series`` retriever names, each with at most :data:`MAX_LEGS` leg names (run names
+    can carry user data, e.g. ``run_name=f"kb-{tenant}"``: past the bound, retrievals with a new
+    name are recorded under the name ``"<other>"``, and legs with a new name under the leg
+    ``"<other>"``, both counted as ``overflow_runs``; names already seen keep their series); at
+    most ``max_in_flight`` unfinished runs (the oldest are dropped beyond it and counted as
+    ``evicted_in_flight``); the last ``max_recent_errors`` error messages.
 
     Thread-safe (one lock, held for a few dict and deque operations), and ``run_inline``: in
     async chains its methods run on the event loop instead of a thread-pool hop each. It never
@@ -254,6 +264,8 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
 
     Key init args:
         window: runs kept per series for rates and percentiles (default 10,000).
+        max_series: retriever names with a series of their own (default 1,000); later new
+            names share the ``"<other>"`` series.
         max_in_flight: unfinished runs tracked at most (default 10,000).
         max_recent_errors: error messages kept for :meth:`recent_errors` (default 20).
         log_errors: also log each failed retrieval or leg at WARNING with its run name.
@@ -274,17 +286,22 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
         self,
         window: int = 10_000,
         *,
+        max_series: int = 1_000,
         max_in_flight: int = 10_000,
         max_recent_errors: int = 20,
         log_errors: bool = False,
     ) -> None:
         """Create an empty handler (see the class docstring for the arguments)."""
         self.window = _positive("window", window)
+        self.max_series = _positive("max_series", max_series)
         self.max_in_flight = _positive("max_in_flight", max_in_flight)
         self.log_errors = log_errors
         self._lock = threading.Lock()
         self._in_flight: OrderedDict[UUID, _Run] = OrderedDict()  # O(1) eviction of the oldest
         self._series: dict[tuple[str, str], _Series] = {}
+        # the names given a series of their own: retriever name -> its leg names (both bounded)
+        self._names: dict[str, set[str]] = {}
+        self._overflow = 0
         self._errors: deque[tuple[float, str, str, str]] = deque(
             maxlen=_positive("max_recent_errors", max_recent_errors)
         )
@@ -310,9 +327,10 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
             with self._lock:
                 parent = self._in_flight.get(parent_run_id) if parent_run_id else None
                 if parent is None:
-                    run = _Run(started, (name, ALL), None)
+                    run = _Run(started, (self._retriever_name(name), ALL), None)
                 elif parent.key is not None and parent.key[1] == ALL:
-                    run = _Run(started, (parent.key[0], name), parent_run_id)
+                    retriever = parent.key[0]
+                    run = _Run(started, (retriever, self._leg_name(retriever, name)), parent_run_id)
                 else:
                     run = _Run(started, None, None)
                 in_flight = self._in_flight
@@ -322,6 +340,36 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
                 in_flight[run_id] = run
         except Exception:  # a metrics failure must never break retrieval
             logger.debug("on_retriever_start not recorded", exc_info=True)
+
+    def _retriever_name(self, name: str) -> str:
+        """The series name of a retrieval called ``name`` (call with the lock held)."""
+        names = self._names
+        if name in names:
+            return name
+        if len(names) - (OTHER in names) < self.max_series:
+            names[name] = set()
+            return name
+        self._overflow_run("retriever names", self.max_series)
+        names.setdefault(OTHER, set())  # the one series beyond max_series
+        return OTHER
+
+    def _leg_name(self, retriever: str, leg: str) -> str:
+        """The series name of leg ``leg`` of ``retriever`` (call with the lock held)."""
+        legs = self._names.setdefault(retriever, set())
+        if leg in legs:
+            return leg
+        if len(legs) < MAX_LEGS:
+            legs.add(leg)
+            return leg
+        self._overflow_run(f"leg names of {retriever!r}", MAX_LEGS)
+        return OTHER
+
+    def _overflow_run(self, what: str, bound: int) -> None:
+        if not self._overflow:
+            logger.warning(
+                "metrics: more than %d %s; further new names are recorded as %r", bound, what, OTHER
+            )
+        self._overflow += 1
 
     def on_retriever_end(
         self,
@@ -441,6 +489,14 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
             self._errors.clear()
             self._evicted = 0
             self._unmatched = 0
+            self._overflow = 0
+            self._names = {}
+            for run in self._in_flight.values():  # their names keep their series
+                if run.key is not None:
+                    retriever, leg = run.key
+                    legs = self._names.setdefault(retriever, set())
+                    if leg != ALL:
+                        legs.add(leg)
 
     def recent_errors(self) -> list[dict[str, str]]:
         """The last errors, oldest first, as ``time`` (UTC), ``retriever``, ``leg``, ``error``.
@@ -492,9 +548,11 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
         """Everything measured, as plain JSON-able data.
 
         Returns:
-            ``{"window", "in_flight", "evicted_in_flight", "unmatched_events",
-            "retrievers": {name: series}, "recent_errors": [...]}``, where a retrieval's series
-            is ``count``, ``errors``, ``empty``, ``degraded`` (totals), ``error_rate``,
+            ``{"window", "max_series", "overflow_runs", "in_flight", "evicted_in_flight",
+            "unmatched_events", "retrievers": {name: series}, "recent_errors": [...]}``, where
+            ``overflow_runs`` counts the runs recorded as ``"<other>"`` (their name came past
+            ``max_series`` retriever names or :data:`MAX_LEGS` leg names), and a retrieval's
+            series is ``count``, ``errors``, ``empty``, ``degraded`` (totals), ``error_rate``,
             ``empty_rate``, ``degraded_rate``, ``documents_mean``, ``latency_ms`` (p50, p95,
             p99, max, mean) and ``window_size`` (over the window), ``latency_sum_ms`` (total),
             ``cache`` (``hits``, ``misses``, ``hit_rate``) and ``legs`` (the same per leg,
@@ -511,6 +569,7 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
                 for key, s in self._series.items()
             ]
             in_flight, evicted, unmatched = len(self._in_flight), self._evicted, self._unmatched
+            overflow = self._overflow
         retrievers: dict[str, dict[str, Any]] = {}
         legs: list[tuple[str, str, dict[str, Any]]] = []
         for (retriever, leg), totals, latency_sum, records in sorted(copied, key=lambda c: c[0]):
@@ -545,6 +604,8 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
                 retrievers[retriever]["legs"][leg] = series
         return {
             "window": self.window,
+            "max_series": self.max_series,
+            "overflow_runs": overflow,
             "in_flight": in_flight,
             "evicted_in_flight": evicted,
             "unmatched_events": unmatched,
@@ -633,6 +694,48 @@ def _run_rule(rule: HealthRule) -> HealthCheck:
         return HealthCheck(name, "unhealthy", f"check failed: {_error_text(e)}")
 
 
+class _Seen(NamedTuple):
+    """The collection as a health check read it: generation, count, then generation again.
+
+    A seqlock read (see :meth:`ChromaStore.begin_write`): ``documents`` (the count) belongs to
+    ``generation`` only if ``latest == generation`` and it is even; else a write was under way.
+    """
+
+    generation: int
+    documents: int
+    latest: int
+
+    @property
+    def before(self) -> int:
+        """The generation before the write under way (``N - 1`` for odd ``N``), else itself."""
+        return self.generation - self.generation % 2
+
+
+class _Write(NamedTuple):
+    """A write seen unfinished: under way, or ``dead`` (it will not finish by itself)."""
+
+    detail: str
+    dead: bool
+
+
+def _lag(generation: object, documents: object, seen: _Seen, write: _Write | None) -> str | None:
+    """How an index at ``generation`` with ``documents`` is out of sync with ``seen``, if it is.
+
+    With no write under way, both must match. While one is (``write``), the count is not
+    compared, and the index must be at the generation before that write or newer.
+    """
+    if write is None:
+        if (generation, documents) == (seen.generation, seen.documents):
+            return None
+        return (
+            f"generation {generation} vs {seen.generation}, {documents} vs {seen.documents} "
+            "documents"
+        )
+    if isinstance(generation, int) and seen.before <= generation <= seen.latest:
+        return None
+    return f"generation {generation}, behind generation {seen.before}; {write.detail}"
+
+
 class HealthMonitor:
     """Side-effect-free health checks of a :class:`HybridRetriever`, and a JSON report.
 
@@ -651,6 +754,25 @@ class HealthMonitor:
        with the retriever's BM25 settings and matches the collection's generation and count ->
        healthy; missing, corrupt or behind -> degraded (the next open rebuilds it from Chroma;
        also transiently true inside ``deferred_save``).
+
+       *A write under way is not a degradation.* Writers make the generation odd before a
+       write and even once both legs have it (:meth:`ChromaStore.begin_write` / ``end_write``),
+       so the collection is read as a seqlock: generation, count, generation again. An odd
+       generation ``N``, or two reads that differ, is a write under way: rules 2 and 3 then do
+       not compare counts, and pass (``a write is under way (generation N)`` in their detail)
+       if the index, or the saved files, are at generation ``N - 1`` (the one before the
+       write) or newer; older -> degraded, as they are behind a write that ended before this
+       one began (or, if ``N - 1`` was skipped because the write before never ended, may miss
+       that write's changes).
+
+       *A dead write is*: it makes rules 2 and 3 degraded, saying so. A write is dead when the
+       generation is odd and either (embedded ``persistent`` store) no process holds the
+       writer lock (probed without taking it, see below): its writer died, and the next open
+       of the index (``HybridRetriever.load`` / ``from_store``) or ``refresh()`` marks it
+       complete, a health check does not; or (any store) this monitor's checks have seen the
+       same odd generation for more than ``stuck_write_seconds`` (default 60 s): a write that
+       long, or one that failed midway and was never ended (the writer's next write ends it).
+       A one-off check, such as the CLI's, can only tell the first kind.
     4. Traffic rules, over the handler's last ``settings.window`` retrievals (and only those
        that ended within ``max_age_seconds``, if given), evaluated only when at least
        ``settings.min_requests`` of them exist, else *skipped*: so a cold start with no traffic
@@ -670,7 +792,11 @@ class HealthMonitor:
        an unhealthy check naming it).
 
     Nothing is written and no query runs: the retriever's result cache is not read (its
-    statistics do not move), the BM25 index is not rebuilt, nothing is embedded.
+    statistics do not move), the BM25 index is not rebuilt, nothing is embedded, a dead write is
+    reported but not settled. The writer lock is never taken: an odd generation is checked
+    against it with a non-blocking shared ``flock`` on ``<path>/.writer.lock``, released at
+    once (a writer waiting for the lock polls for a second, so it is not refused). The monitor
+    remembers only when it first saw the current odd generation.
 
     Key init args:
         retriever: the retriever to check.
@@ -679,6 +805,9 @@ class HealthMonitor:
         name: the retriever name whose traffic counts (``None``: every retrieval the handler
             measured).
         max_age_seconds: ignore retrievals that ended longer ago than this.
+        stuck_write_seconds: an odd generation seen for longer than this by this monitor's
+            checks is a dead write (default 60; ``None``: only the writer lock tells). Raise it
+            if single writes (one ``add_documents`` call) take longer.
         extra_checks: more rules.
 
     Usage:
@@ -698,15 +827,22 @@ class HealthMonitor:
         *,
         name: str | None = None,
         max_age_seconds: float | None = None,
+        stuck_write_seconds: float | None = 60.0,
         extra_checks: Sequence[HealthRule] = (),
     ) -> None:
         """Create a monitor (see the class docstring for the arguments)."""
+        if stuck_write_seconds is not None and not stuck_write_seconds >= 0:
+            msg = f"stuck_write_seconds must be >= 0 or None, got {stuck_write_seconds!r}"
+            raise ConfigError(msg)
         self.retriever = retriever
         self.metrics = metrics
         self.settings = settings or MonitoringSettings()
         self.name = name
         self.max_age_seconds = max_age_seconds
+        self.stuck_write_seconds = stuck_write_seconds
         self.extra_checks = tuple(extra_checks)
+        self._odd_lock = threading.Lock()
+        self._odd_since: tuple[int, float] | None = None  # (odd generation, first seen)
 
     @classmethod
     def from_config(
@@ -765,15 +901,17 @@ class HealthMonitor:
     def health_check(self) -> HealthStatus:
         """Run every rule (see the class docstring); never raises."""
         retriever = self.retriever
+        store = retriever.store
         store_error: str | None = None
-        count = generation = None
+        seen: _Seen | None = None
         try:
-            retriever.store.heartbeat()
-            count = retriever.store.count()
-            generation = retriever.store.generation()
+            store.heartbeat()
+            generation = store.generation()
+            count = store.count()
+            seen = _Seen(generation, count, store.generation())
         except Exception as e:  # noqa: BLE001 - a failed probe is a finding, not an error
             store_error = _error_text(e)
-            count = generation = None
+        write = self._unfinished_write(seen) if seen is not None else None
         bm25_error: str | None = None
         bm25_size = 0
         try:
@@ -785,42 +923,105 @@ class HealthMonitor:
         leg_down: CheckStatus = "degraded" if any(available[leg] for leg in active) else "unhealthy"
 
         checks = [
-            HealthCheck("vector_store", "healthy", f"answering, {count} documents", count)
-            if store_error is None
+            HealthCheck(
+                "vector_store", "healthy", f"answering, {seen.documents} documents", seen.documents
+            )
+            if seen is not None
             else HealthCheck("vector_store", leg_down, f"not answering: {store_error}")
         ]
-        checks.append(self._bm25_index(bm25_error, bm25_size, count, generation, leg_down))
+        checks.append(self._bm25_index(bm25_error, bm25_size, seen, write, leg_down))
         if retriever.bm25_path is not None:
-            checks.append(self._bm25_files(retriever.bm25_path, count, generation))
+            checks.append(self._bm25_files(retriever.bm25_path, seen, write))
         checks.extend(self._traffic_checks())
         checks.extend(_run_rule(rule) for rule in self.extra_checks)
         return HealthStatus.from_checks(checks)
+
+    def _unfinished_write(self, seen: _Seen) -> _Write | None:
+        """The write under way (or dead) that ``seen`` shows; ``None``: none, ``seen`` is exact."""
+        if seen.latest != seen.generation:
+            self._odd_age(seen.latest)
+            detail = (
+                f"a write is under way (generation {seen.generation} -> {seen.latest} during "
+                "the check)"
+            )
+            return _Write(detail, dead=False)
+        generation = seen.generation
+        age = self._odd_age(generation)
+        if generation % 2 == 0:
+            return None
+        config = self.retriever.store.config
+        if config.mode == "persistent" and self._writer_died(config.path, generation):
+            detail = (
+                f"the write at generation {generation} never finished: no process holds the "
+                f"writer lock of {config.path}, so its writer died (the next open of the index "
+                "by HybridRetriever.load or from_store, or refresh(), marks it complete and "
+                "resyncs BM25; health checks do not)"
+            )
+            return _Write(detail, dead=True)
+        limit = self.stuck_write_seconds
+        if limit is not None and age > limit:
+            detail = (
+                f"the write at generation {generation} never finished: the generation has "
+                f"stayed odd for {age:.0f} s (stuck_write_seconds={limit:g}), a write that long "
+                "or one that failed midway (the writer's next write completes it)"
+            )
+            return _Write(detail, dead=True)
+        return _Write(f"a write is under way (generation {generation})", dead=False)
+
+    def _odd_age(self, generation: int) -> float:
+        """Seconds since this monitor first saw ``generation``, if odd (0 if even, or new)."""
+        now = time.monotonic()
+        with self._odd_lock:
+            if generation % 2 == 0:
+                self._odd_since = None
+                return 0.0
+            if self._odd_since is None or self._odd_since[0] != generation:
+                self._odd_since = (generation, now)
+            return now - self._odd_since[1]
+
+    def _writer_died(self, directory: str, generation: int) -> bool:
+        """No process holds the writer lock, and the generation did not move meanwhile."""
+        if writer_lock_free(directory) is not True:
+            return False
+        try:
+            return self.retriever.store.generation() == generation
+        except Exception:  # noqa: BLE001 - cannot tell: not reported as dead
+            return False
 
     def _bm25_index(
         self,
         error: str | None,
         size: int,
-        count: int | None,
-        generation: int | None,
+        seen: _Seen | None,
+        write: _Write | None,
         leg_down: CheckStatus,
     ) -> HealthCheck:
         if error is not None:
             return HealthCheck("bm25_index", leg_down, f"not loaded: {error}")
-        if count is None or generation is None:
+        if seen is None:
             detail = f"loaded, {size} documents; sync not checked (the vector store is down)"
             return HealthCheck("bm25_index", "healthy", detail, size)
         bm25_generation = self.retriever.bm25.generation
-        if (bm25_generation, size) != (generation, count):
+        status: CheckStatus = "healthy"
+        if write is not None and write.dead:
+            status = "degraded"
+            detail = f"loaded, {size} documents, generation {bm25_generation}; {write.detail}"
+        elif (lag := _lag(bm25_generation, size, seen, write)) is not None:
+            status = "degraded"
             detail = (
-                f"out of sync with the collection: generation {bm25_generation} vs "
-                f"{generation}, {size} vs {count} documents (written by another process? "
-                "the next query after refresh_interval_seconds, or refresh(), resyncs it)"
+                f"out of sync with the collection: {lag} (written by another process? the next "
+                "query after refresh_interval_seconds, or refresh(), resyncs it)"
             )
-            return HealthCheck("bm25_index", "degraded", detail, size)
-        detail = f"loaded and in sync: {size} documents, generation {generation}"
-        return HealthCheck("bm25_index", "healthy", detail, size)
+        elif write is not None:
+            detail = (
+                f"loaded, {size} documents, generation {bm25_generation}; {write.detail}: sync "
+                "is checked once it completes"
+            )
+        else:
+            detail = f"loaded and in sync: {size} documents, generation {seen.generation}"
+        return HealthCheck("bm25_index", status, detail, size)
 
-    def _bm25_files(self, path: Path, count: int | None, generation: int | None) -> HealthCheck:
+    def _bm25_files(self, path: Path, seen: _Seen | None, write: _Write | None) -> HealthCheck:
         try:
             manifest = BM25Index.read_manifest(path)
         except FileNotFoundError:
@@ -829,18 +1030,25 @@ class HealthMonitor:
         except IndexCorruptError as e:
             detail = f"{e}: the next open rebuilds it from Chroma"
             return HealthCheck("bm25_files", "degraded", detail)
-        saved = (manifest.get("generation"), manifest.get("documents"))
+        generation, documents = manifest.get("generation"), manifest.get("documents")
+        status: CheckStatus = "healthy"
+        detail = f"saved at {path}: {documents} documents, generation {generation}"
         if manifest.get("params") != self.retriever.bm25.params.model_dump(mode="json"):
+            status = "degraded"
             detail = f"saved at {path} with other BM25 settings: the next open rebuilds it"
-            return HealthCheck("bm25_files", "degraded", detail, saved[1])
-        if count is not None and saved != (generation, count):
+        elif seen is None:
+            pass  # the vector store is down: nothing to compare with
+        elif write is not None and write.dead:
+            status = "degraded"
+            detail = f"{detail}; {write.detail}"
+        elif (lag := _lag(generation, documents, seen, write)) is not None:
+            status = "degraded"
             detail = (
-                f"saved index at {path} is behind the collection: generation {saved[0]} vs "
-                f"{generation}, {saved[1]} vs {count} documents (the next open rebuilds it)"
+                f"saved index at {path} is behind the collection: {lag} (the next open rebuilds it)"
             )
-            return HealthCheck("bm25_files", "degraded", detail, saved[1])
-        detail = f"saved at {path}: {saved[1]} documents, generation {saved[0]}"
-        return HealthCheck("bm25_files", "healthy", detail, saved[1])
+        elif write is not None:
+            detail = f"{detail}; {write.detail}"
+        return HealthCheck("bm25_files", status, detail, documents)
 
     def _traffic_checks(self) -> list[HealthCheck]:
         names = ("error_rate", "latency_p95", "degraded_answers")
@@ -1009,7 +1217,8 @@ class PrometheusExporter:
     * gauge ``_in_flight_retrievals``;
     * with a monitor: gauges ``_health_status`` (0 healthy, 1 degraded, 2 unhealthy) and
       ``_health_check_status`` {check} (same values; skipped checks are left out). The health
-      checks run on every scrape (a heartbeat and two reads of the collection).
+      checks run on every scrape (a heartbeat and three reads of the collection; while a write
+      is under way, a non-blocking probe of the writer lock and one more read).
 
     Raises:
         ConfigError: ``prometheus_client`` is not installed

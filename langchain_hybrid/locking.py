@@ -131,6 +131,40 @@ def save_lock(directory: str | os.PathLike[str], timeout_seconds: float = 30.0) 
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def writer_lock_free(directory: str | os.PathLike[str]) -> bool | None:
+    """Whether no process holds the writer lock of ``directory``; ``None``: cannot tell.
+
+    A probe, not a lock: it never takes the writer lock (that would be a side effect, and is
+    what ``sync_bm25`` does to settle a dead write). It opens the lock file read-only (never
+    creating it) and tries a shared ``flock`` without waiting, which fails while a writer holds
+    its exclusive one, and unlocks at once: a writer taking the lock meanwhile polls for up to a
+    second (:func:`acquire_writer_lock`), so it does not fail.
+    """
+    if holds_writer_lock(directory):
+        return False  # this process is the writer
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only, like the writer lock itself
+    except ImportError:  # pragma: no cover - Windows: writes are not locked there
+        return None
+    try:
+        fd = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # no writer ever locked this directory
+    except OSError:
+        return None
+    free: bool | None = True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        free = False  # a writer holds it
+    except OSError:
+        free = None
+    finally:
+        os.close(fd)
+    return free
+
+
 def _release_all() -> None:
     with _guard:
         handles = list(_held.values())

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import urllib.request
@@ -42,8 +43,11 @@ from langchain_hybrid import (
     cli,
 )
 from langchain_hybrid.callbacks import (
+    MAX_LEGS,
+    OTHER,
     HealthCheck,
     HealthMonitor,
+    HealthStatus,
     OTelRetrievalHandler,
     PrometheusExporter,
     RetrievalMetricsHandler,
@@ -51,6 +55,7 @@ from langchain_hybrid.callbacks import (
     serve_metrics,
 )
 from langchain_hybrid.config import MonitoringSettings
+from langchain_hybrid.locking import LOCK_NAME, holds_writer_lock, release_writer_lock
 from langchain_hybrid.stores import ChromaStore
 
 TEXTS = [
@@ -255,6 +260,50 @@ def test_in_flight_runs_are_bounded() -> None:
     assert snapshot["retrievers"]["never-ends"]["count"] == 1
 
 
+def test_series_are_bounded_by_max_series(
+    uncached: HybridRetriever, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = RetrievalMetricsHandler(max_series=3)
+    with caplog.at_level(logging.WARNING, logger="langchain_hybrid.callbacks"):
+        for i in range(8):  # run names carrying user data: one per "tenant"
+            uncached.invoke(f"coffee {i}", config={"callbacks": [metrics], "run_name": f"t{i}"})
+        uncached.invoke("coffee again", config={"callbacks": [metrics], "run_name": "t0"})
+    snapshot = metrics.snapshot()
+    assert list(snapshot["retrievers"]) == [OTHER, "t0", "t1", "t2"]
+    assert (snapshot["max_series"], snapshot["overflow_runs"]) == (3, 5)
+    assert snapshot["retrievers"]["t0"]["count"] == 2  # a name seen before keeps its series
+    other = snapshot["retrievers"][OTHER]
+    assert other["count"] == 5
+    assert {n: leg["count"] for n, leg in other["legs"].items()} == {"bm25": 5, "vector": 5}
+    assert len(metrics._series) == 4 * 3  # (retrieval + 2 legs) per name, <other> included
+    warnings = [r for r in caplog.records if r.name == "langchain_hybrid.callbacks"]
+    assert len(warnings) == 1  # once, not per run
+    assert "<other>" in warnings[0].getMessage()
+
+    metrics.reset()
+    uncached.invoke("coffee", config={"callbacks": [metrics], "run_name": "t7"})
+    snapshot = metrics.snapshot()
+    assert list(snapshot["retrievers"]) == ["t7"]  # reset frees the names too
+    assert snapshot["overflow_runs"] == 0
+
+
+def test_leg_names_are_bounded() -> None:
+    metrics = RetrievalMetricsHandler()
+    parent = uuid.uuid4()
+    metrics.on_retriever_start({}, "q", run_id=parent, name="kb")
+    for i in range(MAX_LEGS + 5):
+        leg = uuid.uuid4()
+        metrics.on_retriever_start({}, "q", run_id=leg, parent_run_id=parent, name=f"leg{i}")
+        metrics.on_retriever_end([], run_id=leg, parent_run_id=parent)
+    metrics.on_retriever_end([], run_id=parent)
+    snapshot = metrics.snapshot()
+    legs = snapshot["retrievers"]["kb"]["legs"]
+    assert len(legs) == MAX_LEGS + 1
+    assert legs[OTHER]["count"] == 5
+    assert snapshot["overflow_runs"] == 5
+    assert snapshot["in_flight"] == 0
+
+
 def test_concurrent_threads_give_exact_totals(uncached: HybridRetriever) -> None:
     metrics = RetrievalMetricsHandler()
     failures: list[BaseException] = []
@@ -323,6 +372,8 @@ def test_settings_are_validated() -> None:
         RetrievalMetricsHandler(window=0)
     with pytest.raises(ConfigError, match="max_in_flight"):
         RetrievalMetricsHandler(max_in_flight=-1)
+    with pytest.raises(ConfigError, match="max_series"):
+        RetrievalMetricsHandler(max_series=0)
 
 
 def test_log_snapshot_is_one_key_value_line(
@@ -366,16 +417,149 @@ def test_cold_start_is_healthy(retriever: HybridRetriever) -> None:
     assert HealthMonitor(retriever).health_check().status == "healthy"  # no handler at all
 
 
+def detail(status: HealthStatus, name: str) -> str:
+    check = status.check(name)
+    assert check is not None
+    return check.detail
+
+
+def degraded_checks(status: HealthStatus) -> list[str]:
+    return [c.name for c in status.checks if c.status == "degraded"]
+
+
 def test_bm25_out_of_sync_is_degraded(retriever: HybridRetriever) -> None:
-    retriever.store.bump_generation()  # a write by "another process"
+    retriever.store.begin_write()  # a completed write by "another process": BM25 is behind it
+    retriever.store.end_write()
     status = HealthMonitor(retriever).health_check()
     assert status.status == "degraded"
-    assert [c.name for c in status.checks if c.status == "degraded"] == ["bm25_index"]
-    check = status.check("bm25_index")
-    assert check is not None
-    assert "out of sync" in check.detail
+    assert degraded_checks(status) == ["bm25_index"]
+    assert "out of sync" in detail(status, "bm25_index")
+    assert "generation 2 vs 4" in detail(status, "bm25_index")
     retriever.refresh()
     assert HealthMonitor(retriever).health_check().status == "healthy"
+
+
+def test_a_write_under_way_is_healthy(retriever: HybridRetriever) -> None:
+    monitor = HealthMonitor(retriever)
+    assert retriever.bm25.generation == 2
+    retriever.store.begin_write()  # generation 3: the write has begun, nothing landed yet
+    status = monitor.health_check()
+    assert status.status == "healthy"
+    assert "a write is under way (generation 3)" in detail(status, "bm25_index")
+    retriever.store.client.get_collection(retriever.store.config.chroma_collection).delete(
+        ids=["net-1"]
+    )  # half of the write has landed: the counts differ, which is expected mid-write
+    assert monitor.health_check().status == "healthy"
+    retriever.store.end_write()  # generation 4, and BM25 of this retriever never got the write
+    status = monitor.health_check()
+    assert degraded_checks(status) == ["bm25_index"]
+    assert "generation 2 vs 4, 10 vs 9 documents" in detail(status, "bm25_index")
+    retriever.refresh()
+    assert monitor.health_check().status == "healthy"
+
+
+def test_bm25_behind_a_completed_write_is_degraded_during_the_next(
+    retriever: HybridRetriever,
+) -> None:
+    retriever.store.begin_write()
+    retriever.store.end_write()  # 4: completed, BM25 still at 2
+    retriever.store.begin_write()  # 5: the next write is under way
+    status = HealthMonitor(retriever).health_check()
+    assert degraded_checks(status) == ["bm25_index"]
+    text = detail(status, "bm25_index")
+    assert "generation 2, behind generation 4" in text
+    assert "a write is under way (generation 5)" in text
+
+
+def test_a_write_between_the_two_generation_reads_is_under_way(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = retriever.store
+    reads = iter([2, 4])  # a whole write landed between the reads: the count is of neither
+    monkeypatch.setattr(store, "generation", lambda: next(reads))
+    monkeypatch.setattr(store, "count", lambda: 99)
+    status = HealthMonitor(retriever).health_check()
+    assert status.status == "healthy"
+    assert "generation 2 -> 4 during the check" in detail(status, "bm25_index")
+
+
+def test_an_odd_generation_that_stays_is_a_dead_write(retriever: HybridRetriever) -> None:
+    monitor = HealthMonitor(retriever, stuck_write_seconds=0.2)
+    retriever.store.begin_write()  # a write that failed midway and was never ended
+    assert monitor.health_check().status == "healthy"  # first seen: a write under way
+    time.sleep(0.3)
+    status = monitor.health_check()
+    assert degraded_checks(status) == ["bm25_index"]
+    assert "stayed odd" in detail(status, "bm25_index")
+    assert "stuck_write_seconds=0.2" in detail(status, "bm25_index")
+    assert HealthMonitor(retriever).health_check().status == "healthy"  # a new monitor: seen now
+    assert HealthMonitor(retriever, stuck_write_seconds=None).health_check().status == "healthy"
+    retriever.store.end_write()  # the write ends at last (4)
+    retriever.refresh()
+    assert monitor.health_check().status == "healthy"
+    retriever.store.begin_write()  # the next write (5): a new odd generation, a new clock
+    assert monitor.health_check().status == "healthy"
+    with pytest.raises(ConfigError, match="stuck_write_seconds"):
+        HealthMonitor(retriever, stuck_write_seconds=-1)
+
+
+def hold_writer_lock(directory: Path) -> subprocess.Popen[str]:
+    """Another process that takes the writer lock and waits for a line on stdin (or a kill)."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from langchain_hybrid.locking import acquire_writer_lock
+        acquire_writer_lock({str(directory)!r})
+        print("locked", flush=True)
+        sys.stdin.readline()
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "locked"
+    return process
+
+
+def test_writes_of_a_live_writer_process_and_of_a_dead_one(tmp_path: Path) -> None:
+    directory = tmp_path / "index"
+    retriever = HybridRetriever.from_documents(
+        documents(), embedding=HashEmbeddings(), persist_directory=directory, collection_name="kb"
+    )
+    monitor = HealthMonitor(retriever)
+    assert holds_writer_lock(directory)  # this process wrote: it is the writer
+    retriever.store.begin_write()
+    status = monitor.health_check()
+    assert status.status == "healthy", status.format()
+    retriever.store.end_write()
+    retriever.refresh()
+    assert monitor.health_check().status == "healthy"
+
+    release_writer_lock(directory)  # from here on this process only reads
+    holder = hold_writer_lock(directory)
+    try:
+        retriever.store.begin_write()  # the holder's write, under way
+        status = monitor.health_check()
+        assert status.status == "healthy", status.format()
+        for name in ("bm25_index", "bm25_files"):
+            assert "a write is under way (generation 5)" in detail(status, name)
+        assert not holds_writer_lock(directory)  # the check did not take the lock
+        assert (directory / LOCK_NAME).read_text() == str(holder.pid)
+    finally:
+        holder.kill()  # the writer dies in the middle of its write
+        holder.communicate(timeout=30)
+    status = monitor.health_check()
+    assert status.status == "degraded"
+    assert degraded_checks(status) == ["bm25_index", "bm25_files"]
+    for name in ("bm25_index", "bm25_files"):
+        text = detail(status, name)
+        assert "the write at generation 5 never finished" in text
+        assert "no process holds the writer lock" in text
+    assert retriever.store.generation() == 5  # reported, not settled
+    retriever.refresh()  # what a reader does: marks the dead write complete, resyncs BM25
+    assert retriever.store.generation() == 6
+    assert monitor.health_check().status == "healthy"
 
 
 def test_error_rate_over_threshold(retriever: HybridRetriever) -> None:
@@ -591,7 +775,9 @@ def test_prometheus_health_gauge_follows_the_store(retriever: HybridRetriever) -
     metrics = RetrievalMetricsHandler()
     with serve_metrics(metrics, HealthMonitor(retriever, metrics), port=0) as server:
         assert sample(families(server.url)["langchain_hybrid_health_status"]) == 0
-        retriever.store.bump_generation()
+        retriever.store.begin_write()  # under way: still healthy
+        assert sample(families(server.url)["langchain_hybrid_health_status"]) == 0
+        retriever.store.end_write()  # completed by "another process": BM25 is behind
         scraped = families(server.url)
     assert sample(scraped["langchain_hybrid_health_status"]) == 1
     assert sample(scraped["langchain_hybrid_health_check_status"], check="bm25_index") == 1
@@ -768,13 +954,44 @@ def test_cli_health_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert checks["error_rate"]["status"] == "skipped"
 
     manifest = Path("index/bm25/kb/manifest.json").read_bytes()
-    ChromaStore(StoreConfig(path="index", collection="kb")).bump_generation()
+    store = ChromaStore(StoreConfig(path="index", collection="kb"))
+    store.begin_write()  # a write by another writer, completed: the saved BM25 is behind it
+    store.end_write()
     code, out, _ = run_cli(capsys, "health")
     assert code == 1
     assert out.startswith("status: degraded")
-    degraded = [line.split()[1] for line in out.splitlines()[1:] if line.split()[0] == "degraded"]
-    assert degraded == ["bm25_index", "bm25_files"]
+    assert cli_degraded(out) == ["bm25_index", "bm25_files"]
     assert Path("index/bm25/kb/manifest.json").read_bytes() == manifest  # nothing rebuilt
+
+
+def cli_degraded(out: str) -> list[str]:
+    return [line.split()[1] for line in out.splitlines()[1:] if line.split()[0] == "degraded"]
+
+
+@pytest.mark.usefixtures("in_tmp")
+def test_cli_health_during_a_write_and_after_its_writer_died(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_cli(capsys, "index", "docs")[0] == 0
+    assert holds_writer_lock("index")  # the `index` command ran here: this process writes
+    manifest = Path("index/bm25/kb/manifest.json").read_bytes()
+    store = ChromaStore(StoreConfig(path="index", collection="kb"))
+    generation = store.begin_write()
+    code, out, _ = run_cli(capsys, "health")
+    assert (code, cli_degraded(out)) == (0, [])
+    assert f"a write is under way (generation {generation})" in out
+
+    release_writer_lock("index")  # as if the writer had died: the write never ends
+    code, out, _ = run_cli(capsys, "health", "--json")
+    report = json.loads(out)
+    assert code == 1
+    checks = {c["name"]: c for c in report["health"]["checks"]}
+    for name in ("bm25_index", "bm25_files"):
+        assert checks[name]["status"] == "degraded"
+        assert f"the write at generation {generation} never finished" in checks[name]["detail"]
+    assert store.generation() == generation  # health settles nothing, rebuilds nothing
+    assert Path("index/bm25/kb/manifest.json").read_bytes() == manifest
+    assert not holds_writer_lock("index")
 
 
 @pytest.mark.usefixtures("in_tmp")
