@@ -1,23 +1,41 @@
-"""Print a pytest-benchmark JSON file as a Markdown table, with the targets checked.
+"""Print a pytest-benchmark JSON file as Markdown tables, with the targets checked.
 
 Usage::
 
     pytest benchmarks -p no:cacheprovider --benchmark-json out.json
     python benchmarks/report.py out.json [--check]
 
-One row per benchmark: group, name, documents, timed rounds, p50/p95/p99 in milliseconds
-(from the ``extra_info`` our ``conftest.py`` hook adds, else computed from the raw per-round
-data in the file) and the p50 ratio to the group's baseline (``extra_info["role"] ==
-"baseline"``). Then every target a benchmark declares in ``extra_info["targets"]``
-(``{"vs": name, "max_ratio": x}`` or ``{"vs": name, "min_speedup": x}``, by p50), with PASS or
-FAIL; ``--check`` exits with status 1 if any non-informational target fails.
+Sections (each only when the file has benchmarks for it, so a partial run reports what ran):
+
+* one row per latency benchmark: group, name, documents, timed rounds, p50/p95/p99 in
+  milliseconds (from the ``extra_info`` our ``conftest.py`` hook adds, else computed from the
+  raw per-round data in the file) and the p50 ratio to the group's baseline
+  (``extra_info["role"] == "baseline"``);
+* scale (``test_bench_scale.py``): a pivot of p50 ms, one row per document count, one column
+  per component: BM25 leg, vector leg, fusion alone (z-score, the hybrid's default), hybrid
+  uncached, hybrid cached, LangChain's stock ``EnsembleRetriever``; a benchmark that did not run
+  (e.g. skipped by ``BENCH_SCALE_VECTOR_MAX``) shows ``-``;
+* throughput (``test_bench_throughput.py``, any benchmark with ``extra_info["qps"]``): queries
+  per second and per-query latency by thread count; these are left out of the first table,
+  whose p50 would be the wall time of the whole run;
+* every target a benchmark declares in ``extra_info["targets"]`` (``{"vs": name,
+  "max_ratio": x}`` or ``{"vs": name, "min_speedup": x}``, by p50), with PASS or FAIL;
+  ``--check`` exits with status 1 if any non-informational target fails;
+* a footer: this machine's core count (``os.cpu_count()``), platform and date, then the
+  run's own record (date, Python, CPU and its core count, pytest-benchmark version).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import math
+import os
+import platform
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +73,144 @@ def fmt_ratio(ratio: float) -> str:
     return f"{ratio:.2f}x"
 
 
+def natural(text: str) -> tuple[tuple[int, str, int], ...]:
+    """A sort key that orders the numbers inside ``text`` by value: scale-300 < scale-1000."""
+    return tuple(
+        (0, "", int(part)) if part.isdigit() else (1, part, 0)
+        for part in re.split(r"(\d+)", text)
+        if part
+    )
+
+
+def is_throughput(entry: dict[str, Any]) -> bool:
+    """A throughput benchmark: its figure is ``extra_info["qps"]``, not a latency."""
+    return "qps" in entry.get("extra_info", {})
+
+
+def _cell(value: object, fmt: Callable[[Any], str] = str) -> str:
+    return "-" if value is None or value == "" else fmt(value)
+
+
+# ---------------------------------------------------------------------- scale pivot
+Matcher = Callable[[str, dict[str, Any]], bool]
+
+
+def _scale_test(test: str, **wanted: str) -> Matcher:
+    """Match ``test`` with parameters ``wanted`` (from ``params``, else the name's id parts)."""
+
+    def matches(name: str, params: dict[str, Any]) -> bool:
+        base, _, ids = name.partition("[")
+        parts = set(ids.rstrip("]").split("-"))
+        return base == test and all(
+            params.get(k) == v if k in params else v in parts for k, v in wanted.items()
+        )
+
+    return matches
+
+
+SCALE_COLUMNS: tuple[tuple[str, Matcher], ...] = (
+    ("BM25 leg", _scale_test("test_scale_leg", leg="bm25")),
+    ("vector leg", _scale_test("test_scale_leg", leg="vector")),
+    ("fusion alone (zscore)", _scale_test("test_scale_fusion", method="zscore")),
+    ("hybrid uncached", _scale_test("test_scale_hybrid_uncached")),
+    ("hybrid cached", _scale_test("test_scale_hybrid_cached")),
+    ("LangChain stock", _scale_test("test_scale_langchain_ensemble")),
+)
+"""The pivot's columns: a label and which ``test_bench_scale.py`` benchmark fills it."""
+
+
+def _docs(entry: dict[str, Any]) -> int | None:
+    docs = entry.get("extra_info", {}).get("docs", (entry.get("params") or {}).get("n_docs"))
+    return docs if isinstance(docs, int) else None
+
+
+def scale_pivot(entries: list[dict[str, Any]]) -> list[str]:
+    """p50 ms by document count (rows) and component (columns); empty without scale data."""
+    cells: dict[int, dict[str, str]] = {}
+    for e in entries:
+        if not (e.get("group") or "").startswith("scale-") or is_throughput(e):
+            continue
+        docs, timing = _docs(e), percentiles(e)
+        column = next(
+            (label for label, match in SCALE_COLUMNS if match(e["name"], e.get("params") or {})),
+            None,
+        )
+        if docs is None:
+            continue
+        row = cells.setdefault(docs, {})  # a scale that ran gets a row, even if all "-"
+        if timing is not None and column is not None:
+            row[column] = fmt_ms(timing[50])
+    if not cells:
+        return []
+    labels = [label for label, _ in SCALE_COLUMNS]
+    lines = [
+        "Scale: p50 ms per query (`test_bench_scale.py`; `-`: not run)",
+        "",
+        "| docs | " + " | ".join(labels) + " |",
+        "| ---: |" + " ---: |" * len(labels),
+    ]
+    for docs in sorted(cells):
+        shown = [cells[docs].get(label, "-") for label in labels]
+        lines.append(f"| {docs:,} | " + " | ".join(shown) + " |")
+    return lines
+
+
+# ---------------------------------------------------------------------- throughput
+def throughput_table(entries: list[dict[str, Any]]) -> list[str]:
+    """Queries per second and per-query latency by thread count; empty without such data."""
+    runs = [e for e in entries if is_throughput(e)]
+    if not runs:
+        return []
+    lines = [
+        "Throughput: one retriever, queries split between threads (`test_bench_throughput.py`)",
+        "",
+        (
+            "| group | threads | docs | queries | QPS | vs 1 thread "
+            "| latency p50 ms | p95 ms | p99 ms |"
+        ),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def order(e: dict[str, Any]) -> tuple[str, float, str]:  # by group, then thread count
+        threads = e.get("extra_info", {}).get("threads")
+        return (e["group"] or "", threads if isinstance(threads, int) else math.inf, e["name"])
+
+    for e in sorted(runs, key=order):
+        extra = e.get("extra_info", {})
+        cells = [
+            e["group"] or "",
+            _cell(extra.get("threads")),
+            _cell(extra.get("docs")),
+            _cell(extra.get("queries")),
+            _cell(extra.get("qps"), lambda v: f"{float(v):.1f}"),
+            _cell(extra.get("qps_vs_1_thread"), lambda v: f"{float(v):.2f}x"),
+            *(
+                _cell(extra.get(f"latency_p{p}_ms"), lambda v: fmt_ms(float(v)))
+                for p in PERCENTILES
+            ),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def footer(doc: dict[str, Any]) -> list[str]:
+    """This machine (cores, platform, date), then the benchmark run's own record."""
+    machine = doc.get("machine_info", {})
+    cpu = machine.get("cpu", {})
+    cores = f", {cpu['count']} cores" if cpu.get("count") else ""
+    return [
+        (
+            f"Machine: {os.cpu_count() or '?'} cores (os.cpu_count()), {platform.platform()}, "
+            f"report of {dt.datetime.now(dt.timezone.utc).date().isoformat()}"
+        ),
+        "",
+        (
+            f"Run: {doc.get('datetime', '?')}, Python {machine.get('python_version', '?')}, "
+            f"{cpu.get('brand_raw', '?')}{cores}, pytest-benchmark {doc.get('version', '?')}"
+        ),
+    ]
+
+
 def build_report(doc: dict[str, Any]) -> tuple[str, bool]:
     """The Markdown report of a pytest-benchmark JSON document, and whether targets pass."""
     entries = doc.get("benchmarks", [])
@@ -66,7 +222,8 @@ def build_report(doc: dict[str, Any]) -> tuple[str, bool]:
         "| group | benchmark | docs | rounds | p50 ms | p95 ms | p99 ms | p50 vs baseline |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for e in sorted(entries, key=lambda e: (e["group"] or "", e["name"])):
+    latency = [e for e in entries if not is_throughput(e)]
+    for e in sorted(latency, key=lambda e: (natural(e["group"] or ""), natural(e["name"]))):
         group, name, extra = e["group"], e["name"], e.get("extra_info", {})
         timing = timings[group, name]
         rounds = extra.get("rounds_timed", e.get("stats", {}).get("rounds", ""))
@@ -82,20 +239,19 @@ def build_report(doc: dict[str, Any]) -> tuple[str, bool]:
                 versus = "-"
             cells = [*(fmt_ms(timing[p]) for p in PERCENTILES), versus]
         lines.append(
-            f"| {group} | {short(name)} | {extra.get('docs', '')} | {rounds} | "
+            f"| {group or ''} | {short(name)} | {extra.get('docs', '')} | {rounds} | "
             + " | ".join(cells)
             + " |"
         )
+    if not latency:
+        lines = []
+    for section in (scale_pivot(entries), throughput_table(entries)):
+        if section:
+            lines += ["", *section] if lines else section
     target_lines, ok = _targets(entries, timings)
     if target_lines:
         lines += ["", "Targets (p50):", "", *target_lines]
-    machine = doc.get("machine_info", {})
-    cpu = machine.get("cpu", {}).get("brand_raw", "?")
-    footer = (
-        f"{doc.get('datetime', '?')}, Python {machine.get('python_version', '?')}, {cpu}, "
-        f"pytest-benchmark {doc.get('version', '?')}"
-    )
-    lines += ["", footer]
+    lines += ["", *footer(doc)] if lines else footer(doc)
     return "\n".join(lines), ok
 
 

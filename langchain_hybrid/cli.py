@@ -787,14 +787,18 @@ def _add_eval(commands: Subcommands) -> None:
             "Index a BEIR collection (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) once into a "
             "cache directory (reused on later runs: nothing is embedded twice), run every "
             "judged query and report nDCG@10, Recall@100, MRR@10, MAP@100, P@1, P@5 (as "
-            "trec_eval computes them) and latency p50/p95/p99 per mode. BM25 and fusion "
-            "settings come from --config; changing them re-tokenizes but never re-embeds."
+            "trec_eval computes them) and latency p50/p95/p99 per mode. BM25, fusion and "
+            "store.hnsw settings come from --config: changing BM25 or fusion settings (or "
+            "ef_search) never re-embeds; each store.hnsw space, ef_construction and "
+            "max_neighbors gets its own index in the cache directory."
         ),
     )
     parser.add_argument("--dataset", required=True, type=Path, help="the collection directory")
     parser.add_argument("--split", default="test", help="qrels split (default: test)")
     parser.add_argument(
-        "--mode", choices=(*MODES, "all"), default="all", help="what to evaluate (default: all)"
+        "--mode",
+        choices=(*MODES, "all"),
+        help="what to evaluate (default: all; --sweep always tunes the hybrid mode)",
     )
     parser.add_argument(
         "--baseline",
@@ -807,7 +811,8 @@ def _add_eval(commands: Subcommands) -> None:
         nargs="+",
         metavar="NAME=V1,V2",
         help="tune fusion: e.g. rrf_k=10,60 weights=0.5:0.5,0.3:0.7 fusion=rrf,relative_score "
-        "fetch_k=20,50 (each leg runs once; every combination is fused offline)",
+        "fetch_k=20,50 (each leg runs once; every combination is fused offline, with the "
+        "metrics the hybrid mode would report; not with --baseline or another --mode)",
     )
     parser.add_argument(
         "--cache-dir", type=Path, help="where evaluation indexes live (~/.cache/langchain-hybrid)"
@@ -816,12 +821,28 @@ def _add_eval(commands: Subcommands) -> None:
     parser.set_defaults(handler=_run_eval)
 
 
+def _check_eval_args(args: argparse.Namespace) -> None:
+    """Reject option combinations that would otherwise be silently ignored."""
+    if not args.sweep:
+        return
+    if args.baseline is not None:
+        msg = (
+            "--baseline cannot be combined with --sweep (a sweep only tunes the hybrid "
+            "mode's fusion); run the baseline without --sweep"
+        )
+        raise UsageError(msg)
+    if args.mode not in {None, "hybrid"}:
+        msg = f"--mode {args.mode} cannot be combined with --sweep (a sweep tunes the hybrid mode)"
+        raise UsageError(msg)
+
+
 def _run_eval(args: argparse.Namespace) -> int:
+    _check_eval_args(args)
+    grid = parse_sweep(args.sweep) if args.sweep else None  # before loading any model
     settings = _settings(args)
     embedding = make_embedding(settings.embedding)
     progress = not _bars_disabled()
-    if args.sweep:
-        grid = parse_sweep(args.sweep)
+    if grid is not None:
         dataset = load_beir(args.dataset, args.split)
         retriever = open_eval_index(
             args.dataset,
@@ -834,7 +855,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         rows = sweep(retriever, dataset, grid, progress=progress)
         columns: Sequence[str] = ("fusion", "rrf_k", "weights", "fetch_k", *METRICS)
     else:
-        modes = MODES if args.mode == "all" else (args.mode,)
+        modes = MODES if args.mode in {None, "all"} else (args.mode,)
         rows = run_evaluation(
             args.dataset,
             embedding,
@@ -846,7 +867,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             progress=progress,
         )
         columns = TABLE_COLUMNS
-    _print(f"{args.dataset.name} ({args.split}, {len(rows and rows)} rows)")
+    _print(f"{args.dataset.name} ({args.split}, {len(rows)} rows)")
     _print(format_table(rows, columns))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=list) + "\n", encoding="utf-8")

@@ -2,10 +2,11 @@
 
 A collection directory holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
 (``_id``, ``text``) and ``qrels/<split>.tsv`` (``query-id``, ``corpus-id``, ``score``, with a
-header line). Metrics follow trec_eval (as pytrec_eval and ranx compute them): relevance grades
-are gains as they are (linear, so grade 2 counts twice grade 1 in nDCG), a document is relevant
-for the binary metrics when its grade is >= 1, and queries without any relevant document are
-left out. A test checks every metric against pytrec_eval on the same run.
+header line; TREC's four columns also work); :func:`load_beir` checks every line. Metrics
+follow trec_eval (as pytrec_eval and ranx compute them): relevance grades are gains as they are
+(linear, so grade 2 counts twice grade 1 in nDCG), a document is relevant for the binary
+metrics when its grade is >= 1, and queries without any relevant document are left out. A test
+checks every metric against pytrec_eval on the same run.
 
 Metrics: ``ndcg@10``, ``recall@100``, ``mrr@10``, ``map@100``, ``p@1``, ``p@5``.
 """
@@ -25,7 +26,9 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from langchain_hybrid.errors import ConfigError
+from langchain_hybrid.errors import ConfigError, InvalidQueryError
+from langchain_hybrid.fusion import FUSION_METHODS, check_weights
+from langchain_hybrid.stores import HNSWConfig
 
 logger = logging.getLogger(__name__)
 
@@ -57,49 +60,166 @@ class BeirDataset:
         ]
 
 
-def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSON Lines file.
+
+    Raises:
+        ConfigError: the file cannot be read, or a line is not UTF-8 or not a JSON object.
+    """
     try:
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError as e:
-                        msg = f"{path}:{number}: invalid JSON: {e}"
-                        raise ConfigError(msg) from e
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    msg = f"{path}:{number}: not UTF-8 text: {e.reason}"
+                    raise ConfigError(msg) from e
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    msg = f"{path}:{number}: invalid JSON: {e}"
+                    raise ConfigError(msg) from e
+                if not isinstance(row, dict):
+                    msg = f"{path}:{number}: expected a JSON object, got {type(row).__name__}"
+                    raise ConfigError(msg)
+                yield number, row
     except OSError as e:
         msg = f"cannot read {path}: {e.strerror or e}"
         raise ConfigError(msg) from e
 
 
+def _field(row: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str:
+    """A string field of a JSONL row (an integer ``_id`` is taken as its decimal string)."""
+    value = row.get(key)
+    if value is None:
+        if required:
+            msg = f"{where}: missing {key!r}"
+            raise ConfigError(msg)
+        return ""
+    if key == "_id" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        msg = f"{where}: {key!r} must be a string, got {type(value).__name__}"
+        raise ConfigError(msg)
+    if key == "_id" and not value:
+        msg = f"{where}: '_id' must not be empty"
+        raise ConfigError(msg)
+    return value
+
+
+def _read_records(path: Path, *, title: bool) -> dict[str, tuple[str, str]]:
+    """``_id -> (title, text)`` of a BEIR corpus (``title``) or queries file."""
+    out: dict[str, tuple[str, str]] = {}
+    lines: dict[str, int] = {}
+    for number, row in _read_jsonl(path):
+        where = f"{path}:{number}"
+        doc_id = _field(row, "_id", where)
+        if doc_id in out:
+            msg = f"{where}: duplicate _id {doc_id!r} (first on line {lines[doc_id]})"
+            raise ConfigError(msg)
+        heading = _field(row, "title", where, required=False) if title else ""
+        text = _field(row, "text", where)
+        if not title and not text.strip():
+            msg = f"{where}: query {doc_id!r} has an empty 'text'"
+            raise ConfigError(msg)
+        out[doc_id] = (heading, text)
+        lines[doc_id] = number
+    if not out:
+        msg = f"{path}: no records"
+        raise ConfigError(msg)
+    return out
+
+
+_QRELS_COLUMNS = {3: (0, 1, 2), 4: (0, 2, 3)}  # BEIR: qid, did, grade; TREC: qid, 0, did, grade
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """``query id -> {document id: grade}`` of a tab-separated qrels file."""
+    try:
+        raw_lines = path.read_bytes().splitlines()
+    except OSError as e:
+        msg = f"cannot read {path}: {e.strerror or e}"
+        raise ConfigError(msg) from e
+    qrels: dict[str, dict[str, int]] = {}
+    for number, raw in enumerate(raw_lines, start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            msg = f"{where}: not UTF-8 text: {e.reason}"
+            raise ConfigError(msg) from e
+        if not line.strip():
+            continue
+        parts = [part.strip() for part in line.split("\t")]
+        columns = _QRELS_COLUMNS.get(len(parts))
+        if number == 1 and columns is not None and not _is_number(parts[columns[2]]):
+            continue  # the header: query-id, corpus-id, score
+        if columns is None:
+            msg = (
+                f"{where}: expected 3 tab-separated columns (query-id, corpus-id, score) "
+                f"or 4 (TREC: query-id, iteration, doc-id, grade), got {len(parts)}"
+            )
+            raise ConfigError(msg)
+        qid, did, grade_text = (parts[i] for i in columns)
+        if not qid or not did:
+            msg = f"{where}: empty query or document id"
+            raise ConfigError(msg)
+        try:
+            grade = int(grade_text)
+        except ValueError:
+            msg = f"{where}: relevance grade {grade_text!r} is not an integer"
+            raise ConfigError(msg) from None
+        judged = qrels.setdefault(qid, {})
+        if judged.get(did, grade) != grade:
+            msg = f"{where}: ({qid}, {did}) judged twice, {judged[did]} and {grade}"
+            raise ConfigError(msg)
+        judged[did] = grade
+    return qrels
+
+
 def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
     """Load a BEIR-layout collection.
 
+    Every corpus and query line must be a JSON object with a string ``_id`` (an integer is
+    taken as its decimal string) and ``text`` (corpus lines may add ``title``); ids are unique
+    within a file. A qrels line has three tab-separated columns (``query-id``, ``corpus-id``,
+    integer ``score``; an optional header first) or TREC's four (``query-id``, iteration,
+    ``doc-id``, grade). Queries judged in the split but missing from ``queries.jsonl`` are
+    left out (logged), as BEIR's own loader does; judged documents missing from the corpus stay
+    (they count as relevant documents never retrieved).
+
     Raises:
-        ConfigError: a file is missing or malformed.
+        ConfigError: a file is missing or malformed (the message names the file and line), or
+            no query of ``queries.jsonl`` has a relevant document in the split.
     """
     root = Path(directory)
-    corpus = {
-        str(row["_id"]): (str(row.get("title") or ""), str(row.get("text") or ""))
-        for row in _read_jsonl(root / "corpus.jsonl")
-    }
-    queries = {str(row["_id"]): str(row["text"]) for row in _read_jsonl(root / "queries.jsonl")}
-    qrels: dict[str, dict[str, int]] = {}
+    if not root.is_dir():
+        msg = f"dataset directory {root} does not exist"
+        raise ConfigError(msg)
+    corpus = _read_records(root / "corpus.jsonl", title=True)
+    queries = {q: t for q, (_, t) in _read_records(root / "queries.jsonl", title=False).items()}
     qrels_path = root / "qrels" / f"{split}.tsv"
-    try:
-        lines = qrels_path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        msg = f"cannot read {qrels_path}: {e.strerror or e}"
-        raise ConfigError(msg) from e
-    for number, line in enumerate(lines, start=1):
-        parts = line.split("\t")
-        if number == 1 and not parts[-1].strip().lstrip("-").isdigit():
-            continue  # header
-        if len(parts) < 3:  # noqa: PLR2004
-            continue
-        qid, did, grade = parts[0], parts[1], parts[-1]
-        qrels.setdefault(qid, {})[did] = int(grade)
+    qrels = _read_qrels(qrels_path)
     judged = {q: r for q, r in qrels.items() if q in queries and any(g > 0 for g in r.values())}
+    if not judged:
+        msg = (
+            f"{qrels_path}: no query of {root / 'queries.jsonl'} has a relevant document "
+            f"(grade >= 1) in split {split!r}"
+        )
+        raise ConfigError(msg)
+    unknown = sum(q not in queries for q in qrels)
+    if unknown:
+        logger.warning("%s: %d judged queries are not in queries.jsonl", qrels_path, unknown)
     return BeirDataset(
         name=root.name,
         corpus=corpus,
@@ -196,7 +316,8 @@ def run_queries(
     return run, timings
 
 
-SHALLOW_METRICS = ("ndcg@10", "mrr@10", "p@1", "p@5")
+SHALLOW_K = 10
+SHALLOW_METRICS = ("ndcg@10", "mrr@10", "p@1", "p@5")  # from the k=SHALLOW_K calls
 
 
 def evaluate_search(
@@ -214,7 +335,10 @@ def evaluate_search(
     and fusion sees ``fetch_k`` candidates per leg, so a deeper call is not a superset.)
     """
     shallow, timings = run_queries(
-        lambda q: search(q, 10), dataset.queries, progress=progress, description=f"{mode} k=10"
+        lambda q: search(q, SHALLOW_K),
+        dataset.queries,
+        progress=progress,
+        description=f"{mode} k={SHALLOW_K}",
     )
     deep, _ = run_queries(
         lambda q: search(q, RUN_DEPTH),
@@ -229,28 +353,78 @@ def evaluate_search(
     return ModeResult(mode, metrics, percentiles(timings), deep)
 
 
-def index_key(dataset_dir: str | Path, embedding_id: str) -> str:
-    """A cache key for an evaluation index: the dataset's corpus file and the embedding model.
+INDEX_HNSW_FIELDS = ("space", "ef_construction", "max_neighbors")
+"""The HNSW settings that shape the built graph, and so belong to an index's cache key."""
 
-    BM25 and fusion settings are not part of it: the BM25 index is rebuilt from Chroma (no
-    re-embedding) when its settings change, and fusion happens at query time.
+
+def index_key(dataset_dir: str | Path, embedding_id: str, hnsw: HNSWConfig | None = None) -> str:
+    """A cache key for an evaluation index: the corpus file, the embedding model, the HNSW graph.
+
+    ``hnsw`` contributes :data:`INDEX_HNSW_FIELDS`: ``space`` and ``ef_construction`` are fixed
+    when the collection is created (Chroma refuses to reopen it with other values), and
+    ``max_neighbors`` (M) is the degree of the graph, set as vectors are inserted (a value
+    changed later is recorded on the collection, but the graph already built keeps its degree).
+    ``ef_search`` is left out: it only sets the search beam, and the store applies a changed
+    value to the existing collection when it opens it (in a process that has not searched the
+    collection yet; see :class:`~langchain_hybrid.stores.HNSWConfig`). BM25 and fusion settings
+    are left out too: the BM25 index is rebuilt from Chroma (no re-embedding) when its settings
+    change, and fusion happens at query time.
+
+    Raises:
+        ConfigError: the corpus file cannot be read.
     """
+    graph = hnsw if hnsw is not None else HNSWConfig()
+    shape = ",".join(f"{name}={getattr(graph, name)!r}" for name in INDEX_HNSW_FIELDS)
     corpus = Path(dataset_dir) / "corpus.jsonl"
-    stat = corpus.stat()
-    raw = f"{corpus.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{embedding_id}"
+    try:
+        stat = corpus.stat()
+    except OSError as e:
+        msg = f"cannot read {corpus}: {e.strerror or e}"
+        raise ConfigError(msg) from e
+    raw = f"{corpus.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{embedding_id}|{shape}"
     return f"{Path(dataset_dir).name}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
 def _weights_pair(raw: str) -> tuple[float, float]:
-    bm25_weight, vector_weight = raw.split(":")
-    return (float(bm25_weight), float(vector_weight))
+    bm25_weight, sep, vector_weight = raw.partition(":")
+    if not sep:
+        msg = f"weights {raw!r} must look like bm25:vector, e.g. 0.3:0.7"
+        raise ValueError(msg)
+    try:
+        weights = check_weights((float(bm25_weight), float(vector_weight)), 2)
+    except InvalidQueryError as e:
+        raise ValueError(str(e)) from e
+    return (weights[0], weights[1])
+
+
+def _rrf_k(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or value < 0:
+        msg = f"rrf_k must be a finite number >= 0, got {raw!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _fetch_k(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        msg = f"fetch_k must be an integer >= 1, got {raw!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _fusion(raw: str) -> str:
+    if raw not in FUSION_METHODS:
+        msg = f"unknown fusion method {raw!r}; expected one of {', '.join(sorted(FUSION_METHODS))}"
+        raise ValueError(msg)
+    return raw
 
 
 _SWEEP_PARSERS: dict[str, Callable[[str], Any]] = {
-    "rrf_k": float,
-    "fetch_k": int,
+    "rrf_k": _rrf_k,
+    "fetch_k": _fetch_k,
     "weights": _weights_pair,
-    "fusion": str,
+    "fusion": _fusion,
 }
 
 
@@ -258,12 +432,13 @@ def parse_sweep(specs: Sequence[str]) -> list[dict[str, Any]]:
     """Expand ``name=v1,v2`` specs into the grid of settings they describe.
 
     Weights are given as ``weights=0.5:0.5,0.3:0.7`` (bm25:vector). Names: ``rrf_k``,
-    ``fetch_k``, ``weights``, ``fusion``.
+    ``fetch_k``, ``weights``, ``fusion``; each at most once.
 
     Raises:
-        ConfigError: a spec is malformed.
+        ConfigError: a spec is malformed, a name repeats, or a value is out of range.
     """
     axes: list[list[tuple[str, Any]]] = []
+    seen: set[str] = set()
     for spec in specs:
         name, sep, values = spec.partition("=")
         if not sep or not values:
@@ -272,8 +447,12 @@ def parse_sweep(specs: Sequence[str]) -> list[dict[str, Any]]:
         if name not in _SWEEP_PARSERS:
             msg = f"cannot sweep {name!r}; use {', '.join(sorted(_SWEEP_PARSERS))}"
             raise ConfigError(msg)
+        if name in seen:
+            msg = f"sweep spec names {name!r} twice; give all its values at once: {name}=v1,v2"
+            raise ConfigError(msg)
+        seen.add(name)
         try:
-            parsed = [_SWEEP_PARSERS[name](raw) for raw in values.split(",")]
+            parsed = [_SWEEP_PARSERS[name](raw.strip()) for raw in values.split(",")]
         except ValueError as e:
             msg = f"bad value in sweep spec {spec!r}: {e}"
             raise ConfigError(msg) from e
@@ -325,8 +504,10 @@ def open_eval_index(
     """Open the persisted evaluation index of a dataset, embedding only what is missing.
 
     The index lives in ``cache_dir/<dataset>-<key>`` (see :func:`index_key`); a second run
-    with the same dataset and embedding model embeds nothing. ``settings`` (a
-    :class:`~langchain_hybrid.config.HybridConfig`) supplies BM25 and fusion settings.
+    with the same dataset, embedding model and HNSW graph settings embeds nothing. ``settings``
+    (a :class:`~langchain_hybrid.config.HybridConfig`) supplies the HNSW settings
+    (``store.hnsw``; the rest of ``store`` is ignored: the index is always a persistent
+    collection in the cache directory) and the BM25 and fusion settings.
     """
     from langchain_hybrid.config import HybridConfig  # noqa: PLC0415
     from langchain_hybrid.retrievers import HybridRetriever  # noqa: PLC0415
@@ -334,7 +515,7 @@ def open_eval_index(
 
     config = settings if settings is not None else HybridConfig()
     directory = Path(cache_dir or default_cache_dir()) / index_key(
-        dataset_dir, embedding_id(embedding)
+        dataset_dir, embedding_id(embedding), config.store.hnsw
     )
     store = ChromaStore(
         StoreConfig(
@@ -437,25 +618,47 @@ def langchain_baseline(retriever: Any, dataset: BeirDataset) -> Callable[[str, i
     return search
 
 
+LegRuns = dict[str, dict[str, list[tuple[str, float]]]]  # leg -> query id -> (id, score)
+
+
 def leg_runs(
-    retriever: Any, dataset: BeirDataset, depth: int, *, progress: bool = False
-) -> dict[str, dict[str, list[tuple[str, float]]]]:
-    """Each leg's ranked ``(id, score)`` lists for every query, ``depth`` deep (run once)."""
-    out: dict[str, dict[str, list[tuple[str, float]]]] = {}
-    for leg in ("bm25", "vector"):
+    retriever: Any, dataset: BeirDataset, depths: Iterable[int], *, progress: bool = False
+) -> dict[int, LegRuns]:
+    """Each leg's ranked ``(id, score)`` lists for every query, at each candidate depth.
 
-        def search(query: str, leg: str = leg) -> list[tuple[str, float]]:
-            return [(h.id, h.score) for h in retriever.search_leg(leg, query, k=depth)]
+    ``out[depth][leg][query_id]`` is what the retriever's leg search returns when a hybrid
+    search fetches ``depth`` candidates per leg (the same calls; each query is embedded once).
+    Depths are searched separately, not cut from the deepest list: Chroma searches HNSW with a
+    beam of ``max(ef_search, n)``, so a deeper search need not start with a shallower one.
+    """
+    from langchain_hybrid.retrievers import LEGS, SearchParams  # noqa: PLC0415
 
-        runs: dict[str, list[tuple[str, float]]] = {}
-        items: Iterable[tuple[str, str]] = dataset.queries.items()
-        if progress:
-            from tqdm.auto import tqdm  # noqa: PLC0415
+    wanted = sorted(set(depths))
+    out: dict[int, LegRuns] = {d: {leg: {} for leg in LEGS} for d in wanted}
+    items: Iterable[tuple[str, str]] = dataset.queries.items()
+    if progress:
+        from tqdm.auto import tqdm  # noqa: PLC0415
 
-            items = tqdm(items, total=len(dataset.queries), desc=f"{leg} leg", unit="q")
-        for qid, text in items:
-            runs[qid] = search(text)
-        out[leg] = runs
+        items = tqdm(items, total=len(dataset.queries), desc="legs", unit="q")
+    for qid, text in items:
+        vector = retriever.embedding.embed_query(text)
+        for depth in wanted:
+            params = SearchParams(
+                query=text,
+                k=depth,
+                fetch_k=depth,
+                weights=retriever.weights,
+                fusion=retriever.fusion,
+                rrf_k=retriever.rrf_k,
+                where=None,
+                node=None,
+            )
+            hits = {
+                "bm25": retriever.leg_search("bm25", params),
+                "vector": retriever.vector_leg_search(vector, params),
+            }
+            for leg in LEGS:
+                out[depth][leg][qid] = [(h.id, h.score) for h in hits[leg]]
     return out
 
 
@@ -469,37 +672,58 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """Score every setting of ``grid`` (see :func:`parse_sweep`) on ``dataset``.
 
-    Each leg runs once per query; every grid point is then fused offline with the same pure
-    functions the retriever uses, so a sweep costs one evaluation plus a little arithmetic.
-    Each leg contributes ``fetch_k`` candidates, exactly as ``invoke(k=10, fetch_k=...)`` fuses
-    them, so the @10 metrics are what a user with that ``fetch_k`` gets; with ``fetch_k`` below
-    100 the fused list may be shorter than 100, which lowers recall@100 and MAP@100. Rows hold
-    the setting and the metrics, best nDCG@10 first.
+    The legs run once per query and candidate depth (:func:`leg_runs`); every grid point is
+    then fused offline with the same pure functions the retriever uses, so a sweep costs about
+    one evaluation plus a little arithmetic. Each point is fused from exactly the candidates
+    the retriever fetches for it, as :func:`evaluate_search` calls it: ``max(fetch_k, 10)``
+    per leg for the @10 metrics (and P@1, P@5), cut to 10, and ``max(fetch_k, depth)`` for
+    Recall@100 and MAP@100, cut to ``depth``; a leg weighted 0 is left out, as the retriever
+    does not run it. So a row's metrics equal those :func:`run_evaluation` reports for the
+    hybrid mode with that setting. Settings not in a point are the retriever's. Rows hold the
+    setting and the metrics, best nDCG@10 first.
     """
     from langchain_hybrid.fusion import fuse  # noqa: PLC0415
+    from langchain_hybrid.retrievers import LEGS  # noqa: PLC0415
 
-    deepest = max([depth, *(int(p.get("fetch_k", retriever.fetch_k)) for p in grid)])
-    runs = leg_runs(retriever, dataset, deepest, progress=progress)
-    rows = []
-    for point in grid:
-        fetch_k = int(point.get("fetch_k", retriever.fetch_k))
-        weights = point.get("weights", retriever.weights)
-        method = point.get("fusion", retriever.fusion)
-        rrf_k = float(point.get("rrf_k", retriever.rrf_k))
-        fused = {
+    points = [
+        (
+            str(point.get("fusion", retriever.fusion)),
+            float(point.get("rrf_k", retriever.rrf_k)),
+            tuple(float(w) for w in point.get("weights", retriever.weights)),
+            int(point.get("fetch_k", retriever.fetch_k)),
+        )
+        for point in grid
+    ]
+    depths = {max(fetch_k, cut) for *_, fetch_k in points for cut in (SHALLOW_K, depth)}
+    runs = leg_runs(retriever, dataset, depths, progress=progress)
+
+    def fused(
+        method: str, rrf_k: float, weights: tuple[float, ...], fetch_k: int, cut: int
+    ) -> dict[str, list[str]]:
+        legs = runs[max(fetch_k, cut)]
+        return {
             qid: [
                 f.id
                 for f in fuse(
                     method,
-                    [runs["bm25"][qid][:fetch_k], runs["vector"][qid][:fetch_k]],
+                    [
+                        legs[leg][qid] if weight > 0 else []
+                        for leg, weight in zip(LEGS, weights, strict=True)
+                    ],
                     weights,
                     rrf_k=rrf_k,
-                )[:depth]
+                )[:cut]
             ]
             for qid in dataset.queries
         }
-        setting = {"fusion": method, "rrf_k": rrf_k, "weights": tuple(weights), "fetch_k": fetch_k}
-        rows.append({**setting, **evaluate_run(fused, dataset.qrels)})
+
+    rows: list[dict[str, Any]] = []
+    for method, rrf_k, weights, fetch_k in points:
+        metrics = evaluate_run(fused(method, rrf_k, weights, fetch_k, depth), dataset.qrels)
+        shallow = evaluate_run(fused(method, rrf_k, weights, fetch_k, SHALLOW_K), dataset.qrels)
+        metrics.update({k: v for k, v in shallow.items() if k in SHALLOW_METRICS})
+        setting = {"fusion": method, "rrf_k": rrf_k, "weights": weights, "fetch_k": fetch_k}
+        rows.append({**setting, **metrics})
     rows.sort(key=lambda r: -r["ndcg@10"])
     return rows
 
