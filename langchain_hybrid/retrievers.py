@@ -115,10 +115,14 @@ class SearchParams(NamedTuple):
         filter is canonical JSON, whose strings escape control characters), the query last:
         unambiguous, and far cheaper than hashing a canonical encoding on every cache hit.
         """
+        return self.key_prefix() + self.query
+
+    def key_prefix(self) -> str:
+        """:meth:`cache_key` without the query (equal for every query with these settings)."""
         where = "" if self.where is None else cache_key(self.where)
         return (
             f"{self.k}\x1f{self.fetch_k}\x1f{self.weights[0]!r}\x1f{self.weights[1]!r}\x1f"
-            f"{self.fusion}\x1f{self.rrf_k!r}\x1f{where}\x1f{self.query}"
+            f"{self.fusion}\x1f{self.rrf_k!r}\x1f{where}\x1f"
         )
 
     def active_legs(self) -> tuple[str, ...]:
@@ -257,8 +261,8 @@ class HybridRetriever(BaseRetriever):
     _write_lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
     _deferred: int = PrivateAttr(default=0)
     _next_refresh: float = PrivateAttr(default=0.0)
-    _defaults: tuple[tuple[Any, ...], tuple[Any, ...]] | None = PrivateAttr(default=None)
-    """(the fields the defaults depend on, the validated SearchParams fields after the query)"""
+    _defaults: tuple[tuple[Any, ...], tuple[Any, ...], str] | None = PrivateAttr(default=None)
+    """(the fields the defaults depend on, the SearchParams fields after the query, key prefix)"""
     _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
     _store_key: str = PrivateAttr(default="")
     _seen_writes: int = PrivateAttr(default=0)
@@ -711,15 +715,20 @@ class HybridRetriever(BaseRetriever):
         return cast("dict[str, Any]", self.__pydantic_private__)
 
     def _params(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:
+        return self._keyed_params(query, kwargs)[0]
+
+    def _keyed_params(self, query: object, kwargs: Mapping[str, Any]) -> tuple[SearchParams, str]:
+        """The validated parameters of a call and their cache key."""
         if not kwargs and isinstance(query, str) and query.strip():
             # the common call: the defaults, validated once while the fields stay the same
             current = (self.k, self.fetch_k, self.weights, self.fusion, self.rrf_k)
             defaults = self._hot()["_defaults"]
             if defaults is None or defaults[0] != current:
                 validated = self._validate(query, {})
-                defaults = self._defaults = (current, validated[1:])
-            return _SEARCH_PARAMS_NEW(SearchParams, (query, *defaults[1]))
-        return self._validate(query, kwargs)
+                defaults = self._defaults = (current, validated[1:], validated.key_prefix())
+            return _SEARCH_PARAMS_NEW(SearchParams, (query, *defaults[1])), defaults[2] + query
+        params = self._validate(query, kwargs)
+        return params, params.cache_key()
 
     def _validate(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:
         unknown = set(kwargs) - _CALL_KWARGS
@@ -821,20 +830,18 @@ class HybridRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        params = self._params(query, kwargs)
+        params, key = self._keyed_params(query, kwargs)
         self._maybe_refresh()
         if self.cache is None:
             return self._search(params, run_manager)
         cached, hit = self.cache.fetch(
-            params.cache_key(),
-            lambda: _templates(self._search(params, run_manager)),
-            keep=_complete_answer,
+            key, lambda: _templates(self._search(params, run_manager)), keep=_complete_answer
         )
         if run_manager.handlers:
             run_manager.get_child().on_custom_event(
                 CACHE_EVENT, {"hit": hit}, run_id=run_manager.run_id
             )
-        return [_from_template(t) for t in cached]
+        return list(map(_from_template, cached))
 
     def _search(
         self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
@@ -867,7 +874,7 @@ class HybridRetriever(BaseRetriever):
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        params = self._params(query, kwargs)
+        params, key = self._keyed_params(query, kwargs)
         if self._refresh_due():
             await asyncio.get_running_loop().run_in_executor(_executor(), self._maybe_refresh)
         if self.cache is None:
@@ -876,12 +883,12 @@ class HybridRetriever(BaseRetriever):
         async def compute() -> tuple[_Template, ...]:
             return _templates(await self._asearch(params, run_manager))
 
-        cached, hit = await self.cache.afetch(params.cache_key(), compute, keep=_complete_answer)
+        cached, hit = await self.cache.afetch(key, compute, keep=_complete_answer)
         if run_manager.handlers:
             await run_manager.get_child().on_custom_event(
                 CACHE_EVENT, {"hit": hit}, run_id=run_manager.run_id
             )
-        return [_from_template(t) for t in cached]
+        return list(map(_from_template, cached))
 
     async def _asearch(
         self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
