@@ -96,6 +96,8 @@ class CacheSettings(BaseModel):
     enabled: bool = True
     max_entries: int = Field(default=10_000, gt=0)
     ttl_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_bytes: int | None = Field(default=None, gt=0)
+    """Budget of the result cache's estimated size (``None``: only ``max_entries`` bounds it)."""
     refresh_interval_seconds: float | None = Field(default=5.0, gt=0, allow_inf_nan=False)
 
 

@@ -337,7 +337,12 @@ class HybridRetriever(BaseRetriever):
         settings = CacheSettings(enabled=cache) if isinstance(cache, bool) else cache
         if settings.enabled:
             kwargs.setdefault(
-                "cache", LRUCache(settings.max_entries, ttl_seconds=settings.ttl_seconds)
+                "cache",
+                LRUCache(
+                    settings.max_entries,
+                    ttl_seconds=settings.ttl_seconds,
+                    max_bytes=settings.max_bytes,
+                ),
             )
             if not isinstance(embedding, CachedEmbeddings):
                 embedding = CachedEmbeddings(

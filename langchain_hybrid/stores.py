@@ -11,12 +11,15 @@ Chroma 1.5 behaviours this module corrects for (see ``FIELD-NOTES.md``):
 * ``upsert`` merges metadata with the stored one: we clear dropped keys, so an upsert replaces.
 * ``add`` of an existing id is silently ignored: we always upsert.
 * The HTTP client has no timeout: we set one.
+* ``modify(configuration=...)`` shortly after a write sometimes fails at once with SQLite's
+  "database is locked" (about 1 in 40 opens, in-process): we retry it briefly.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -41,6 +44,7 @@ _LEGACY_HNSW_KEYS = {
     "hnsw:M": "max_neighbors",
 }
 _CREATION_ONLY = ("space", "ef_construction")
+_LOCKED_RETRY_DELAYS = (0.02, 0.1, 0.5)  # seconds before each retry of a locked modify
 
 
 class HNSWConfig(BaseModel):
@@ -340,8 +344,21 @@ class ChromaStore:
             logger.info(
                 "updating collection %s hnsw settings: %s", self.config.chroma_collection, changes
             )
-            self._call("modify", collection.modify, configuration={"hnsw": changes})
+            self._modify_configuration(collection, {"hnsw": changes})
         return collection
+
+    def _modify_configuration(self, collection: Any, configuration: dict[str, Any]) -> None:
+        """``collection.modify(configuration=...)``, retried while SQLite reports a lock."""
+        for delay in (*_LOCKED_RETRY_DELAYS, None):
+            try:
+                self._call("modify", collection.modify, configuration=configuration)
+            except StoreError as e:
+                if delay is None or "database is locked" not in str(e):
+                    raise
+                logger.debug("modify of %s hit a locked database; retrying", collection.name)
+                time.sleep(delay)
+            else:
+                return
 
     @staticmethod
     def _actual_hnsw(collection: Any) -> dict[str, Any]:

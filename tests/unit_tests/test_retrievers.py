@@ -30,6 +30,7 @@ from langchain_hybrid import (
     InvalidQueryError,
     TokenizerConfig,
 )
+from langchain_hybrid.config import CacheSettings
 from langchain_hybrid.fusion import dbsf, relative_score, rrf, zscore
 from langchain_hybrid.locking import release_writer_lock
 from langchain_hybrid.retrievers import default_bm25_path
@@ -822,3 +823,19 @@ def test_another_retriever_in_this_process_never_serves_a_stale_answer(
     assert writer.invoke("saffron risotto", k=1)[0].id == "own"
     assert "own" in writer.bm25
     assert reader.refresh() is False  # its own write needs no sync
+
+
+def test_result_cache_byte_budget(collection_name: str) -> None:
+    retriever = HybridRetriever.from_documents(
+        corpus_documents(),
+        embedding=HashEmbeddings(),
+        collection_name=collection_name,
+        cache=CacheSettings(max_bytes=6_000),
+    )
+    assert retriever.cache is not None
+    assert retriever.cache.max_bytes == 6_000
+    for query in ("coffee", "router", "roses", "python", "tomatoes", "espresso"):
+        retriever.invoke(query, k=2)
+    assert 0 < retriever.cache.stats()["entries"] < 6  # evicted to stay within the budget
+    retriever.invoke("coffee grind", k=12)  # an answer larger than the whole budget
+    assert "coffee grind" not in [k.rsplit("\x1f", 1)[-1] for k in retriever.cache._data]
