@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 import zlib
+from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
@@ -45,3 +49,22 @@ class HashEmbeddings(Embeddings):
         with self._lock:
             self.embedded_queries += 1
         return self._vector(text)
+
+
+def hold_writer_lock(directory: Path) -> subprocess.Popen[str]:
+    """Another process that takes the writer lock and waits for a line on stdin (or a kill)."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from langchain_hybrid.locking import acquire_writer_lock
+        acquire_writer_lock({str(directory)!r})
+        print("locked", flush=True)
+        sys.stdin.readline()
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "locked"
+    return process

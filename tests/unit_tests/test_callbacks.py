@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import urllib.request
@@ -24,7 +23,7 @@ from typing import Any
 import chromadb
 import pytest
 from chromadb.config import Settings
-from helpers import HashEmbeddings
+from helpers import HashEmbeddings, hold_writer_lock
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.prompts import ChatPromptTemplate
@@ -501,25 +500,6 @@ def test_an_odd_generation_that_stays_is_a_dead_write(retriever: HybridRetriever
     assert monitor.health_check().status == "healthy"
     with pytest.raises(ConfigError, match="stuck_write_seconds"):
         HealthMonitor(retriever, stuck_write_seconds=-1)
-
-
-def hold_writer_lock(directory: Path) -> subprocess.Popen[str]:
-    """Another process that takes the writer lock and waits for a line on stdin (or a kill)."""
-    script = textwrap.dedent(
-        f"""
-        import sys
-        from langchain_hybrid.locking import acquire_writer_lock
-        acquire_writer_lock({str(directory)!r})
-        print("locked", flush=True)
-        sys.stdin.readline()
-        """
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "locked"
-    return process
 
 
 def test_writes_of_a_live_writer_process_and_of_a_dead_one(tmp_path: Path) -> None:

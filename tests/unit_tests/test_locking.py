@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import HashEmbeddings
+from helpers import HashEmbeddings, hold_writer_lock
 from langchain_core.documents import Document
 
 from langchain_hybrid import HybridRetriever, WriterLockError
 from langchain_hybrid.locking import LOCK_NAME, acquire_writer_lock, release_writer_lock
-
-
-def _hold_lock(directory: Path) -> subprocess.Popen[str]:
-    """Another process that takes the writer lock and waits for a line on stdin."""
-    script = textwrap.dedent(
-        f"""
-        import sys
-        from langchain_hybrid.locking import acquire_writer_lock
-        acquire_writer_lock({str(directory)!r})
-        print("locked", flush=True)
-        sys.stdin.readline()
-        """
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "locked"
-    return process
 
 
 def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
@@ -42,7 +20,7 @@ def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
         collection_name="kb",
     )
     release_writer_lock(tmp_path)  # as if this process had only read
-    holder = _hold_lock(tmp_path)
+    holder = hold_writer_lock(tmp_path)
     try:
         before = (retriever.store.count(), len(retriever.bm25), retriever.store.generation())
         with pytest.raises(WriterLockError, match=rf"pid {holder.pid}"):
@@ -59,7 +37,7 @@ def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_killed_writer_leaves_no_stale_lock(tmp_path: Path) -> None:
-    holder = _hold_lock(tmp_path)
+    holder = hold_writer_lock(tmp_path)
     holder.kill()
     holder.communicate(timeout=30)
     assert (tmp_path / LOCK_NAME).exists()
