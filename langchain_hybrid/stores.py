@@ -12,7 +12,7 @@ Chroma 1.5 behaviours this module corrects for (see ``FIELD-NOTES.md``):
 * ``add`` of an existing id is silently ignored: we always upsert.
 * The HTTP client has no timeout: we set one.
 * ``modify(configuration=...)`` shortly after a write sometimes fails at once with SQLite's
-  "database is locked" (about 1 in 40 opens, in-process): we retry it briefly.
+  "database is locked" (1-3% of tries here, in-process): we retry it briefly.
 """
 
 from __future__ import annotations
@@ -352,7 +352,7 @@ class ChromaStore:
         for delay in (*_LOCKED_RETRY_DELAYS, None):
             try:
                 self._call("modify", collection.modify, configuration=configuration)
-            except StoreError as e:
+            except StoreError as e:  # noqa: PERF203 - a bounded retry, not a hot loop
                 if delay is None or "database is locked" not in str(e):
                     raise
                 logger.debug("modify of %s hit a locked database; retrying", collection.name)
