@@ -29,3 +29,13 @@ def model_dir() -> Path:
             "(or deselect with -m 'not model')"
         )
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show what the reliability tests measured (see ``helpers.report``)."""
+    from helpers import FIGURES  # noqa: PLC0415 - tests/ is put on sys.path above
+
+    if FIGURES:
+        terminalreporter.section("figures measured by the tests")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

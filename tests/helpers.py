@@ -15,6 +15,14 @@ from langchain_core.embeddings import Embeddings
 
 _WORD = re.compile(r"\w+")
 
+FIGURES: list[str] = []
+"""What the tests measured (cases run, kill points, queries, ...), shown after the run."""
+
+
+def report(line: str) -> None:
+    """Record a measured figure for the summary at the end of the test run."""
+    FIGURES.append(line.strip())
+
 
 class HashEmbeddings(Embeddings):
     """Bag-of-words hashed into ``dim`` signed buckets, L2-normalised.

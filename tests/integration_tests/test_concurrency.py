@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import HashEmbeddings
+from helpers import HashEmbeddings, report
 from langchain_core.documents import Document
 
 from langchain_hybrid import HybridRetriever
@@ -215,7 +215,7 @@ def test_threads_query_while_another_thread_writes(tmp_path: Path) -> None:
     assert set(r.bm25.ids) == live
     assert {d.id for d in r.get_by_ids(sorted(live))} == live
     sync = sum(q.kind == "sync" for q in log.queries)
-    print(  # noqa: T201
+    report(
         f"\nthreads: {SYNC_THREADS} sync query threads x {sync / SYNC_THREADS:.0f} queries, "
         f"{ASYNC_TASKS} async tasks x {(len(log.queries) - sync) / ASYNC_TASKS:.0f} queries, "
         f"1 writer x {WRITES} writes ({len(log.deleted)} deletes), {elapsed:.1f}s"
@@ -436,23 +436,23 @@ def test_a_reader_repairing_bm25_does_not_fail_the_writer(tmp_path: Path) -> Non
 def reader_problems(reports: list[dict[str, Any]], final: dict[str, str]) -> list[str]:
     """What the readers' final reports show wrong, against the writer's final state."""
     problems = []
-    for n, report in enumerate(reports):
-        if report["errors"]:
-            problems.append(f"reader {n} raised: {report['errors'][0]}")
-        if report["bm25"] != final:
-            stale = sorted(i for i in final if report["bm25"].get(i) != final[i])
-            extra = sorted(set(report["bm25"]) - set(final))
+    for n, got in enumerate(reports):
+        if got["errors"]:
+            problems.append(f"reader {n} raised: {got['errors'][0]}")
+        if got["bm25"] != final:
+            stale = sorted(i for i in final if got["bm25"].get(i) != final[i])
+            extra = sorted(set(got["bm25"]) - set(final))
             problems.append(f"reader {n} BM25 is stale after refresh(): {stale[:8]} extra {extra}")
-        if report["chroma"] != final:
+        if got["chroma"] != final:
             problems.append(f"reader {n} reads other documents from Chroma")
-        if report["vector_missing"]:
-            missing = report["vector_missing"]
+        if got["vector_missing"]:
+            missing = got["vector_missing"]
             problems.append(
                 f"reader {n} vector leg misses {len(missing)} of {len(final)} final documents "
                 f"after refresh() (e.g. {missing[:5]})"
             )
-        if report["hybrid_missing"]:
-            problems.append(f"reader {n} invoke() misses {report['hybrid_missing'][:5]}")
+        if got["hybrid_missing"]:
+            problems.append(f"reader {n} invoke() misses {got['hybrid_missing'][:5]}")
     return problems
 
 
@@ -512,7 +512,7 @@ def test_reader_processes_follow_one_writer_process(
     if rebuilt:
         problems.append(f"the saved BM25 index was not the writer's last one: {rebuilt}")
     queries = [r["queries"] for r in reports]
-    print(  # noqa: T201
+    report(
         f"\nprocesses: {READERS} readers x {queries} queries "
         f"({[r['refreshes'] for r in reports]} refreshes that synced), 1 writer x "
         f"{PROCESS_WRITES} writes, 1 refused writer, {elapsed:.1f}s"

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import HashEmbeddings
+from helpers import HashEmbeddings, report
 from langchain_core.documents import Document
 
 from langchain_hybrid import HybridRetriever
@@ -440,7 +440,7 @@ def test_sigkill_at_random_points_loses_no_acknowledged_write(
         "losses": 0,  # any loss fails reopen_and_check
         "seconds": round(elapsed, 1),
     }
-    print(f"\ncrash safety: {summary}")  # noqa: T201
+    report(f"\ncrash safety: {summary}")
     assert len(outcomes) >= 20
     assert acked > 0
     assert summary["killed_before_open"] >= 1  # some kills were very early

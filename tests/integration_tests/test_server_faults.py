@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ChromaServer
-from helpers import HashEmbeddings
+from helpers import HashEmbeddings, report
 from langchain_core.documents import Document
 
 from langchain_hybrid import (
@@ -216,7 +216,7 @@ def test_outages_degrade_fail_writes_cleanly_and_recover(
         hit = r.invoke(text, k=1)[0]
         assert (hit.id, hit.metadata.get("degraded")) == (doc_id, None)
     degraded = sum(a.degraded == "vector" for a in answers)
-    print(  # noqa: T201
+    report(
         f"\nserver faults: {CYCLES} outage cycles, {len(answers)} queries ({degraded} "
         f"degraded), {run.refused_writes} refused writes, recovery after restart "
         f"{[round(x, 2) for x in run.recoveries]} s"
@@ -362,7 +362,7 @@ def test_a_hung_server_costs_about_the_timeout(chroma_server: ChromaServer, tmp_
         slow = {k: t for k, (t, _) in timings.items() if t > TIMEOUT * 2 + 1.5}
         assert not slow, f"calls took much longer than timeout_seconds={TIMEOUT}: {slow}"
         assert legs(r) == before
-        print(f"\nhung server, timeout {TIMEOUT}s: {timings}")  # noqa: T201
+        report(f"\nhung server, timeout {TIMEOUT}s: {timings}")
     finally:
         proxy.close()
 

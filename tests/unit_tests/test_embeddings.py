@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
+from helpers import report
 from pydantic import ValidationError
 
 from langchain_hybrid.embeddings import (
@@ -400,7 +401,7 @@ def test_invalid_settings(kwargs: dict[str, object]) -> None:
 
 
 @pytest.mark.model
-def test_speed_report(embeddings: MiniLMEmbeddings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_speed_report(embeddings: MiniLMEmbeddings) -> None:
     passages = [_passage(100 + i, 200) for i in range(64)]
     queries = [
         f"what about the {WORDS[i % len(WORDS)]} near the {WORDS[-1 - i % len(WORDS)]}?"
@@ -417,10 +418,9 @@ def test_speed_report(embeddings: MiniLMEmbeddings, capsys: pytest.CaptureFixtur
         start = time.perf_counter()
         embeddings.embed_query(query)
         latencies.append(time.perf_counter() - start)
-    with capsys.disabled():
-        print(  # noqa: T201
-            f"\nMiniLMEmbeddings speed: {len(passages) / elapsed:.1f} passages/s "
-            f"({len(passages)} x 200 words, batch {embeddings.batch_size}); single short query "
-            f"p50 {statistics.median(latencies) * 1000:.2f} ms, "
-            f"max {max(latencies) * 1000:.2f} ms over {len(queries)} queries"
-        )
+    report(
+        f"\nMiniLMEmbeddings speed: {len(passages) / elapsed:.1f} passages/s "
+        f"({len(passages)} x 200 words, batch {embeddings.batch_size}); single short query "
+        f"p50 {statistics.median(latencies) * 1000:.2f} ms, "
+        f"max {max(latencies) * 1000:.2f} ms over {len(queries)} queries"
+    )

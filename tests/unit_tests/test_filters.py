@@ -20,6 +20,7 @@ import chromadb
 import numpy as np
 import pytest
 from chromadb.config import Settings
+from helpers import report
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -334,7 +335,7 @@ def test_evaluate_equals_chroma(chroma_client: chromadb.ClientAPI) -> None:
     # (about 45% of generated filters select neither no document nor all of them)
     assert stats["filters"] >= MAX_EXAMPLES
     assert stats["nontrivial"] >= stats["filters"] // 3, stats
-    print(f"filters checked against Chroma: {stats}")  # noqa: T201 - reported by -s / -rP
+    report(f"filters checked against Chroma: {stats}")
 
 
 # ----------------------------------------------------------------------- validate_metadata

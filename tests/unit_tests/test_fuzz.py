@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import HashEmbeddings
+from helpers import HashEmbeddings, report
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.documents import Document
@@ -81,7 +81,7 @@ def run_counted(name: str, examples: int, inner: Callable[[], None]) -> None:
 def _report_cases() -> Iterator[None]:
     yield
     total = sum(CASES.values())
-    print(f"\nfuzz cases run: {total} ({dict(CASES)})")  # noqa: T201
+    report(f"\nfuzz cases run: {total} ({dict(CASES)})")
 
 
 @pytest.fixture(scope="module")
