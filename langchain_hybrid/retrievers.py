@@ -283,13 +283,14 @@ class HybridRetriever(BaseRetriever):
         """Validate retriever fields (``k``, ``fetch_k``, ``weights``, ...), creating nothing.
 
         The constructors call it before they open or create a store, so a rejected argument
-        leaves nothing on disk.
+        leaves nothing on disk. Handles (``store``, ``bm25``, ``embedding``, ``cache``) are not
+        checked here.
 
         Raises:
             ConfigError: an unknown field, or a field value out of range.
         """
         try:
-            _fields_model().model_validate(fields)
+            _fields_model().model_validate({k: v for k, v in fields.items() if k not in _HANDLES})
         except ValidationError as e:
             raise _settings_error(e) from None
 
@@ -329,7 +330,7 @@ class HybridRetriever(BaseRetriever):
                 query embeddings, no TTL) or ``False`` for none.
             **kwargs: retriever fields (``k``, ``fetch_k``, ``rrf_k``, ``weights``, ...).
         """
-        cls.check_fields({k: v for k, v in kwargs.items() if k not in _HANDLES})
+        cls.check_fields(kwargs)
         if embedding is None:
             from langchain_hybrid.embeddings import MiniLMEmbeddings  # noqa: PLC0415
 
@@ -379,7 +380,7 @@ class HybridRetriever(BaseRetriever):
         """
         settings = load_config(config)
         fields = {**settings.retriever_fields(), **kwargs}
-        cls.check_fields({k: v for k, v in fields.items() if k not in _HANDLES})
+        cls.check_fields(fields)
         if embedding is None:
             embedding = make_embedding(settings.embedding)
         return cls.from_store(
@@ -407,7 +408,7 @@ class HybridRetriever(BaseRetriever):
             IndexNotBuiltError: there is no such collection in ``persist_directory`` (nothing is
                 created on disk).
         """
-        cls.check_fields({k: v for k, v in kwargs.items() if k not in _HANDLES})
+        cls.check_fields(kwargs)
         if not (Path(persist_directory) / "chroma.sqlite3").is_file():
             msg = (
                 f"no index in {persist_directory}: build it first (HybridRetriever."
@@ -460,7 +461,7 @@ class HybridRetriever(BaseRetriever):
             store_config = StoreConfig(
                 mode=mode, path=str(persist_directory or "./index"), collection=collection_name
             )
-        cls.check_fields({k: v for k, v in kwargs.items() if k not in _HANDLES})
+        cls.check_fields(kwargs)
         bm25_path = kwargs.pop("bm25_path", None)
         if bm25_path is None and store_config.mode == "persistent":
             bm25_path = default_bm25_path(store_config.path, store_config.collection)
