@@ -51,7 +51,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar, cast
 
 import numpy as np
 from langchain_core.documents import Document
@@ -105,6 +105,23 @@ def cache_key(*parts: object) -> str:
         allow_nan=True,
     )
     return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+
+def _scalar_key(method: str, params: Mapping[str, Any], generation: int) -> str | None:
+    """A cheap key for the common call, all arguments scalars and no extra keyword arguments.
+
+    Unambiguous: each value is typed and ``repr``-ed (which escapes control characters), the
+    parts are joined by a control character, and the first part is ``"s"``, which no
+    :func:`cache_key` (64 hex digits) can be. ``None`` for any other call.
+    """
+    parts = ["s", method, str(generation)]
+    for name, value in params.items():
+        if name == "kwargs" and not value:
+            continue
+        if type(value) not in _IMMUTABLE:
+            return None
+        parts.append(f"{name}={type(value).__name__}:{value!r}")
+    return "\x1f".join(parts)
 
 
 def _scalar(obj: object) -> tuple[bool, JSONValue]:
@@ -725,23 +742,66 @@ class LRUCache(Generic[V]):
 
 
 # ---------------------------------------------------------------------------------- copies
-def _copy_document(doc: Document) -> Document:
-    return doc.model_copy(update={"metadata": copy.deepcopy(doc.metadata)})
+class DocumentTemplate(NamedTuple):
+    """A cached Document as its fields: every hit builds a fresh copy from it (:meth:`build`).
+
+    Cheaper than ``model_copy`` plus ``deepcopy`` (pydantic's generic copy machinery runs on
+    every hit otherwise). Metadata values are scalars or lists of scalars (Chroma's types), so
+    only lists are copied one level deeper; anything else is deep-copied.
+    """
+
+    fields: dict[str, Any]
+    fields_set: set[str]
+    plain: bool  # metadata holds only immutable scalars
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentTemplate:
+        """The template of ``document`` (a copy: later changes to it do not reach the cache)."""
+        metadata = document.metadata
+        plain = all(type(v) in _IMMUTABLE for v in metadata.values())
+        fields = dict(document.__dict__)
+        fields["metadata"] = dict(metadata) if plain else copy.deepcopy(metadata)
+        return cls(fields, set(document.__pydantic_fields_set__), plain)
+
+    def build(self) -> Document:
+        """A new Document equal to the cached one, sharing nothing mutable with it."""
+        fields = self.fields
+        metadata = fields["metadata"]
+        metadata = metadata.copy() if self.plain else copy.deepcopy(metadata)
+        document = _OBJECT_NEW(Document)
+        _OBJECT_SET(document, "__dict__", {**fields, "metadata": metadata})
+        _OBJECT_SET(document, "__pydantic_fields_set__", self.fields_set.copy())
+        _OBJECT_SET(document, "__pydantic_extra__", None)
+        _OBJECT_SET(document, "__pydantic_private__", None)
+        return document
 
 
-def _copy_item(item: object) -> object:
-    if isinstance(item, Document):
-        return _copy_document(item)
-    if isinstance(item, tuple):
-        return tuple(_copy_item(part) for part in item)
-    return copy.deepcopy(item)
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+_OBJECT_NEW = object.__new__
+_OBJECT_SET = object.__setattr__
 
 
-def _copy_result(value: R) -> R:
-    """A copy of a search result that shares nothing mutable with ``value``."""
-    if isinstance(value, list):
-        return cast("R", [_copy_item(item) for item in value])
-    return cast("R", _copy_item(value))
+def _freeze(value: object) -> object:
+    """What a cache stores of a search result: Documents as templates, the rest copied."""
+    if isinstance(value, Document):
+        return DocumentTemplate.of(value)
+    if type(value) is list:
+        return [_freeze(item) for item in value]
+    if type(value) is tuple:
+        return tuple(_freeze(item) for item in value)
+    return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
+
+
+def _thaw(value: R) -> R:
+    """A fresh copy of a stored search result (see :func:`_freeze`)."""
+    kind = type(value)
+    if kind is DocumentTemplate:
+        return cast("R", cast("DocumentTemplate", value).build())
+    if kind is list:
+        return cast("R", [_thaw(item) for item in cast("list[object]", value)])
+    if kind is tuple:
+        return cast("R", tuple(_thaw(item) for item in cast("tuple[object, ...]", value)))
+    return value if kind in _IMMUTABLE else copy.deepcopy(value)
 
 
 # ---------------------------------------------------------------------------------- embeddings
@@ -1055,6 +1115,9 @@ class CachedVectorStore(VectorStore):
             await asyncio.get_running_loop().run_in_executor(None, self._after_write)
 
     def _key(self, method: str, params: dict[str, Any], generation: int) -> str | None:
+        fast = _scalar_key(method, params, generation)
+        if fast is not None:
+            return fast
         try:
             return cache_key(method, params, generation)
         except TypeError as e:
@@ -1070,10 +1133,10 @@ class CachedVectorStore(VectorStore):
             return compute()
 
         def fill() -> object:
-            return _copy_result(compute())
+            return _freeze(compute())
 
         value = self._cache.get_or_compute(key, fill, generation=generation)
-        return cast("R", _copy_result(value))
+        return cast("R", _thaw(value))
 
     async def _acached(
         self, method: str, params: dict[str, Any], compute: Callable[[], Awaitable[R]]
@@ -1085,10 +1148,10 @@ class CachedVectorStore(VectorStore):
             return await compute()
 
         async def fill() -> object:
-            return _copy_result(await compute())
+            return _freeze(await compute())
 
         value = await self._cache.aget_or_compute(key, fill, generation=generation)
-        return cast("R", _copy_result(value))
+        return cast("R", _thaw(value))
 
     # ------------------------------------------------------------------ searches
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:

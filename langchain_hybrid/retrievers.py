@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
-from langchain_hybrid.cache import CachedEmbeddings, LRUCache, cache_key
+from langchain_hybrid.cache import CachedEmbeddings, DocumentTemplate, LRUCache, cache_key
 from langchain_hybrid.config import CacheSettings, HybridConfig, load_config, make_embedding
 from langchain_hybrid.errors import (
     AllLegsFailedError,
@@ -77,8 +77,6 @@ CACHE_EVENT = "langchain_hybrid.cache"
 _CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
-_OBJECT_NEW = object.__new__
-_OBJECT_SET = object.__setattr__
 _SEARCH_PARAMS_NEW = tuple.__new__
 _LOCAL_WRITES: dict[str, int] = {}
 """Writes completed in this process, per store: other retrievers on the same store see them
@@ -253,7 +251,7 @@ class HybridRetriever(BaseRetriever):
     fusion: FusionMethod = "zscore"
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     bm25_path: Path | None = None
-    cache: LRUCache[tuple[_Template, ...]] | None = Field(default=None, exclude=True)
+    cache: LRUCache[tuple[DocumentTemplate, ...]] | None = Field(default=None, exclude=True)
     """Fused-result cache (``None``: off). Cleared by every write through this retriever."""
     refresh_interval_seconds: float | None = Field(default=5.0, gt=0)
     """How often a query checks Chroma for writes by other processes (``None``: never)."""
@@ -847,7 +845,7 @@ class HybridRetriever(BaseRetriever):
             run_manager.get_child().on_custom_event(
                 CACHE_EVENT, {"hit": hit}, run_id=run_manager.run_id
             )
-        return list(map(_from_template, cached))
+        return [t.build() for t in cached]
 
     def _search(
         self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
@@ -886,7 +884,7 @@ class HybridRetriever(BaseRetriever):
         if self.cache is None:
             return await self._asearch(params, run_manager)
 
-        async def compute() -> tuple[_Template, ...]:
+        async def compute() -> tuple[DocumentTemplate, ...]:
             return _templates(await self._asearch(params, run_manager))
 
         cached, hit = await self.cache.afetch(key, compute, keep=_complete_answer)
@@ -894,7 +892,7 @@ class HybridRetriever(BaseRetriever):
             await run_manager.get_child().on_custom_event(
                 CACHE_EVENT, {"hit": hit}, run_id=run_manager.run_id
             )
-        return list(map(_from_template, cached))
+        return [t.build() for t in cached]
 
     async def _asearch(
         self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
@@ -977,48 +975,13 @@ class HybridRetriever(BaseRetriever):
         return documents
 
 
-class _Template(NamedTuple):
-    """A cached result document: its fields, from which each hit builds a fresh Document."""
-
-    fields: dict[str, Any]
-    fields_set: set[str]
-    has_lists: bool
+def _templates(documents: Iterable[Document]) -> tuple[DocumentTemplate, ...]:
+    return tuple(map(DocumentTemplate.of, documents))
 
 
-def _templates(documents: Iterable[Document]) -> tuple[_Template, ...]:
-    return tuple(
-        _Template(
-            dict(d.__dict__),
-            set(d.__pydantic_fields_set__),
-            list in map(type, d.metadata.values()),
-        )
-        for d in documents
-    )
-
-
-def _complete_answer(templates: tuple[_Template, ...]) -> bool:
+def _complete_answer(templates: tuple[DocumentTemplate, ...]) -> bool:
     """Whether an answer may be cached: degraded ones are not (the failed leg may be back)."""
     return not any("degraded" in t.fields["metadata"] for t in templates)
-
-
-def _from_template(template: _Template) -> Document:
-    """A new Document from a cached template; callers may mutate it without touching the cache.
-
-    What pydantic's ``__copy__`` does, minus its generic machinery (this runs on every cache
-    hit). Metadata values are scalars or lists of scalars (Chroma's types): lists are copied.
-    """
-    fields = template.fields
-    metadata = fields["metadata"]
-    if template.has_lists:
-        metadata = {k: list(v) if type(v) is list else v for k, v in metadata.items()}
-    else:
-        metadata = metadata.copy()
-    document = _OBJECT_NEW(Document)
-    _OBJECT_SET(document, "__dict__", {**fields, "metadata": metadata})
-    _OBJECT_SET(document, "__pydantic_fields_set__", template.fields_set.copy())
-    _OBJECT_SET(document, "__pydantic_extra__", None)
-    _OBJECT_SET(document, "__pydantic_private__", None)
-    return document
 
 
 def _is_sequence(value: object) -> bool:

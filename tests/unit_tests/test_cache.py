@@ -35,6 +35,7 @@ from langchain_hybrid.cache import (
     CachedEmbeddings,
     CachedVectorStore,
     LRUCache,
+    _scalar_key,
     cache_key,
     chroma_staleness_check,
     estimate_size,
@@ -1273,3 +1274,44 @@ def test_cached_answers_stay_right_with_writes_behind_the_wrapper(
     ops: list[tuple[Any, ...]],
 ) -> None:
     run_ops(ops, behind_back=True)
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(alphabet=st.characters(codec="utf-8")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=st.dictionaries(st.sampled_from(["query", "k", "lambda_mult"]), _SCALARS, max_size=3),
+    b=st.dictionaries(st.sampled_from(["query", "k", "lambda_mult"]), _SCALARS, max_size=3),
+)
+def test_scalar_keys_equal_only_for_equal_typed_arguments(
+    a: dict[str, Any], b: dict[str, Any]
+) -> None:
+    def typed(params: dict[str, Any]) -> list[tuple[str, type, str]]:
+        return [(name, type(v), repr(v)) for name, v in params.items()]
+
+    key_a, key_b = _scalar_key("m", a, 1), _scalar_key("m", b, 1)
+    assert key_a is not None
+    assert key_b is not None
+    assert (key_a == key_b) == (typed(a) == typed(b))
+    assert key_a != _scalar_key("m", a, 2)  # the generation is part of the key
+    assert key_a != cache_key("m", a, 1)  # never equal to a hashed key
+
+
+def test_scalar_keys_cover_only_scalar_calls() -> None:
+    assert _scalar_key("m", {"query": "q", "k": 4, "kwargs": {}}, 0) is not None
+    assert _scalar_key("m", {"query": "q", "kwargs": {"filter": {"a": 1}}}, 0) is None
+    assert _scalar_key("m", {"embedding": [0.1, 0.2]}, 0) is None
+    # 1, 1.0, True and "1" are different arguments
+    keys = {_scalar_key("m", {"k": v}, 0) for v in (1, 1.0, True, "1")}
+    assert len(keys) == 4
+    # a separator inside a query cannot forge another call's key
+    assert _scalar_key("m", {"query": "a\x1fk=int:4"}, 0) != _scalar_key(
+        "m", {"query": "a", "k": 4}, 0
+    )
