@@ -101,7 +101,13 @@ def main() -> None:
         with chroma_server(data_dir, port):
             print(f"chroma run listening on 127.0.0.1:{port} ({time.perf_counter() - start:.1f} s)")
             config: dict[str, Any] = {
-                "store": {"mode": "http", "host": "127.0.0.1", "port": port, "collection": "demo"},
+                "store": {
+                    "mode": "http",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "collection": "demo",
+                    "path": tmp,  # this app's local data directory: bm25.path must be inside
+                },
                 "bm25": {"path": str(Path(tmp) / "bm25")},
             }
             embedding = MiniLMEmbeddings()

@@ -51,10 +51,10 @@ class BM25Settings(BM25Params):
     """The ``bm25`` section: BM25 parameters, tokenizer, and where the files live.
 
     ``path`` defaults to ``<store.path>/bm25/<collection>`` in persistent mode; in other modes
-    the index is kept in memory and rebuilt from Chroma at start unless a path is given. In
-    persistent mode a ``path`` outside ``store.path`` (after resolving ``..`` and symlinks) is
-    rejected unless ``allow_outside_store`` is set, so a config file cannot point writes at
-    arbitrary places.
+    the index is kept in memory and rebuilt from Chroma at start unless a path is given. A
+    ``path`` outside ``store.path`` (the local data directory, in every mode; after resolving
+    ``..`` and symlinks) is rejected unless ``allow_outside_store`` is set, so a config file
+    cannot point writes at arbitrary places.
     """
 
     path: str | None = None
@@ -148,7 +148,7 @@ class HybridConfig(BaseModel):
 
     @model_validator(mode="after")
     def _bm25_path_inside_store(self) -> HybridConfig:
-        if self.bm25.path is None or self.store.mode != "persistent":
+        if self.bm25.path is None:
             return self
         if self.bm25.allow_outside_store:
             return self

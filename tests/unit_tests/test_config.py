@@ -168,7 +168,7 @@ def _secret(value: object) -> str | None:
 def test_env_values_of_text_settings_are_taken_verbatim(
     name: str, raw: str, get: Any, expected: object
 ) -> None:
-    base = {"store": {"mode": "ephemeral"}} if name.startswith("BM25__PATH") else {}
+    base = {"store": {"mode": "ephemeral", "path": "."}} if name.startswith("BM25__PATH") else {}
     assert get(load_config(base, environ={ENV + name: raw})) == expected
 
 

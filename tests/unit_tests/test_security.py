@@ -239,6 +239,15 @@ def test_bm25_path_may_not_escape_store_path(tmp_path: Path) -> None:
     assert allowed.bm25.path == str(outside)
 
 
+@pytest.mark.parametrize("mode", ["http", "ephemeral"])
+def test_bm25_path_may_not_escape_store_path_in_any_mode(tmp_path: Path, mode: str) -> None:
+    store = {"mode": mode, "path": str(tmp_path / "data")}
+    with pytest.raises(ConfigError, match=r"outside store\.path"):
+        load_config({"store": store, "bm25": {"path": str(tmp_path / "elsewhere")}}, environ={})
+    inside = str(tmp_path / "data" / "bm25")
+    assert load_config({"store": store, "bm25": {"path": inside}}, environ={}).bm25.path == inside
+
+
 def test_from_config_with_an_escaping_bm25_path_writes_nothing(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     config = {
