@@ -51,8 +51,8 @@ class HNSWConfig(BaseModel):
     """HNSW settings of the collection (Chroma 1.x ``configuration["hnsw"]``).
 
     ``space`` and ``ef_construction`` are fixed when a collection is created; ``ef_search`` and
-    ``max_neighbors`` can be changed later (a changed ``ef_search`` applies once the collection is
-    reopened). Defaults: cosine space (the embeddings are normalised), and a wider build and
+    ``max_neighbors`` can be changed later (Chroma applies a changed ``ef_search`` once the
+    collection is reopened, so an embedded store reopens its client after changing it). Defaults: cosine space (the embeddings are normalised), and a wider build and
     search beam than Chroma's (``ef_construction`` and ``ef_search`` 200 vs 100): on SciFact
     train, ``ef_search`` 100 loses 0.004 nDCG@10 of the vector leg against exact search, 200
     loses 0.001, and 400 gains nothing more.
@@ -188,7 +188,11 @@ class ChromaStore:
                 "`langchain-hybrid index`)"
             )
             raise IndexNotBuiltError(msg)
+        self._reconfigured = False
         self.collection = self._open_collection()
+        if self._reconfigured and client is None:
+            # an HNSW index already loaded in this process keeps its old ef_search: reopen
+            self.reopen()
         max_batch = self._call("get_max_batch_size", self.client.get_max_batch_size)
         self.batch_size = min(self.config.batch_size or max_batch, max_batch)
 
@@ -345,6 +349,7 @@ class ChromaStore:
                 "updating collection %s hnsw settings: %s", self.config.chroma_collection, changes
             )
             self._modify_configuration(collection, {"hnsw": changes})
+            self._reconfigured = True
         return collection
 
     def _modify_configuration(self, collection: Any, configuration: dict[str, Any]) -> None:

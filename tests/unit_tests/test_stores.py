@@ -105,8 +105,12 @@ def test_creation_only_setting_change_is_refused(
 def test_changeable_settings_are_applied_and_persisted(
     tmp_path: Path, collection_name: str
 ) -> None:
-    _fill(_persistent(tmp_path, collection_name))
+    first = _persistent(tmp_path, collection_name)
+    _fill(first)
+    first.query(_vectors(["query"])[0], 2)  # the HNSW index is now loaded in this process
     store = _persistent(tmp_path, collection_name, hnsw=HNSWConfig(ef_search=64, max_neighbors=32))
+    handle = store.collection.configuration_json["hnsw"]  # the store reopened itself
+    assert (handle["ef_search"], handle["max_neighbors"]) == (64, 32)
     store.reopen()  # a new client: what Chroma persisted, not the handle's cached view
     hnsw = _hnsw(store)
     assert (hnsw["ef_search"], hnsw["max_neighbors"]) == (64, 32)
