@@ -771,8 +771,8 @@ def _run_config_show(args: argparse.Namespace) -> int:
 def _run_config_validate(args: argparse.Namespace) -> int:
     try:
         load_config(args.file, environ={})
-    except ConfigError as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
+    except ConfigError as e:  # the file is invalid: the command's answer, not a usage error
+        sys.stderr.write(f"{PROG}: error: {_one_line(e)}\n")
         return 1
     _print(f"{args.file}: ok")
     return 0
@@ -1050,12 +1050,16 @@ def _logging(verbosity: int) -> Iterator[None]:
         package.propagate = saved[1]
 
 
+def _one_line(error: Exception) -> str:
+    """The error's message on one line: the headline, then each further problem after a ``;``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join([*lines[:1], "; ".join(lines[1:])]).strip() or type(error).__name__
+
+
 def _fail(error: Exception, *, debug: bool) -> int:
     if debug:
         traceback.print_exception(type(error), error, error.__traceback__)
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    message = " ".join(lines) if len(lines) <= 2 else "\n  ".join(lines)  # noqa: PLR2004
-    message = message or type(error).__name__
+    message = _one_line(error)
     if not isinstance(error, (HybridRetrieverError, OSError, UsageError)):
         message = f"unexpected {type(error).__name__}: {message}"
         if not debug:

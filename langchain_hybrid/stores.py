@@ -52,8 +52,9 @@ class HNSWConfig(BaseModel):
 
     ``space`` and ``ef_construction`` are fixed when a collection is created; ``ef_search`` and
     ``max_neighbors`` can be changed later (Chroma applies a changed ``ef_search`` once the
-    collection is reopened, so an embedded store reopens its client after changing it). Defaults: cosine space (the embeddings are normalised), and a wider build and
-    search beam than Chroma's (``ef_construction`` and ``ef_search`` 200 vs 100): on SciFact
+    collection is reopened, so an embedded store reopens its client after changing it).
+    Defaults: cosine space (the embeddings are normalised), and a wider build and search beam
+    than Chroma's (``ef_construction`` and ``ef_search`` 200 vs 100): on SciFact
     train, ``ef_search`` 100 loses 0.004 nDCG@10 of the vector leg against exact search, 200
     loses 0.001, and 400 gains nothing more.
     """

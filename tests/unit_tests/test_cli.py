@@ -659,3 +659,15 @@ def test_real_model_index_and_semantic_query(
     assert rows[0]["vector_rank"] is not None
     counts = summary(run(capsys, "--config", "model.yaml", "index", "docs"))
     assert (counts["added"], counts["unchanged"]) == (0, CORPUS_CHUNKS)
+
+
+def test_a_config_error_with_several_problems_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("store:\n  colection: kb\nfusion:\n  k: 0\n", encoding="utf-8")
+    result = run(capsys, "config", "validate", str(config))
+    assert_one_error_line(result, 1, "colection")
+    assert "fusion.k" in result.err
+    assert f"{config}:2" in result.err
+    assert f"{config}:4" in result.err
