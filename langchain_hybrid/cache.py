@@ -563,6 +563,15 @@ class LRUCache(Generic[V]):
 
         A call that waited for another caller's computation is a miss, as in :meth:`stats`.
         """
+        if generation is None:  # the hit path, without the single-flight bookkeeping
+            with self._lock:
+                entry = self._data.get(key)
+                if entry is not None and (
+                    entry.expires_at is None or self._clock() < entry.expires_at
+                ):
+                    self._data.move_to_end(key)
+                    self._hits += 1
+                    return entry.value, True
         count = True
         while True:
             role, payload = self._begin(key, generation, is_async=False, count=count)
@@ -746,34 +755,49 @@ class DocumentTemplate(NamedTuple):
     """A cached Document as its fields: every hit builds a fresh copy from it (:meth:`build`).
 
     Cheaper than ``model_copy`` plus ``deepcopy`` (pydantic's generic copy machinery runs on
-    every hit otherwise). Metadata values are scalars or lists of scalars (Chroma's types), so
-    only lists are copied one level deeper; anything else is deep-copied.
+    every hit otherwise). Metadata of scalars (and lists of scalars, Chroma's types) is copied
+    one level deep; anything else is deep-copied.
     """
 
     fields: dict[str, Any]
     fields_set: set[str]
-    plain: bool  # metadata holds only immutable scalars
+    depth: int  # 0: scalars only, 1: lists of scalars too, 2: anything else
 
     @classmethod
     def of(cls, document: Document) -> DocumentTemplate:
         """The template of ``document`` (a copy: later changes to it do not reach the cache)."""
         metadata = document.metadata
-        plain = all(type(v) in _IMMUTABLE for v in metadata.values())
+        depth = max(map(_depth, metadata.values()), default=0)
         fields = dict(document.__dict__)
-        fields["metadata"] = dict(metadata) if plain else copy.deepcopy(metadata)
-        return cls(fields, set(document.__pydantic_fields_set__), plain)
+        fields["metadata"] = _copy_metadata(metadata, depth)
+        return cls(fields, set(document.__pydantic_fields_set__), depth)
 
     def build(self) -> Document:
         """A new Document equal to the cached one, sharing nothing mutable with it."""
         fields = self.fields
-        metadata = fields["metadata"]
-        metadata = metadata.copy() if self.plain else copy.deepcopy(metadata)
         document = _OBJECT_NEW(Document)
+        metadata = _copy_metadata(fields["metadata"], self.depth)
         _OBJECT_SET(document, "__dict__", {**fields, "metadata": metadata})
         _OBJECT_SET(document, "__pydantic_fields_set__", self.fields_set.copy())
         _OBJECT_SET(document, "__pydantic_extra__", None)
         _OBJECT_SET(document, "__pydantic_private__", None)
         return document
+
+
+def _depth(value: object) -> Literal[0, 1, 2]:
+    if type(value) in _IMMUTABLE:
+        return 0
+    if type(value) is list and all(type(v) in _IMMUTABLE for v in value):
+        return 1
+    return 2
+
+
+def _copy_metadata(metadata: dict[str, Any], depth: int) -> dict[str, Any]:
+    if depth == 0:
+        return metadata.copy()
+    if depth == 1:
+        return {k: list(v) if type(v) is list else v for k, v in metadata.items()}
+    return copy.deepcopy(metadata)
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})

@@ -558,7 +558,7 @@ class HybridRetriever(BaseRetriever):
                 self._add_bm25(ids, texts, metadatas, ids)
                 self._end_write()
             finally:
-                self._invalidate()
+                self._written()
         return ids
 
     def _add_bm25(
@@ -606,7 +606,7 @@ class HybridRetriever(BaseRetriever):
                 self.bm25.delete(ids)
                 self._end_write()
             finally:
-                self._invalidate()
+                self._written()
 
     def get_by_ids(self, ids: Sequence[str]) -> list[Document]:
         """Documents stored under ``ids`` (unknown ids are left out), from Chroma."""
@@ -629,12 +629,16 @@ class HybridRetriever(BaseRetriever):
             acquire_writer_lock(self.bm25_path)
 
     def _invalidate(self) -> None:
-        """Drop cached results (after a write, before the write call returns).
-
-        Also counts the write for the other retrievers of this process on the same store.
-        """
+        """Drop cached results."""
         if self.cache is not None:
             self.cache.bump()
+
+    def _written(self) -> None:
+        """Drop cached results and count a write for this process's other retrievers.
+
+        Called after each write, before the write call returns.
+        """
+        self._invalidate()
         with _LOCAL_WRITES_LOCK:
             current = _LOCAL_WRITES.get(self._store_key, 0)
             _LOCAL_WRITES[self._store_key] = current + 1
