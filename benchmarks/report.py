@@ -284,6 +284,16 @@ def _targets(
             note = " (informational)" if informational else ""
             lines.append(f"- {label}: {got}, target {wanted}: **{verdict}**{note}")
             ok = ok and (passed or informational)
+        paired = e.get("extra_info", {}).get("paired")
+        if paired:
+            passed = paired["ratio_p50"] <= paired["max_ratio"]
+            lines.append(
+                f"- {short(e['name'])} vs {short(paired['vs'])}, interleaved in "
+                f"{paired['pairs']} pairs: {paired['ours_us_p50']:.1f} vs "
+                f"{paired['floor_us_p50']:.1f} us = {paired['ratio_p50']:.2f}x, target <= "
+                f"{paired['max_ratio']}x: **{'PASS' if passed else 'FAIL'}**"
+            )
+            ok = ok and passed
     return lines, ok
 
 

@@ -33,6 +33,8 @@ uncached answer to the same query.
 from __future__ import annotations
 
 import os
+import statistics
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ K = 4
 CHECKED = 20  # queries re-run untimed for the correctness checks
 SPEEDUP_TARGET = 100.0
 FLOOR_TARGET = 1.5
+PAIRS = 5_000  # interleaved floor / cached-hybrid pairs
 SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared/models/all-MiniLM-L6-v2/onnx"
 MEDIANS: dict[str, float] = {}  # benchmark name -> p50 seconds, filled as the groups run
 
@@ -238,7 +241,8 @@ def test_cache_hybrid_cached(
         k=K,
         targets=[
             {"vs": "test_cache_hybrid_uncached", "min_speedup": SPEEDUP_TARGET},
-            {"vs": "test_cache_floor", "max_ratio": FLOOR_TARGET},
+            # separate benchmarks drift on a shared machine: the paired figure below decides
+            {"vs": "test_cache_floor", "max_ratio": FLOOR_TARGET, "informational": True},
         ],
     )
     before = retriever.cache.stats()
@@ -255,6 +259,31 @@ def test_cache_hybrid_cached(
         expected = hybrid.uncached.invoke(other)
         _same(retriever.invoke(other), expected)
         _same(retriever.invoke(other), expected)
+    floor = _Constant(documents=passages.documents()[:K])
+    paired = _interleaved(floor, retriever, query, 50 if settings.disabled else PAIRS)
+    benchmark.extra_info["paired"] = {
+        "vs": "test_cache_floor",
+        "pairs": len(paired[0]),
+        "floor_us_p50": statistics.median(paired[0]) * 1e6,
+        "ours_us_p50": statistics.median(paired[1]) * 1e6,
+        "ratio_p50": statistics.median(paired[1]) / statistics.median(paired[0]),
+        "max_ratio": FLOOR_TARGET,
+    }
+
+
+def _interleaved(
+    floor: BaseRetriever, ours: BaseRetriever, query: str, pairs: int
+) -> tuple[list[float], list[float]]:
+    """Seconds per ``invoke`` of each, timed back to back in pairs (alternating which goes first),
+    so both see the same machine: separate benchmarks on a busy 2-core box drift by up to 2x."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for n in range(pairs):
+        for side in (0, 1) if n % 2 else (1, 0):
+            retriever = (floor, ours)[side]
+            start = time.perf_counter()
+            retriever.invoke(query)
+            times[side].append(time.perf_counter() - start)
+    return times
 
 
 # ------------------------------------------------------------------ cache-vectorstore
