@@ -348,7 +348,7 @@ class HybridRetriever(BaseRetriever):
                     embedding, max_entries=settings.max_entries, ttl_seconds=settings.ttl_seconds
                 )
         path = Path(bm25_path) if bm25_path is not None else None
-        index = sync_bm25(store, path, bm25_params)
+        index = sync_bm25(store, path, bm25_params, check_vectors=True)
         return cls(store=store, bm25=index, embedding=embedding, bm25_path=path, **kwargs)
 
     @classmethod
@@ -1021,6 +1021,7 @@ def sync_bm25(
     params: BM25Params | None = None,
     *,
     seen: tuple[int, int] | None = None,
+    check_vectors: bool = False,
 ) -> BM25Index:
     """Load the BM25 index at ``path`` if it matches ``store``, else rebuild it from Chroma.
 
@@ -1031,7 +1032,9 @@ def sync_bm25(
     comes after it, and a writer's newer files are never replaced by older ones.
 
     ``seen`` is the collection's ``(generation, count)`` if the caller read it before opening
-    the store it passes (as :meth:`HybridRetriever.refresh` does); else it is read here.
+    the store it passes (as :meth:`HybridRetriever.refresh` does); else it is read here. With
+    ``check_vectors`` (on open), an embedded store whose saved BM25 index was behind (a writer
+    died) also has its vector index checked and repaired (:meth:`ChromaStore.repair_vectors`).
     """
     generation, count = seen if seen is not None else (store.generation(), store.count())
     if generation % 2:
@@ -1049,6 +1052,9 @@ def sync_bm25(
             return index
     rebuilt = rebuild_bm25(store, params or (index.params if index else None))
     rebuilt.generation = generation
+    crashed = reason.startswith(("BM25 index stale", "BM25 index corrupt"))
+    if check_vectors and crashed and store.config.mode == "persistent" and count:
+        _repair_vectors(store, rebuilt.ids)  # the saved lexical index was behind: a writer died
     if path is not None and generation % 2 == 0:  # an unsettled state is never saved
         lock_dir = store.config.path if store.config.mode == "persistent" else path
         with save_lock(path) as locked:
@@ -1074,6 +1080,22 @@ def _load_saved_bm25(path: Path | None, generation: int) -> tuple[BM25Index | No
         return None, "BM25 index missing"
     except IndexCorruptError as e:
         return None, f"BM25 index corrupt ({e})"
+
+
+def _repair_vectors(store: ChromaStore, ids: list[str]) -> None:
+    """Check the vector index after a crash; rewrite missing vectors only as the writer."""
+    if holds_writer_lock(store.config.path):
+        store.repair_vectors(ids)
+        return
+    try:
+        acquire_writer_lock(store.config.path)
+    except WriterLockError:  # a live writer: this process only reads
+        store.repair_vectors(ids, rewrite=False)
+        return
+    try:
+        store.repair_vectors(ids)
+    finally:
+        release_writer_lock(store.config.path)
 
 
 def _settle_dead_write(store: ChromaStore, generation: int) -> int:

@@ -533,6 +533,57 @@ class ChromaStore:
             for i, t, m in zip(result["ids"], result["documents"], result["metadatas"], strict=True)
         ]
 
+    def repair_vectors(self, ids: Sequence[str], *, rewrite: bool = True) -> list[str]:
+        """Make the vector index hold every id in ``ids`` (all stored documents); returns repairs.
+
+        After an embedded writer is killed, a first client of the directory can serve an HNSW
+        index missing the last vectors the writer wrote, although Chroma's tables hold them (seen
+        with chromadb 1.5.9 under SIGKILL, about one open in several hundred). A search for
+        all of them (``n_results`` = the count) finds which are missing; the client is reopened,
+        and, with ``rewrite``, what is still missing is written again from the stored embeddings
+        (nothing is embedded). Costly for a large collection: callers run it only after a crash
+        was detected. Returns the ids still missing after the reopen.
+        """
+        missing = self._unsearchable(ids)
+        if missing:
+            logger.warning(
+                "vector index misses %d of %d documents after an unclean shutdown: reopening",
+                len(missing),
+                len(ids),
+            )
+            self.reopen()
+            missing = self._unsearchable(ids)
+        if missing and not rewrite:
+            logger.error("vector index still misses %s (not the writer: not rewritten)", missing)
+        elif missing:
+            logger.warning("writing %d vectors again from the stored embeddings", len(missing))
+            stored = self._call(
+                "get",
+                self.collection.get,
+                ids=missing,
+                include=["embeddings", "documents", "metadatas"],
+            )
+            self._call(
+                "upsert",
+                self.collection.upsert,
+                ids=stored["ids"],
+                embeddings=stored["embeddings"],
+                documents=stored["documents"],
+                metadatas=stored["metadatas"],
+            )
+        return missing
+
+    def _unsearchable(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        probe = self._call("get", self.collection.get, ids=[ids[0]], include=["embeddings"])
+        if not len(probe["ids"]):
+            return []
+        found = {
+            h.id for h in self.query(probe["embeddings"][0], len(ids), include_documents=False)
+        }
+        return [i for i in ids if i not in found]
+
     def iter_all(self, batch_size: int | None = None) -> Iterator[list[StoredDocument]]:
         """Every stored document, in pages (used to rebuild the BM25 index from Chroma)."""
         size = batch_size or min(self.batch_size, 5000)

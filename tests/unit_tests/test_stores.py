@@ -342,3 +342,15 @@ def test_http_mode_sends_token_and_headers(
     assert f"http://127.0.0.1:{port}" in message
     assert TOKEN not in message
     assert HEADER not in message
+
+
+def test_repair_vectors_of_a_complete_index_changes_nothing(
+    tmp_path: Path, collection_name: str
+) -> None:
+    store = _persistent(tmp_path, collection_name)
+    _fill(store)
+    generation = store.generation()
+    assert store.repair_vectors(IDS) == []
+    assert store.repair_vectors(IDS, rewrite=False) == []
+    assert (store.count(), store.generation()) == (len(IDS), generation)
+    assert store.repair_vectors([]) == []
