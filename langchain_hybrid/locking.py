@@ -95,6 +95,30 @@ def _flock_within(fcntl: Any, handle: IO[str], seconds: float) -> None:
             return
 
 
+@contextlib.contextmanager
+def writer_lock_if_free(directory: str | os.PathLike[str]) -> Iterator[bool]:
+    """Hold the writer lock for the block if no other process has it; yields whether held.
+
+    For repairs on open (marking a dead write complete, rewriting lost vectors), which only the
+    writer may do. A lock this process already held stays held afterwards.
+    """
+    path = Path(directory).absolute()
+    with _guard:
+        already = path in _held
+    if already:
+        yield True
+        return
+    try:
+        acquire_writer_lock(path)
+    except WriterLockError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        release_writer_lock(path)
+
+
 def holds_writer_lock(directory: str | os.PathLike[str]) -> bool:
     """Whether this process holds the writer lock of ``directory``."""
     with _guard:

@@ -49,7 +49,6 @@ from langchain_hybrid.errors import (
     IndexNotBuiltError,
     InvalidDocumentsError,
     InvalidQueryError,
-    WriterLockError,
 )
 from langchain_hybrid.filters import (
     Node,
@@ -62,8 +61,8 @@ from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights,
 from langchain_hybrid.locking import (
     acquire_writer_lock,
     holds_writer_lock,
-    release_writer_lock,
     save_lock,
+    writer_lock_if_free,
 )
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
@@ -1084,18 +1083,8 @@ def _load_saved_bm25(path: Path | None, generation: int) -> tuple[BM25Index | No
 
 def _repair_vectors(store: ChromaStore, ids: list[str]) -> None:
     """Check the vector index after a crash; rewrite missing vectors only as the writer."""
-    if holds_writer_lock(store.config.path):
-        store.repair_vectors(ids)
-        return
-    try:
-        acquire_writer_lock(store.config.path)
-    except WriterLockError:  # a live writer: this process only reads
-        store.repair_vectors(ids, rewrite=False)
-        return
-    try:
-        store.repair_vectors(ids)
-    finally:
-        release_writer_lock(store.config.path)
+    with writer_lock_if_free(store.config.path) as writer:
+        store.repair_vectors(ids, rewrite=writer)
 
 
 def _settle_dead_write(store: ChromaStore, generation: int) -> int:
@@ -1104,26 +1093,19 @@ def _settle_dead_write(store: ChromaStore, generation: int) -> int:
     An odd generation with no process holding the writer lock of an embedded index is a write
     that will never end (see :meth:`ChromaStore.begin_write`). What it wrote is what Chroma
     holds, so ending it makes the state final and lets BM25 be saved again. Only for embedded
-    stores: on a server, other clients' writes are not covered by this directory's lock.
+    stores: on a server, other clients' writes are not covered by this directory's lock. Not
+    while this process is the writer (another of its retrievers may be in that write).
     """
     if store.config.mode != "persistent" or holds_writer_lock(store.config.path):
         return generation
-    try:
-        acquire_writer_lock(store.config.path)
-    except WriterLockError:
-        return generation  # a live writer is in the middle of a write
-    try:
-        if store.generation() != generation:
-            return generation
+    with writer_lock_if_free(store.config.path) as free:
+        if not free or store.generation() != generation:
+            return generation  # a live writer is in the middle of a write, or it moved on
         settled = store.end_write()
-        logger.warning(
-            "generation %d: a writer died during a write; marked complete as %d",
-            generation,
-            settled,
-        )
-        return settled
-    finally:
-        release_writer_lock(store.config.path)
+    logger.warning(
+        "generation %d: a writer died during a write; marked complete as %d", generation, settled
+    )
+    return settled
 
 
 def rebuild_bm25(store: ChromaStore, params: BM25Params | None = None) -> BM25Index:
