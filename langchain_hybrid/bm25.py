@@ -44,7 +44,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langchain_hybrid.errors import IndexCorruptError, InvalidDocumentsError
 from langchain_hybrid.filters import MetadataColumns, Node, is_utf8
-from langchain_hybrid.locking import SAVE_LOCK_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +170,11 @@ class BM25Hit(NamedTuple):
     metadata: dict[str, Any]
 
 
+_OWN_FILE = re.compile(
+    r"(?:\.(?:manifest\.json|(?:vocab|docs|postings)-\d+-[0-9a-f]{16}\.(?:json|npz))\.\w+\.tmp)"
+    r"|(?:vocab|docs|postings)-\d+-[0-9a-f]{16}\.(?:json|npz)"
+)
+"""Names :meth:`BM25Index.save` writes (data files and its temp files): the only ones it removes."""
 _Float = npt.NDArray[np.float64]
 _Int = npt.NDArray[np.int64]
 _MAX_CACHED_POSTINGS = 32_000_000  # 256 MB of float64 weights at most
@@ -257,40 +261,48 @@ class BM25Index:
         self._cached_postings = 0
 
     # ------------------------------------------------------------------ introspection
+    # Every reader below holds the lock: a delete may compact (renumber every slot and replace
+    # every array), so reads outside it could mix slots of two layouts.
     def __len__(self) -> int:
         """Number of live documents."""
-        return self._n_alive
+        with self._lock:
+            return self._n_alive
 
     def __contains__(self, doc_id: object) -> bool:
         """Whether ``doc_id`` is a live document."""
-        return doc_id in self._slot_of
+        with self._lock:
+            return doc_id in self._slot_of
 
     @property
     def ids(self) -> list[str]:
         """Ids of the live documents, in insertion order."""
-        return [i for i, alive in zip(self._ids, self._alive, strict=True) if alive]
+        with self._lock:
+            return [i for i, alive in zip(self._ids, self._alive, strict=True) if alive]
 
     @property
     def vocabulary_size(self) -> int:
         """Number of distinct tokens ever indexed (including ones only deleted docs used)."""
-        return len(self._vocab)
+        with self._lock:
+            return len(self._vocab)
 
     @property
     def avgdl(self) -> float:
         """Average live document length in tokens."""
-        return self._total_len / self._n_alive if self._n_alive else 0.0
+        with self._lock:
+            return self._total_len / self._n_alive if self._n_alive else 0.0
 
     def get(self, ids: Iterable[str]) -> list[BM25Hit | None]:
         """Return stored text and metadata of ``ids`` (``None`` for unknown ids), score 0."""
+        wanted = list(ids)
         out: list[BM25Hit | None] = []
-        for doc_id in ids:
-            slot = self._slot_of.get(doc_id)
-            if slot is None:
-                out.append(None)
-            else:
-                out.append(
-                    BM25Hit(doc_id, 0.0, self._texts[slot], dict(self._metadatas[slot] or {}))
-                )
+        with self._lock:
+            for doc_id in wanted:
+                slot = self._slot_of.get(doc_id)
+                if slot is None:
+                    out.append(None)
+                else:
+                    metadata = dict(self._metadatas[slot] or {})
+                    out.append(BM25Hit(doc_id, 0.0, self._texts[slot], metadata))
         return out
 
     # ------------------------------------------------------------------ writes
@@ -459,11 +471,13 @@ class BM25Index:
 
     def token_ids(self, query: str) -> dict[int, int]:
         """Map the query's known tokens to their vocabulary ids, with query term counts."""
+        tokens = self.tokenizer(query)
         counts: dict[int, int] = {}
-        for token in self.tokenizer(query):
-            term = self._vocab.get(token)
-            if term is not None:
-                counts[term] = counts.get(term, 0) + 1
+        with self._lock:
+            for token in tokens:
+                term = self._vocab.get(token)
+                if term is not None:
+                    counts[term] = counts.get(term, 0) + 1
         return counts
 
     def scores(self, query: str) -> _Float:
@@ -612,8 +626,8 @@ class BM25Index:
             "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
         }
         _atomic_write(path / "manifest.json", _json_bytes(manifest, indent=2))
-        for stale in path.iterdir():
-            if stale.name not in files and stale.name not in {"manifest.json", SAVE_LOCK_NAME}:
+        for stale in path.iterdir():  # only files of this format: never anything else
+            if stale.name not in files and _OWN_FILE.fullmatch(stale.name):
                 with contextlib.suppress(OSError):
                     stale.unlink()
         logger.debug("saved BM25 index (%d docs, generation %d) to %s", len(docs), gen, path)

@@ -150,6 +150,7 @@ class HybridConfig(BaseModel):
     def _bm25_path_inside_store(self) -> HybridConfig:
         if self.bm25.path is None:
             return self
+        check_bm25_path(self.bm25.path, self.store)
         if self.bm25.allow_outside_store:
             return self
         root = Path(self.store.path).resolve()
@@ -182,6 +183,32 @@ class HybridConfig(BaseModel):
         if self.store.mode == "persistent":
             return Path(self.store.path) / "bm25" / self.store.collection
         return None
+
+
+def check_bm25_path(path: str | os.PathLike[str], store: StoreConfig) -> None:
+    """Refuse a BM25 directory that is Chroma's data directory or holds it.
+
+    The BM25 files and Chroma's files must never share a directory: a BM25 save replaces and
+    removes files of its own format in its directory, and Chroma's directory is Chroma's alone.
+    The default ``<store.path>/bm25/<collection>`` is always accepted. Called by every
+    construction path (configuration, :class:`HybridRetriever` and its factories).
+
+    Raises:
+        ConfigError: in persistent mode, ``path`` resolves to ``store.path`` or to a directory
+            that contains it.
+    """
+    if store.mode != "persistent":
+        return
+    chroma_dir = Path(store.path).resolve()
+    target = Path(path).resolve()
+    if target == chroma_dir or target in chroma_dir.parents:
+        relation = "is" if target == chroma_dir else "contains"
+        msg = (
+            f"bm25 path {os.fspath(path)!r} {relation} Chroma's data directory "
+            f"{store.path!r}: BM25 files need a directory of their own (the default is "
+            f"<store.path>/bm25/<collection>)"
+        )
+        raise ConfigError(msg)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,13 @@ from pydantic import (
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
 from langchain_hybrid.cache import CachedEmbeddings, DocumentTemplate, LRUCache, cache_key
-from langchain_hybrid.config import CacheSettings, HybridConfig, load_config, make_embedding
+from langchain_hybrid.config import (
+    CacheSettings,
+    HybridConfig,
+    check_bm25_path,
+    load_config,
+    make_embedding,
+)
 from langchain_hybrid.errors import (
     AllLegsFailedError,
     BatchWriteError,
@@ -292,7 +298,9 @@ class HybridRetriever(BaseRetriever):
             raise _settings_error(e) from None
 
     def model_post_init(self, _context: Any, /) -> None:
-        """Create the two leg retrievers."""
+        """Check the BM25 location and create the two leg retrievers."""
+        if self.bm25_path is not None:
+            check_bm25_path(self.bm25_path, self.store.config)
         self._legs = {leg: _Leg(parent=self, leg=leg) for leg in LEGS}
         self._store_key = self.store.identity()
         self._seen_writes = _LOCAL_WRITES.get(self._store_key, 0)
@@ -347,6 +355,8 @@ class HybridRetriever(BaseRetriever):
                     embedding, max_entries=settings.max_entries, ttl_seconds=settings.ttl_seconds
                 )
         path = Path(bm25_path) if bm25_path is not None else None
+        if path is not None:
+            check_bm25_path(path, store.config)
         index = sync_bm25(store, path, bm25_params, check_vectors=True)
         return cls(store=store, bm25=index, embedding=embedding, bm25_path=path, **kwargs)
 
@@ -378,12 +388,15 @@ class HybridRetriever(BaseRetriever):
         settings = load_config(config)
         fields = {**settings.retriever_fields(), **kwargs}
         cls.check_fields(fields)
+        bm25_path = fields.pop("bm25_path", None) or settings.bm25_path()
+        if bm25_path is not None:
+            check_bm25_path(bm25_path, settings.store)
         if embedding is None:
             embedding = make_embedding(settings.embedding)
         return cls.from_store(
             ChromaStore(settings.store, create_if_missing=create_if_missing),
             embedding,
-            bm25_path=settings.bm25_path(),
+            bm25_path=bm25_path,
             bm25_params=settings.bm25.params(),
             cache=settings.cache,
             **fields,
@@ -406,20 +419,24 @@ class HybridRetriever(BaseRetriever):
                 created on disk).
         """
         cls.check_fields(kwargs)
+        bm25_path = kwargs.pop("bm25_path", None) or default_bm25_path(
+            persist_directory, collection_name
+        )
+        store_config = StoreConfig(
+            mode="persistent", path=str(persist_directory), collection=collection_name
+        )
+        check_bm25_path(bm25_path, store_config)
         if not (Path(persist_directory) / "chroma.sqlite3").is_file():
             msg = (
                 f"no index in {persist_directory}: build it first (HybridRetriever."
                 "from_documents or `langchain-hybrid index`)"
             )
             raise IndexNotBuiltError(msg)
-        store = ChromaStore(
-            StoreConfig(mode="persistent", path=str(persist_directory), collection=collection_name),
-            create_if_missing=False,
-        )
+        store = ChromaStore(store_config, create_if_missing=False)
         return cls.from_store(
             store,
             embedding,
-            bm25_path=default_bm25_path(persist_directory, collection_name),
+            bm25_path=bm25_path,
             bm25_params=bm25_params,
             **kwargs,
         )
@@ -462,6 +479,8 @@ class HybridRetriever(BaseRetriever):
         bm25_path = kwargs.pop("bm25_path", None)
         if bm25_path is None and store_config.mode == "persistent":
             bm25_path = default_bm25_path(store_config.path, store_config.collection)
+        if bm25_path is not None:
+            check_bm25_path(bm25_path, store_config)
         retriever = cls.from_store(
             ChromaStore(store_config),
             embedding,

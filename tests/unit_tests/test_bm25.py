@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -542,6 +543,59 @@ def test_tokenizer_is_thread_safe() -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(work, range(0, 16 * 17, 17)))
     assert all(r == expected for r in results)
+
+
+def test_reads_never_race_with_a_compacting_delete() -> None:
+    """Readers see one layout of the index while deletes compact it (renumbering every slot).
+
+    Each document's text names its id, so a text read from a slot of another layout shows up
+    as another document's text under the id asked for; an ``IndexError`` or a division by zero
+    escapes the reader. Every cycle adds 1,100 documents to 3,000 and deletes them again, which
+    compacts (more than 1,024 dead slots and a quarter of all slots) while the readers run; a
+    tiny switch interval makes the threads interleave inside the reads.
+    """
+    index = BM25Index(BM25Params(tokenizer=TokenizerConfig(stemmer=None, stopwords=None)))
+    base = [f"d{i}" for i in range(3_000)]
+    index.add(base, [f"text of {doc_id}" for doc_id in base])
+    stop = threading.Event()
+    problems: list[str] = []
+    cycles = 60
+
+    def read(offset: int) -> int:
+        reads = 0
+        while not stop.is_set():
+            wanted = [*base[offset::50], *(f"c{c}-{i}" for c in range(cycles) for i in (0, 900))]
+            try:
+                problems.extend(
+                    f"{hit.id} read as {hit.text!r}"
+                    for hit in index.get(wanted)
+                    if hit is not None and hit.text != f"text of {hit.id}"
+                )
+                live = index.ids
+                if len(live) != len(set(live)) or not index.avgdl > 0 or len(index) < 3_000:
+                    problems.append("inconsistent ids, avgdl or length")
+            except Exception as e:  # noqa: BLE001 - any exception is the defect
+                problems.append(f"{type(e).__name__}: {e}")
+            reads += 1
+        return reads
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            readers = [pool.submit(read, offset) for offset in range(3)]
+            for c in range(cycles):
+                churn = [f"c{c}-{i}" for i in range(1_100)]
+                index.add(churn, [f"text of {doc_id}" for doc_id in churn])
+                index.delete(churn)
+            stop.set()
+            total = sum(f.result() for f in readers)
+    finally:
+        sys.setswitchinterval(interval)
+    assert total > 0
+    assert not problems, problems[:5]
+    assert len(index) == 3_000
+    assert len(index._ids) < 3_000 + 2_200, "the deletes compacted"
 
 
 # -------------------------------------------------------------------------- persistence

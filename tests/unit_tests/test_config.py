@@ -311,7 +311,11 @@ def test_a_check_across_keys_names_the_environment() -> None:
         ("store:\n  token: 0123\n", lambda c: _secret(c.store.token), "0123"),
         ("store:\n  token: null\n", lambda c: c.store.token, None),
         ("store:\n  tenant: 2024-01-01\n", lambda c: c.store.tenant, "2024-01-01"),
-        ("store:\n  path: &p 1_000\nbm25:\n  path: *p\n", lambda c: c.bm25.path, "1_000"),
+        (
+            "store:\n  mode: http\n  path: &p 1_000\nbm25:\n  path: *p\n",
+            lambda c: c.bm25.path,
+            "1_000",
+        ),
         (
             "store:\n  headers: {X-Api-Key: 12345}\n",
             lambda c: _secret(c.store.headers["X-Api-Key"]),

@@ -7,6 +7,8 @@
   without unpickling it; the retriever rebuilds the index from Chroma instead.
 * YAML configuration with python tags is refused (:class:`ConfigError`) without running them.
 * ``bm25.path`` outside ``store.path`` (``..``, an absolute path, a symlink) is refused.
+* A BM25 path that is Chroma's data directory, or contains it, is refused on every construction
+  path before anything is opened, and a BM25 save removes only files of its own format.
 * Tokens and headers appear in no repr, str or error message. (Logs while talking to a real
   server with a token: ``tests/integration_tests/test_server_faults.py``.)
 """
@@ -226,7 +228,7 @@ def test_bm25_path_may_not_escape_store_path(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=r"outside store\.path"):
             load_config({"store": {"path": str(store)}, "bm25": {"path": bad}}, environ={})
-    for good in (str(store / "bm25" / "kb"), str(store), str(store / "a" / ".." / "b")):
+    for good in (str(store / "bm25" / "kb"), str(store / "lex"), str(store / "a" / ".." / "b")):
         config = load_config({"store": {"path": str(store)}, "bm25": {"path": good}}, environ={})
         assert config.bm25.path == good
     allowed = load_config(
@@ -305,3 +307,123 @@ def test_config_errors_never_echo_secrets(config: dict[str, Any], environ: dict[
     message = str(raised.value)
     assert TOKEN not in message, message
     assert HEADER not in message, message
+
+
+# ---------------------------------------------------------------------- Chroma's directory
+def _built_index(directory: Path) -> None:
+    built = HybridRetriever.from_documents(
+        [Document(id="a", page_content="red apples"), Document(id="b", page_content="pears")],
+        embedding=HashEmbeddings(),
+        persist_directory=directory,
+        collection_name="kb",
+    )
+    built.store.client.close()
+
+
+def _dangerous_openings(directory: Path) -> dict[str, Any]:
+    """Every construction path, each given a BM25 path that is (or holds) Chroma's directory."""
+    store = {"mode": "persistent", "path": str(directory), "collection": "kb"}
+
+    def from_store(path: Path) -> Any:
+        from langchain_hybrid import ChromaStore, StoreConfig  # noqa: PLC0415
+
+        chroma = ChromaStore(StoreConfig(**store), create_if_missing=False)
+        try:
+            return HybridRetriever.from_store(chroma, HashEmbeddings(), bm25_path=path)
+        finally:
+            chroma.client.close()
+
+    def constructor(path: Path) -> Any:
+        from langchain_hybrid import ChromaStore, StoreConfig  # noqa: PLC0415
+
+        chroma = ChromaStore(StoreConfig(**store), create_if_missing=False)
+        try:
+            return HybridRetriever(
+                store=chroma, bm25=BM25Index(), embedding=HashEmbeddings(), bm25_path=path
+            )
+        finally:
+            chroma.client.close()
+
+    return {
+        "from_config": lambda path: HybridRetriever.from_config(
+            {"store": store, "bm25": {"path": str(path), "allow_outside_store": True}},
+            embedding=HashEmbeddings(),
+        ),
+        "from_store": from_store,
+        "from_documents": lambda path: HybridRetriever.from_documents(
+            [Document(id="c", page_content="plums")],
+            embedding=HashEmbeddings(),
+            persist_directory=directory,
+            collection_name="kb",
+            bm25_path=path,
+        ),
+        "load": lambda path: HybridRetriever.load(
+            directory, collection_name="kb", embedding=HashEmbeddings(), bm25_path=path
+        ),
+        "constructor": constructor,
+    }
+
+
+@pytest.mark.parametrize(
+    "how", ["from_config", "from_store", "from_documents", "load", "constructor"]
+)
+@pytest.mark.parametrize("where", ["same", "parent", "dotted"])
+def test_a_bm25_path_holding_chromas_directory_is_refused(
+    tmp_path: Path, how: str, where: str
+) -> None:
+    directory = tmp_path / "index"
+    _built_index(directory)
+    before = sorted(p.name for p in directory.iterdir())
+    bm25_path = {
+        "same": directory,
+        "parent": tmp_path,
+        "dotted": directory / "bm25" / ".." / ".." / "index",
+    }[where]
+    with pytest.raises(ConfigError, match="Chroma's data directory"):
+        _dangerous_openings(directory)[how](bm25_path)
+    assert sorted(p.name for p in directory.iterdir()) == before
+    assert (directory / "chroma.sqlite3").is_file()
+    reopened = HybridRetriever.load(directory, collection_name="kb", embedding=HashEmbeddings())
+    assert sorted(reopened.bm25.ids) == ["a", "b"]
+    assert reopened.store.count() == 2
+    reopened.store.client.close()
+
+
+def test_the_default_bm25_path_and_siblings_stay_valid(tmp_path: Path) -> None:
+    directory = tmp_path / "index"
+    _built_index(directory)
+    for path in (default_bm25_path(directory, "kb"), directory / "lexical", tmp_path / "beside"):
+        opened = HybridRetriever.load(
+            directory, collection_name="kb", embedding=HashEmbeddings(), bm25_path=path
+        )
+        assert sorted(opened.bm25.ids) == ["a", "b"]
+        assert (path / "manifest.json").is_file()
+        opened.store.client.close()
+
+
+def test_a_save_removes_only_its_own_files(tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    foreign = {
+        "chroma.sqlite3": b"SQLite format 3\x00",
+        ".writer.lock": b"123",
+        "notes.txt": b"mine",
+        "docs-backup.json": b"[]",
+        "postings-1-0123456789abcdef.npz.bak": b"x",
+        "vocab-1-0123456789ABCDEF.json": b"[]",
+    }
+    for name, data in foreign.items():
+        (directory / name).write_bytes(data)
+    (directory / "sub").mkdir()
+    index = BM25Index()
+    index.add(["a"], ["red apples"])
+    index.save(directory)
+    index.add(["b"], ["green pears"])
+    index.save(directory)  # the second save removes the first one's data files, nothing else
+    for name, data in foreign.items():
+        assert (directory / name).read_bytes() == data, name
+    assert (directory / "sub").is_dir()
+    own = {p.name for p in directory.iterdir()} - set(foreign) - {"sub", "manifest.json"}
+    manifest = json.loads((directory / "manifest.json").read_bytes())
+    assert own == set(manifest["files"]), "stale files of its own format were removed"
+    assert sorted(BM25Index.load(directory).ids) == ["a", "b"]
