@@ -62,7 +62,7 @@ sys.path.insert(0, sys.argv[1])
 from helpers import HashEmbeddings
 from langchain_core.documents import Document
 from langchain_hybrid import HybridRetriever
-from langchain_hybrid.bm25 import Tokenizer
+from langchain_hybrid._tokenize import Tokenizer
 
 Tokenizer()("warm up the stopword list and the stemmer")
 WORDS = [f"w{i}" for i in range(300)]
