@@ -29,7 +29,11 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
-from langchain_tests.integration_tests import VectorStoreIntegrationTests
+from langchain_tests.integration_tests import (
+    EmbeddingsIntegrationTests,
+    VectorStoreIntegrationTests,
+)
+from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_hybrid.cache import (
     CachedEmbeddings,
@@ -1315,3 +1319,28 @@ def test_scalar_keys_cover_only_scalar_calls() -> None:
     assert _scalar_key("m", {"query": "a\x1fk=int:4"}, 0) != _scalar_key(
         "m", {"query": "a", "k": 4}, 0
     )
+
+
+# ------------------------------------------------------------ LangChain's standard suites
+class TestCachedEmbeddingsStandardUnit(EmbeddingsUnitTests):
+    """langchain-tests' unit suite for the query-embedding cache."""
+
+    @property
+    def embeddings_class(self) -> type[CachedEmbeddings]:
+        return CachedEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, object]:
+        return {"inner": HashEmbeddings(), "max_entries": 100}
+
+
+class TestCachedEmbeddingsStandardIntegration(EmbeddingsIntegrationTests):
+    """langchain-tests' integration suite: sync and async, query and documents, cached."""
+
+    @property
+    def embeddings_class(self) -> type[CachedEmbeddings]:
+        return CachedEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, object]:
+        return {"inner": HashEmbeddings(), "max_entries": 100}

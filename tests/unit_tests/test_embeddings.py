@@ -15,6 +15,8 @@ import onnxruntime as ort
 import pytest
 from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
 from helpers import report
+from langchain_tests.integration_tests import EmbeddingsIntegrationTests
+from langchain_tests.unit_tests import EmbeddingsUnitTests
 from pydantic import ValidationError
 
 from langchain_hybrid.embeddings import (
@@ -424,3 +426,37 @@ def test_speed_report(embeddings: MiniLMEmbeddings) -> None:
         f"p50 {statistics.median(latencies) * 1000:.2f} ms, "
         f"max {max(latencies) * 1000:.2f} ms over {len(queries)} queries"
     )
+
+
+# ------------------------------------------------------------ LangChain's standard suites
+def _standard_model_dir() -> Path:
+    """The model files as the ``model_dir`` fixture finds them (a property cannot take one)."""
+    configured = os.environ.get(MODEL_DIR_ENV_VAR)
+    return Path(configured) if configured else SHARED_MODEL
+
+
+SHARED_MODEL = Path(__file__).resolve().parents[3] / "shared/models/all-MiniLM-L6-v2/onnx"
+
+
+class TestMiniLMStandardUnit(EmbeddingsUnitTests):
+    """langchain-tests' unit suite: construction from parameters (nothing loaded yet)."""
+
+    @property
+    def embeddings_class(self) -> type[MiniLMEmbeddings]:
+        return MiniLMEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, object]:
+        return {"model_dir": _standard_model_dir(), "batch_size": 8}
+
+
+class TestMiniLMStandardIntegration(EmbeddingsIntegrationTests):
+    """langchain-tests' integration suite on the real model: sync and async, query and docs."""
+
+    @property
+    def embeddings_class(self) -> type[MiniLMEmbeddings]:
+        return MiniLMEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, object]:
+        return {"model_dir": _standard_model_dir(), "batch_size": 8}
