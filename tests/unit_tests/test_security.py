@@ -427,3 +427,22 @@ def test_a_save_removes_only_its_own_files(tmp_path: Path) -> None:
     manifest = json.loads((directory / "manifest.json").read_bytes())
     assert own == set(manifest["files"]), "stale files of its own format were removed"
     assert sorted(BM25Index.load(directory).ids) == ["a", "b"]
+
+
+# ---------------------------------------------------------------------- network
+def test_the_tests_cannot_reach_the_network() -> None:
+    """pytest-socket (pyproject addopts) lets tests connect to loopback servers only.
+
+    127.0.0.2 is loopback too (nothing leaves the machine) but not in the allowed list, so the
+    guard refuses it before any packet is sent: a download would fail just as loudly.
+    """
+    import socket  # noqa: PLC0415
+
+    from pytest_socket import SocketConnectBlockedError  # noqa: PLC0415
+
+    with (
+        pytest.warns(UserWarning, match=r"127\.0\.0\.2"),
+        pytest.raises(SocketConnectBlockedError),
+        socket.create_connection(("127.0.0.2", 9), 1),
+    ):
+        pass
