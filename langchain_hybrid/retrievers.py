@@ -26,7 +26,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.retrievers import BaseRetriever
+from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -46,6 +46,7 @@ from langchain_hybrid.config import (
     load_config,
     make_embedding,
 )
+from langchain_hybrid.embeddings import MiniLMEmbeddings
 from langchain_hybrid.errors import (
     AllLegsFailedError,
     BatchWriteError,
@@ -734,6 +735,21 @@ class HybridRetriever(BaseRetriever):
             finally:
                 self._deferred -= 1
                 self._save_bm25()
+
+    # ------------------------------------------------------------------ tracing
+    def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
+        """LangSmith trace metadata: this retriever, Chroma, and the embedding model."""
+        params = super()._get_ls_params(**kwargs)
+        model = self.embedding
+        while isinstance(model, CachedEmbeddings):  # name the model, not the cache around it
+            model = model.inner
+        params["ls_vector_store_provider"] = "chroma"
+        params["ls_embedding_provider"] = type(model).__name__
+        name = getattr(model, "model_name", None) or getattr(model, "model", None)
+        if isinstance(model, MiniLMEmbeddings):
+            name = "all-MiniLM-L6-v2"
+        params["ls_embedding_model"] = name if isinstance(name, str) else None
+        return params
 
     # ------------------------------------------------------------------ search
     def _hot(self) -> dict[str, Any]:

@@ -30,10 +30,13 @@ from langchain_hybrid import (
     InvalidQueryError,
     TokenizerConfig,
 )
+from langchain_hybrid.cache import CachedEmbeddings
 from langchain_hybrid.config import CacheSettings
+from langchain_hybrid.embeddings import MiniLMEmbeddings
 from langchain_hybrid.fusion import dbsf, relative_score, rrf, zscore
 from langchain_hybrid.locking import release_writer_lock
 from langchain_hybrid.retrievers import default_bm25_path
+from langchain_hybrid.stores import StoreConfig
 
 CORPUS = [
     ("net-1", "The NX-220 router shows error E-4471 when its firmware is outdated", "faq", 2024),
@@ -839,3 +842,30 @@ def test_result_cache_byte_budget(collection_name: str) -> None:
     assert 0 < retriever.cache.stats()["entries"] < 6  # evicted to stay within the budget
     retriever.invoke("coffee grind", k=12)  # an answer larger than the whole budget
     assert "coffee grind" not in [k.rsplit("\x1f", 1)[-1] for k in retriever.cache._data]
+
+
+# ---------------------------------------------------------------------- tracing
+class _StartMetadata(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.metadata: dict[str, Any] = {}
+
+    def on_retriever_start(self, serialized: Any, query: str, **kwargs: Any) -> None:
+        if kwargs.get("parent_run_id") is None:  # the retriever's own run, not a leg's
+            self.metadata = dict(kwargs.get("metadata") or {})
+
+
+def test_langsmith_trace_names_the_retriever_store_and_model(collection_name: str) -> None:
+    retriever = HybridRetriever.from_texts(
+        ["red apples", "green pears"],
+        embedding=HashEmbeddings(),
+        store_config=StoreConfig(mode="ephemeral", collection=collection_name),
+    )
+    seen = _StartMetadata()
+    retriever.invoke("apples", config={"callbacks": [seen]})
+    assert seen.metadata["ls_retriever_name"] == "hybrid"
+    assert seen.metadata["ls_vector_store_provider"] == "chroma"
+    assert seen.metadata["ls_embedding_provider"] == "HashEmbeddings", "the cache is unwrapped"
+    minilm = retriever.model_copy(update={"embedding": CachedEmbeddings(MiniLMEmbeddings())})
+    params = minilm._get_ls_params()
+    assert params["ls_embedding_provider"] == "MiniLMEmbeddings"
+    assert params["ls_embedding_model"] == "all-MiniLM-L6-v2"
