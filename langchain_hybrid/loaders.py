@@ -123,6 +123,32 @@ def chunk_id(source: str, number: int, text: str) -> str:
     return f"{source}#{number}:{digest}"
 
 
+def document_ids(documents: Sequence[Document]) -> list[str]:
+    """Each document's id: ``Document.id`` when set, else a deterministic id.
+
+    The deterministic id is the first 32 hex digits of the SHA-256 of the document's
+    ``metadata["source"]`` (as text; empty without one), its position and its text. The position
+    counts the earlier documents of the same call with the same source and the same text (0 for
+    the first), so repeated chunks of one source get distinct ids, and adding a document or
+    reordering the others never changes an id. Adding the same documents again therefore
+    replaces them instead of adding copies. Metadata other than ``source`` is not part of the
+    id: a document added again with changed metadata replaces the old one.
+    """
+    seen: dict[tuple[str, str], int] = {}
+    ids: list[str] = []
+    for doc in documents:
+        if doc.id:
+            ids.append(doc.id)
+            continue
+        source = (doc.metadata or {}).get("source")
+        key = ("" if source is None else str(source), doc.page_content)
+        position = seen.get(key, 0)
+        seen[key] = position + 1
+        payload = json.dumps([key[0], position, key[1]], ensure_ascii=False)
+        ids.append(hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32])
+    return ids
+
+
 def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 

@@ -14,7 +14,6 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,6 +64,7 @@ from langchain_hybrid.filters import (
     validate_metadata,
 )
 from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights, fuse
+from langchain_hybrid.loaders import document_ids
 from langchain_hybrid.locking import (
     acquire_writer_lock,
     holds_writer_lock,
@@ -388,6 +388,8 @@ class HybridRetriever(BaseRetriever):
         """
         settings = load_config(config)
         fields = {**settings.retriever_fields(), **kwargs}
+        cache = fields.pop("cache", settings.cache)  # the same arguments as from_store
+        bm25_params = fields.pop("bm25_params", None) or settings.bm25.params()
         cls.check_fields(fields)
         bm25_path = fields.pop("bm25_path", None) or settings.bm25_path()
         if bm25_path is not None:
@@ -398,8 +400,8 @@ class HybridRetriever(BaseRetriever):
             ChromaStore(settings.store, create_if_missing=create_if_missing),
             embedding,
             bm25_path=bm25_path,
-            bm25_params=settings.bm25.params(),
-            cache=settings.cache,
+            bm25_params=bm25_params,
+            cache=cache,
             **fields,
         )
 
@@ -542,7 +544,7 @@ class HybridRetriever(BaseRetriever):
             msg = "add_documents takes a sequence of langchain_core Document objects"
             raise InvalidDocumentsError(msg)
         if ids is None:
-            ids = [d.id or str(uuid.uuid4()) for d in docs]
+            ids = document_ids(docs)
         elif not _is_sequence(ids):
             msg = f"ids must be a sequence of strings, got {type(ids).__name__}"
             raise InvalidDocumentsError(msg)
