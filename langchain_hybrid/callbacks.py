@@ -35,8 +35,11 @@ Usage:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -78,6 +81,11 @@ CheckStatus = Literal["healthy", "degraded", "unhealthy", "skipped"]
 _SEVERITY: dict[str, int] = {"skipped": -1, "healthy": 0, "degraded": 1, "unhealthy": 2}
 _STATUS_BY_SEVERITY: tuple[Status, Status, Status] = ("healthy", "degraded", "unhealthy")
 _QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+)  # fmt: skip
+"""Upper bounds of the latency histogram's buckets: 0.1 ms (a cached answer) to 10 s."""
 _ERROR_TEXT = 300
 _PROMETHEUS_HINT = "pip install 'langchain-hybrid[prometheus]'"
 _OTEL_HINT = "pip install 'langchain-hybrid[otel]'"
@@ -112,6 +120,7 @@ class _Series:
     """Totals since start (or reset) and the window of recent records of one retriever/leg."""
 
     __slots__ = (
+        "buckets",
         "cache_hits",
         "cache_misses",
         "count",
@@ -130,7 +139,14 @@ class _Series:
         self.cache_hits = 0
         self.cache_misses = 0
         self.latency_sum = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS_SECONDS) + 1)  # per bucket; the last is +Inf
         self.window: deque[_Record] = deque(maxlen=window)
+
+    def record(self, latency: float) -> None:
+        """Count one run's latency in the totals and its histogram bucket."""
+        self.count += 1
+        self.latency_sum += latency
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_SECONDS, latency)] += 1
 
 
 def _quantile(ordered: Sequence[float], q: float) -> float:
@@ -400,8 +416,7 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
                     series = self._series[key] = _Series(self.window)
                 latency = ended - run.started
                 degraded = key[1] == ALL and (marked is not None or run.leg_failed)
-                series.count += 1
-                series.latency_sum += latency
+                series.record(latency)
                 if not n_documents:
                     series.empty += 1
                 if degraded:
@@ -434,9 +449,8 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
                 if series is None:
                     series = self._series[key] = _Series(self.window)
                 latency = ended - run.started
-                series.count += 1
+                series.record(latency)
                 series.errors += 1
-                series.latency_sum += latency
                 series.window.append((ended, latency, -1, False))
                 if run.parent is not None:
                     parent = self._in_flight.get(run.parent)
@@ -555,6 +569,9 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
             series is ``count``, ``errors``, ``empty``, ``degraded`` (totals), ``error_rate``,
             ``empty_rate``, ``degraded_rate``, ``documents_mean``, ``latency_ms`` (p50, p95,
             p99, max, mean) and ``window_size`` (over the window), ``latency_sum_ms`` (total),
+            ``latency_histogram`` (``le_seconds``: the finite bucket bounds; ``cumulative``: runs
+            at or below each bound, since start, and last all runs (``+Inf``): the Prometheus
+            histogram),
             ``cache`` (``hits``, ``misses``, ``hit_rate``) and ``legs`` (the same per leg,
             without ``degraded``, ``cache`` and ``legs``).
         """
@@ -565,6 +582,7 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
                     (s.count, s.errors, s.empty, s.degraded, s.cache_hits, s.cache_misses),
                     s.latency_sum,
                     list(s.window),
+                    list(itertools.accumulate(s.buckets)),
                 )
                 for key, s in self._series.items()
             ]
@@ -572,7 +590,9 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
             overflow = self._overflow
         retrievers: dict[str, dict[str, Any]] = {}
         legs: list[tuple[str, str, dict[str, Any]]] = []
-        for (retriever, leg), totals, latency_sum, records in sorted(copied, key=lambda c: c[0]):
+        for (retriever, leg), totals, latency_sum, records, cumulative in sorted(
+            copied, key=lambda c: c[0]
+        ):
             count, errors, empty, degraded, hits, misses = totals
             stats = window_stats(records)
             series: dict[str, Any] = {
@@ -584,6 +604,10 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
                 "documents_mean": stats["documents_mean"],
                 "latency_ms": stats["latency_ms"],
                 "latency_sum_ms": latency_sum * 1e3,
+                "latency_histogram": {
+                    "le_seconds": list(LATENCY_BUCKETS_SECONDS),
+                    "cumulative": cumulative,
+                },
                 "window_size": stats["size"],
             }
             if leg == ALL:
@@ -1211,8 +1235,10 @@ class PrometheusExporter:
     * counters ``_retrievals_total``, ``_retrieval_errors_total``, ``_empty_results_total``
       {retriever, leg}; ``_degraded_results_total``, ``_cache_hits_total``,
       ``_cache_misses_total`` {retriever};
-    * summary ``_retrieval_latency_seconds`` {retriever, leg, quantile 0.5/0.95/0.99}: ``_count``
-      and ``_sum`` are totals, the quantiles cover the handler's window; gauges
+    * histogram ``_retrieval_latency_seconds`` {retriever, leg, le}: cumulative buckets from
+      0.1 ms to 10 s (:data:`LATENCY_BUCKETS_SECONDS`), ``_count`` and ``_sum``, all totals since
+      start, so they sum across processes and any quantile is computed server-side
+      (``histogram_quantile(0.95, sum by (le) (rate(..._bucket[5m])))``); gauges
       ``_retrieval_latency_max_seconds`` and ``_documents_returned_mean`` (window);
     * gauge ``_in_flight_retrievals``;
     * with a monitor: gauges ``_health_status`` (0 healthy, 1 degraded, 2 unhealthy) and
@@ -1268,10 +1294,10 @@ class PrometheusExporter:
         misses = core.CounterMetricFamily(
             f"{ns}_cache_misses", "Retrievals computed on a cache miss.", labels=["retriever"]
         )
-        latency = core.Metric(
+        latency = core.HistogramMetricFamily(
             f"{ns}_retrieval_latency_seconds",
-            "Retriever run latency: count and sum in total, quantiles over the recent window.",
-            "summary",
+            "Retriever run latency (failed runs included), since start.",
+            labels=by_leg,
         )
         latency_max = core.GaugeMetricFamily(
             f"{ns}_retrieval_latency_max_seconds",
@@ -1290,16 +1316,21 @@ class PrometheusExporter:
                 retrievals.add_metric(labels, data["count"])
                 errors.add_metric(labels, data["errors"])
                 empty.add_metric(labels, data["empty"])
-                base = {"retriever": name, "leg": leg}
-                latency.add_sample(latency.name + "_count", base, data["count"])
-                latency.add_sample(latency.name + "_sum", base, data["latency_sum_ms"] / 1e3)
-                quantiles = data["latency_ms"]
-                if quantiles["max"] is not None:
-                    for key, q in _QUANTILES:
-                        latency.add_sample(
-                            latency.name, {**base, "quantile": str(q)}, quantiles[key] / 1e3
+                histogram = data["latency_histogram"]
+                latency.add_metric(
+                    labels,
+                    buckets=[
+                        ("+Inf" if math.isinf(le) else repr(le), count)
+                        for le, count in zip(
+                            [*histogram["le_seconds"], math.inf],
+                            histogram["cumulative"],
+                            strict=True,
                         )
-                    latency_max.add_metric(labels, quantiles["max"] / 1e3)
+                    ],
+                    sum_value=data["latency_sum_ms"] / 1e3,
+                )
+                if data["latency_ms"]["max"] is not None:
+                    latency_max.add_metric(labels, data["latency_ms"]["max"] / 1e3)
                 if data["documents_mean"] is not None:
                     documents.add_metric(labels, data["documents_mean"])
             degraded.add_metric([name], series["degraded"])

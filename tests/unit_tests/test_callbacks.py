@@ -42,6 +42,7 @@ from langchain_hybrid import (
     cli,
 )
 from langchain_hybrid.callbacks import (
+    LATENCY_BUCKETS_SECONDS,
     MAX_LEGS,
     OTHER,
     HealthCheck,
@@ -721,20 +722,20 @@ def test_serve_metrics_exposes_the_snapshot(retriever: HybridRetriever) -> None:
         assert sample(scraped[f"{ns}_empty_results"], "_total", **labels) == leg_snap["empty"]
         latency = scraped[f"{ns}_retrieval_latency_seconds"]
         assert sample(latency, "_count", **labels) == leg_snap["count"]
-        assert sample(latency, quantile="0.95", **labels) == pytest.approx(
-            leg_snap["latency_ms"]["p95"] / 1e3
-        )
+        assert sample(latency, "_bucket", le="+Inf", **labels) == leg_snap["count"]
     assert sample(scraped[f"{ns}_retrieval_errors"], "_total", **everything) == 0
     assert sample(scraped[f"{ns}_empty_results"], "_total", **everything) == 1
     assert sample(scraped[f"{ns}_cache_hits"], "_total", retriever=HYBRID) == 1
     assert sample(scraped[f"{ns}_cache_misses"], "_total", retriever=HYBRID) == 4
     assert sample(scraped[f"{ns}_degraded_results"], "_total", retriever=HYBRID) == 0
     latency = scraped[f"{ns}_retrieval_latency_seconds"]
-    assert latency.type == "summary"
-    for key, q in (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99")):
-        assert sample(latency, quantile=q, **everything) == pytest.approx(
-            snap["latency_ms"][key] / 1e3
-        )
+    assert latency.type == "histogram"  # sums across processes, unlike client-side quantiles
+    latencies = [record[1] for record in metrics.window_records(HYBRID)]
+    assert len(latencies) == 5
+    for le in LATENCY_BUCKETS_SECONDS:
+        below = sum(1 for seconds in latencies if seconds <= le)
+        assert sample(latency, "_bucket", le=str(le), **everything) == below, le
+    assert sample(latency, "_bucket", le="+Inf", **everything) == 5
     assert sample(latency, "_sum", **everything) == pytest.approx(snap["latency_sum_ms"] / 1e3)
     assert sample(scraped[f"{ns}_retrieval_latency_max_seconds"], **everything) == pytest.approx(
         snap["latency_ms"]["max"] / 1e3
