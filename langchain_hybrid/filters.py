@@ -10,23 +10,36 @@ Grammar (Chroma's)::
     op       := $eq $ne $gt $gte $lt $lte $in $nin $contains $not_contains
     scalar   := str | int | float | bool
 
-Semantics, checked against Chroma 1.5 by ``tests/unit_tests/test_filters.py``:
+Semantics: Chroma's, as measured on Chroma 1.5.9 and checked differentially against a real
+Chroma by ``tests/unit_tests/test_filters_differential.py`` (thousands of random filters over
+metadata mixing every type; the same test is the alarm if a newer Chroma changes them):
 
 * a filter dict has exactly one key; ``$and``/``$or`` take a list of at least two filters;
-* numbers compare by value (``1 == 1.0``); booleans are not numbers (``True != 1``);
+* types are ``str``, ``int``, ``float`` and ``bool``; booleans are not numbers (``True != 1``)
+  and strings compare by exact code points (no normalisation, no substrings);
+* an int operand against a float field compares as a float (``float(operand)``, so
+  ``2**53 + 1`` equals the float ``2**53``); a float operand against an int field compares
+  with the operand *truncated towards zero* and saturated to 64 bits: ``{"n": 1.5}`` matches
+  ``n=1`` and ``n=1.5``, ``{"n": {"$lt": 1.5}}`` does not match ``n=1``, ``{"n": -0.5}``
+  matches ``n=0`` (Chroma's quirk, matched here so both legs agree);
 * ``$gt $gte $lt $lte`` take an int or float operand and match numeric values only;
-* ``$in``/``$nin`` take a non-empty list of one scalar type;
-* ``$ne`` and ``$nin`` also match documents that lack the key;
-* ``$contains``/``$not_contains`` test membership in a list-valued metadata field.
+* ``$in``/``$nin`` take a non-empty list of values of *one* type: ``[1, 2.5]`` (int and float)
+  is rejected, as Chroma rejects it; write ``[1.0, 2.5]``;
+* ``$contains``/``$not_contains`` test membership in a list-valued field, type-strictly: ``1``
+  is not in ``[1.0]`` and ``1.0`` is not in ``[1]``;
+* ``$ne``, ``$nin`` and ``$not_contains`` are the exact complements of ``$eq``, ``$in`` and
+  ``$contains``: they also match documents that lack the key or hold another type.
 
-Chroma 1.5 compares an int field with a float operand after truncating the operand
-(``{"n": 1.5}`` matches ``n=1``); this module compares exactly.
+Rejected here although Chroma accepts them (each would match nothing, or something surprising,
+in Chroma): empty keys and keys starting with ``#`` or ``chroma:`` (Chroma stores the document
+text under ``chroma:document``), ints outside 64 bits (Chroma converts some to floats), and
+filters nested deeper than :data:`MAX_DEPTH`. Everything Chroma rejects is rejected here, with
+an :class:`~langchain_hybrid.errors.InvalidFilterError` naming the operand.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -79,11 +92,27 @@ def _is_scalar(value: object) -> bool:
 
 
 def _scalar_kind(value: Scalar) -> str:
+    """The comparison family of a value: ``bool``, ``num`` (int or float) or ``str``."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
         return "num"
     return "str"
+
+
+def _exact_type(value: Scalar) -> str:
+    """The stored type of a value, as Chroma keeps it: ``bool``, ``int``, ``float`` or ``str``."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    return "str"
+
+
+RESERVED_KEY_PREFIXES = ("$", "#", "chroma:")
+"""Metadata and filter keys may not start with these (Chroma's operators and internal keys)."""
 
 
 def _bad(msg: str) -> InvalidFilterError:
@@ -134,6 +163,15 @@ def is_utf8(text: str) -> bool:
     return True
 
 
+def _check_key(key: object, path: str) -> None:
+    if not isinstance(key, str) or not key or not is_utf8(key):
+        msg = f"{path} has an empty or non-string key: {key!r}"
+        raise _bad(msg)
+    if key.startswith(RESERVED_KEY_PREFIXES[1:]):
+        msg = f"{path} filters on the reserved key {key!r} (keys starting with # or chroma:)"
+        raise _bad(msg)
+
+
 def _parse(where: object, path: str) -> Node:
     if path.count(".") > MAX_DEPTH:
         msg = f"filter nested deeper than {MAX_DEPTH} levels"
@@ -148,9 +186,7 @@ def _parse(where: object, path: str) -> Node:
         )
         raise _bad(msg)
     ((key, value),) = where.items()
-    if not isinstance(key, str) or not key:
-        msg = f"{path} has an empty or non-string key: {key!r}"
-        raise _bad(msg)
+    _check_key(key, path)
     if key.startswith("$"):
         if key not in LOGICAL_OPS:
             msg = f"unknown logical operator {key!r} in {path}; use $and or $or"
@@ -181,8 +217,11 @@ def _condition(key: str, op: object, operand: object) -> Condition:
         if not all(_is_scalar(v) for v in operand):
             msg = f"{op} on {key!r} accepts str, int, finite float or bool values: {operand!r}"
             raise _bad(msg)
-        if len({_scalar_kind(v) for v in operand}) != 1:
-            msg = f"{op} on {key!r} needs values of one type, got {operand!r}"
+        if len({_exact_type(v) for v in operand}) != 1:
+            msg = (
+                f"{op} on {key!r} needs values of one type (int and float do not mix: "
+                f"write 1.0, not 1, beside 2.5), got {operand!r}"
+            )
             raise _bad(msg)
         return Condition(key, str(op), tuple(operand))
     if not _is_scalar(operand):
@@ -198,9 +237,11 @@ def _condition(key: str, op: object, operand: object) -> Condition:
 class MetadataColumns:
     """Metadata of every slot of an index, stored by key and type for vectorised filtering.
 
-    Each key has up to three typed columns (numbers as float64 with NaN for absent, booleans as
-    int8 with -1 for absent, strings as int32 codes with -1 for absent) plus a sparse map for
-    list values. Slots are appended and never reused; deleted slots are masked by the caller.
+    Each key has up to four typed columns (ints as int64 with a presence mask, floats as float64
+    with NaN for absent, booleans as int8 with -1 for absent, strings as int32 codes with -1 for
+    absent) plus a sparse map for list values. Ints and floats are kept apart because Chroma
+    compares them differently (see the module docstring). Slots are appended and never reused;
+    deleted slots are masked by the caller.
     """
 
     __slots__ = ("_capacity", "_columns", "_size")
@@ -263,110 +304,106 @@ class MetadataColumns:
 
 
 _NEGATED = {"$ne": "$eq", "$nin": "$in", "$not_contains": "$contains"}
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def truncate_to_int64(value: float) -> int:
+    """A float operand as Chroma compares it with an int field: truncated, saturated to 64 bits.
+
+    Chroma (1.5) casts the operand like Rust's ``f as i64``: towards zero, clamped to the int64
+    range (``1.5 -> 1``, ``-0.5 -> 0``, ``1e20 -> 2**63 - 1``). Only finite floats reach here.
+    """
+    if value >= 2.0**63:
+        return _I64_MAX
+    if value < -(2.0**63):
+        return _I64_MIN
+    return int(value)
 
 
 class _Column:
     """Typed columns for one metadata key."""
 
-    __slots__ = ("big", "bools", "codes", "lists", "nums", "vocab")
+    __slots__ = ("bools", "codes", "floats", "has_int", "ints", "lists", "vocab")
 
     def __init__(self, capacity: int) -> None:
-        self.nums = np.full(capacity, np.nan)
-        self.big: dict[int, int] = {}  # ints beyond float64's exact range, compared exactly
+        self.ints = np.zeros(capacity, dtype=np.int64)
+        self.has_int = np.zeros(capacity, dtype=bool)
+        self.floats = np.full(capacity, np.nan)
         self.bools = np.full(capacity, -1, dtype=np.int8)
         self.codes = np.full(capacity, -1, dtype=np.int32)
         self.vocab: dict[str, int] = {}
+        # list values as (exact type, value) pairs: membership is type-strict, like Chroma's
         self.lists: dict[int, frozenset[tuple[str, Scalar]]] = {}
 
     def grow(self, capacity: int) -> None:
-        n = len(self.nums)
-        self.nums = np.concatenate([self.nums, np.full(capacity - n, np.nan)])
-        self.bools = np.concatenate([self.bools, np.full(capacity - n, -1, dtype=np.int8)])
-        self.codes = np.concatenate([self.codes, np.full(capacity - n, -1, dtype=np.int32)])
+        extra = capacity - len(self.floats)
+        self.ints = np.concatenate([self.ints, np.zeros(extra, dtype=np.int64)])
+        self.has_int = np.concatenate([self.has_int, np.zeros(extra, dtype=bool)])
+        self.floats = np.concatenate([self.floats, np.full(extra, np.nan)])
+        self.bools = np.concatenate([self.bools, np.full(extra, -1, dtype=np.int8)])
+        self.codes = np.concatenate([self.codes, np.full(extra, -1, dtype=np.int32)])
 
     def take(self, slots: npt.NDArray[np.int64]) -> _Column:
         out = _Column(0)
-        out.nums, out.bools, out.codes = self.nums[slots], self.bools[slots], self.codes[slots]
+        out.ints, out.has_int = self.ints[slots], self.has_int[slots]
+        out.floats, out.bools, out.codes = self.floats[slots], self.bools[slots], self.codes[slots]
         out.vocab = self.vocab
         position = {int(old): new for new, old in enumerate(slots)}
         out.lists = {position[s]: v for s, v in self.lists.items() if s in position}
-        out.big = {position[s]: v for s, v in self.big.items() if s in position}
         return out
 
     def set(self, slot: int, value: object) -> None:
         if isinstance(value, bool):
             self.bools[slot] = int(value)
-        elif isinstance(value, int) and abs(value) > _EXACT_INT:
-            self.big[slot] = value
-        elif isinstance(value, (int, float)):
-            self.nums[slot] = float(value)
+        elif isinstance(value, int):
+            self.ints[slot] = value
+            self.has_int[slot] = True
+        elif isinstance(value, float):
+            self.floats[slot] = value
         elif isinstance(value, str):
             self.codes[slot] = self.vocab.setdefault(value, len(self.vocab))
         elif isinstance(value, (list, tuple)):
-            self.lists[slot] = frozenset((_scalar_kind(v), v) for v in value)
+            self.lists[slot] = frozenset((_exact_type(v), v) for v in value)
 
     def match(self, node: Condition, size: int) -> BoolArray:
         op = _NEGATED.get(node.op, node.op)
         if op == "$contains":
             return self._contains(node.value, size)
         values = node.value if isinstance(node.value, tuple) else (node.value,)
-        kind = _scalar_kind(values[0])
-        if kind == "num" and (self.big or any(_is_big(v) for v in values)):
-            return self._match_exact(op, values, size)
-        if kind == "num":
-            nums = self.nums[:size]
-            operands = np.array([float(v) for v in values])
-            with np.errstate(invalid="ignore"):
-                if op in {"$eq", "$in"}:
-                    return np.isin(nums, operands)
-                ordered: BoolArray = _ORDER[op](nums, operands[0])
-                return ordered
+        kind = _exact_type(values[0])
         if kind == "bool":
             return np.isin(self.bools[:size], [int(v) for v in values])
-        codes = [self.vocab[v] for v in values if isinstance(v, str) and v in self.vocab]
-        return np.isin(self.codes[:size], codes)
+        if kind == "str":
+            codes = [self.vocab[v] for v in values if isinstance(v, str) and v in self.vocab]
+            return np.isin(self.codes[:size], codes)
+        # numbers: an int operand meets float fields as a float; a float operand meets int
+        # fields truncated (Chroma's casts, see the module docstring)
+        if kind == "int":
+            as_ints = np.array([int(v) for v in values], dtype=np.int64)
+        else:
+            as_ints = np.array([truncate_to_int64(float(v)) for v in values], dtype=np.int64)
+        as_floats = np.array([float(v) for v in values])
+        ints, has_int, floats = self.ints[:size], self.has_int[:size], self.floats[:size]
+        with np.errstate(invalid="ignore"):
+            if op in {"$eq", "$in"}:
+                return (has_int & np.isin(ints, as_ints)) | np.isin(floats, as_floats)
+            compare = _ORDER[op]
+            int_mask: BoolArray = has_int & compare(ints, as_ints[0])
+            float_mask: BoolArray = compare(floats, as_floats[0])
+            return int_mask | float_mask
 
     def _contains(self, value: Scalar | tuple[Scalar, ...], size: int) -> BoolArray:
         mask = np.zeros(size, dtype=bool)
         if isinstance(value, tuple):  # pragma: no cover - rejected by the parser
             return mask
-        wanted = (_scalar_kind(value), value)
+        wanted = (_exact_type(value), value)
         for slot, items in self.lists.items():
             if slot < size and wanted in items:
                 mask[slot] = True
         return mask
 
-    def _match_exact(self, op: str, values: tuple[Scalar, ...], size: int) -> BoolArray:
-        """Compare numbers in Python, exactly (ints beyond 2**53 are involved)."""
-        mask = np.zeros(size, dtype=bool)
-        numbers: list[tuple[int, float | int]] = [
-            (int(s), float(self.nums[s])) for s in np.flatnonzero(~np.isnan(self.nums[:size]))
-        ]
-        numbers += [(s, v) for s, v in self.big.items() if s < size]
-        compare = _PY_ORDER.get(op)
-        for slot, number in numbers:
-            if compare is None:
-                mask[slot] = any(number == v for v in values)
-            else:
-                mask[slot] = compare(number, values[0])
-        return mask
 
-
-_EXACT_INT = 2**53
-
-
-def _is_big(value: Scalar) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > _EXACT_INT
-
-
-_PY_ORDER: dict[str, Callable[[Any, Any], bool]] = {
-    "$gt": operator.gt,
-    "$gte": operator.ge,
-    "$lt": operator.lt,
-    "$lte": operator.le,
-}
-
-_ORDER = {
+_ORDER: dict[str, Callable[[Any, Any], BoolArray]] = {
     "$gt": np.greater,
     "$gte": np.greater_equal,
     "$lt": np.less,
@@ -398,10 +435,13 @@ def validate_metadata(metadata: object, where: str) -> dict[str, Any] | None:
         if (
             not isinstance(key, str)
             or not key
-            or key.startswith(("$", "chroma:"))
+            or key.startswith(RESERVED_KEY_PREFIXES)
             or not is_utf8(key)
         ):
-            msg = f"metadata key {key!r} of {where} must be a non-empty string not starting with $"
+            msg = (
+                f"metadata key {key!r} of {where} must be a non-empty string not starting "
+                "with $, # or chroma:"
+            )
             raise InvalidDocumentsError(msg)
         if value is None:
             continue
@@ -412,8 +452,11 @@ def validate_metadata(metadata: object, where: str) -> dict[str, Any] | None:
                     f"finite float or bool values, got {value!r}"
                 )
                 raise InvalidDocumentsError(msg)
-            if len({_scalar_kind(v) for v in value}) != 1:
-                msg = f"metadata {key!r} of {where}: list values must share one type: {value!r}"
+            if len({_exact_type(v) for v in value}) != 1:
+                msg = (
+                    f"metadata {key!r} of {where}: list values must share one type (int and "
+                    f"float do not mix): {value!r}"
+                )
                 raise InvalidDocumentsError(msg)
             out[key] = list(value)
         elif _is_scalar(value):

@@ -4,10 +4,10 @@ The central test (`test_evaluate_equals_chroma`) generates random metadata and r
 filters and checks that our mask selects exactly the ids a real in-process Chroma collection
 returns for ``collection.get(where=...)``.
 
-Known difference, deliberately outside the generated cases: Chroma 1.5 compares an int field
-with a float operand after truncating the operand (``{"n": 1.5}`` matches ``n=1``); we compare
-exactly. Numeric metadata and operands in the comparison test are therefore ints only;
-``test_float_operand_on_int_field_known_difference`` pins both behaviours.
+Its generated metadata changes with every example but holds small ints only; the
+differential test in ``test_filters_differential.py`` crosses every operand type with every
+field type (floats against ints included) over a fixed metadata set, thousands of filters per
+run. ``test_float_operand_on_int_field_truncates_like_chroma`` pins Chroma's quirk by hand.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def our_ids(ids: list[str], metadatas: list[dict[str, Any] | None], where: objec
         ({"n": {"$lt": -2}}, Condition("n", "$lt", -2)),
         ({"n": {"$lte": 0}}, Condition("n", "$lte", 0)),
         ({"c": {"$in": ["a", "b"]}}, Condition("c", "$in", ("a", "b"))),
-        ({"c": {"$nin": [1, 2.5]}}, Condition("c", "$nin", (1, 2.5))),
+        ({"c": {"$nin": [1.0, 2.5]}}, Condition("c", "$nin", (1.0, 2.5))),
         ({"c": {"$in": (True,)}}, Condition("c", "$in", (True,))),
         ({"tags": {"$contains": "x"}}, Condition("tags", "$contains", "x")),
         ({"tags": {"$not_contains": 4}}, Condition("tags", "$not_contains", 4)),
@@ -131,6 +131,12 @@ def test_parse_filter_nothing_to_filter() -> None:
         pytest.param({"a": {"$nin": []}}, id="nin-empty"),
         pytest.param({"a": {"$in": [1, "x"]}}, id="in-mixed-types"),
         pytest.param({"a": {"$in": [True, 1]}}, id="in-bool-and-int"),
+        pytest.param({"a": {"$in": [1, 2.5]}}, id="in-int-and-float"),
+        pytest.param({"a": {"$nin": [2.5, 1]}}, id="nin-float-and-int"),
+        pytest.param({"#document": "x"}, id="hash-key"),
+        pytest.param({"chroma:document": "x"}, id="chroma-key"),
+        pytest.param({"$and": [{"a": 1}, {"#x": 1}]}, id="nested-reserved-key"),
+        pytest.param({"\ud800": 1}, id="surrogate-key"),
         pytest.param({"a": {"$in": "abc"}}, id="in-a-string"),
         pytest.param({"a": {"$in": 1}}, id="in-a-scalar"),
         pytest.param({"a": {"$in": [None]}}, id="in-none"),
@@ -214,16 +220,69 @@ def test_evaluate_after_take_and_append() -> None:
     assert taken.evaluate(node).tolist() == [False, True, False, True]
 
 
-def test_float_operand_on_int_field_known_difference(new_collection: Any) -> None:
-    ids, metas = ["one", "two"], [{"n": 1}, {"n": 2}]
+def test_float_operand_on_int_field_truncates_like_chroma(new_collection: Any) -> None:
+    # Chroma 1.5 compares an int field with a float operand truncated towards zero (and
+    # saturated to 64 bits); the BM25 leg does the same so both legs agree. If this starts
+    # failing, Chroma has changed: update filters.py, its docstring and the README.
+    ids = ["zero", "one", "two", "one.0", "one.5", "max"]
+    metas: list[dict[str, Any] | None] = [
+        {"n": 0},
+        {"n": 1},
+        {"n": 2},
+        {"n": 1.0},
+        {"n": 1.5},
+        {"n": 2**63 - 1},
+    ]
+    new_collection.add(ids=ids, embeddings=[[0.0, 1.0]] * len(ids), metadatas=metas)
+    for where, expected in [
+        ({"n": 1.5}, {"one", "one.5"}),
+        ({"n": {"$lt": 1.5}}, {"zero", "one.0"}),
+        ({"n": {"$gte": 1.5}}, {"one", "two", "one.5", "max"}),
+        ({"n": -0.5}, {"zero"}),
+        ({"n": {"$gt": -0.5}}, {"one", "two", "one.0", "one.5", "max"}),
+        ({"n": {"$in": [0.5, 2.5]}}, {"zero", "two"}),
+        ({"n": {"$ne": 1.5}}, {"zero", "two", "one.0", "max"}),
+        ({"n": {"$lt": 1e20}}, {"zero", "one", "two", "one.0", "one.5"}),  # 1e20 -> 2**63 - 1
+        ({"n": {"$gte": 1e20}}, {"max"}),
+    ]:
+        assert chroma_ids(new_collection, where) == expected, where
+        assert our_ids(ids, metas, where) == expected, where
+
+
+def test_numbers_in_lists_are_type_strict_like_chroma(new_collection: Any) -> None:
+    ids = ["ints", "floats", "bools"]
+    metas: list[dict[str, Any] | None] = [{"t": [1, 2]}, {"t": [1.0, 2.5]}, {"t": [True]}]
+    new_collection.add(ids=ids, embeddings=[[0.0, 1.0]] * len(ids), metadatas=metas)
+    for where, expected in [
+        ({"t": {"$contains": 1}}, {"ints"}),
+        ({"t": {"$contains": 1.0}}, {"floats"}),
+        ({"t": {"$contains": 2}}, {"ints"}),
+        ({"t": {"$contains": True}}, {"bools"}),
+        ({"t": {"$not_contains": 1.0}}, {"ints", "bools"}),
+    ]:
+        assert chroma_ids(new_collection, where) == expected, where
+        assert our_ids(ids, metas, where) == expected, where
+
+
+def test_int_operand_on_float_field_compares_as_float(new_collection: Any) -> None:
+    big = 2**53
+    ids = ["float", "int"]
+    metas: list[dict[str, Any] | None] = [{"n": float(big)}, {"n": big + 1}]
     new_collection.add(ids=ids, embeddings=[[0.0, 1.0]] * 2, metadatas=metas)
-    # we compare exactly ...
-    assert our_ids(ids, metas, {"n": 1.5}) == set()
-    assert our_ids(ids, metas, {"n": {"$lt": 1.5}}) == {"one"}
-    # ... Chroma 1.5 truncates the float operand to 1 on int fields. If this starts failing,
-    # Chroma has changed and the module docstring of filters.py needs updating.
-    assert chroma_ids(new_collection, {"n": 1.5}) == {"one"}
-    assert chroma_ids(new_collection, {"n": {"$lt": 1.5}}) == set()
+    for where, expected in [
+        ({"n": big + 1}, {"float", "int"}),  # float(2**53 + 1) == 2**53
+        ({"n": {"$gte": big + 1}}, {"float", "int"}),
+        ({"n": {"$gt": big}}, {"int"}),
+    ]:
+        assert chroma_ids(new_collection, where) == expected, where
+        assert our_ids(ids, metas, where) == expected, where
+
+
+def test_rejected_filters_name_the_operand() -> None:
+    with pytest.raises(InvalidFilterError, match=r"\[1, 2\.5\]"):
+        parse_filter({"n": {"$in": [1, 2.5]}})
+    with pytest.raises(InvalidFilterError, match="chroma:document"):
+        parse_filter({"chroma:document": "x"})
 
 
 def test_large_ints_compare_exactly_like_chroma(new_collection: Any) -> None:
@@ -350,6 +409,8 @@ def test_evaluate_equals_chroma(chroma_client: chromadb.ClientAPI) -> None:
         pytest.param({"x": ()}, id="empty-tuple"),
         pytest.param({"x": [1, "a"]}, id="mixed-list"),
         pytest.param({"x": [True, 1]}, id="bool-and-int-list"),
+        pytest.param({"x": [1, 2.5]}, id="int-and-float-list"),
+        pytest.param({"#x": 1}, id="hash-key"),
         pytest.param({"x": [1.0, math.nan]}, id="nan-in-list"),
         pytest.param({"x": [None]}, id="none-in-list"),
         pytest.param({"x": [[1]]}, id="nested-list"),
