@@ -64,6 +64,7 @@ from langchain_hybrid.stores import ChromaStore
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
     from prometheus_client.registry import CollectorRegistry
     from typing_extensions import Self
@@ -1473,12 +1474,18 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
     documents name them) and ``retrieval.cache_hit`` when the cache answered the event. A
     failure records the exception and sets the span status to ERROR.
 
-    Without an SDK configured, the API's default tracer provider creates no-op spans; pass
-    ``tracer_provider`` or configure the SDK globally. Composes with
+    Each run's duration also goes into the histogram ``langchain_hybrid.retrieval.duration``
+    (seconds; bucket advice :data:`LATENCY_BUCKETS_SECONDS`; attributes ``retrieval.name``,
+    ``retrieval.leg`` (``all`` for a retrieval) and ``error``), which aggregates across processes
+    like the Prometheus histogram.
+
+    Without an SDK configured, the API's default providers create no-op spans and instruments;
+    pass ``tracer_provider`` / ``meter_provider`` or configure the SDK globally. Composes with
     :class:`RetrievalMetricsHandler` (attach both). Never raises into the chain.
 
     Key init args:
-        tracer_provider: the provider (default: the global one).
+        tracer_provider: the tracer provider (default: the global one).
+        meter_provider: the meter provider of the duration histogram (default: the global one).
         retriever: a :class:`HybridRetriever` whose default ``k``, ``fetch_k`` and ``fusion``
             are recorded on retrieval spans.
         max_in_flight: open spans kept at most; older ones are ended with
@@ -1498,15 +1505,23 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
         *,
         retriever: HybridRetriever | None = None,
         max_in_flight: int = 10_000,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         """Create the handler (see the class docstring for the arguments)."""
         try:
-            from opentelemetry import trace  # noqa: PLC0415
+            from opentelemetry import metrics, trace  # noqa: PLC0415
         except ImportError as e:
             msg = f"OpenTelemetry tracing needs opentelemetry-api: {_OTEL_HINT}"
             raise ConfigError(msg) from e
         self._trace = trace
         self._tracer = trace.get_tracer("langchain_hybrid", tracer_provider=tracer_provider)
+        meter = metrics.get_meter("langchain_hybrid", meter_provider=meter_provider)
+        self._duration = meter.create_histogram(
+            "langchain_hybrid.retrieval.duration",
+            unit="s",
+            description="Retriever run duration (legs and retrievals; failed runs included).",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_SECONDS,
+        )
         self.max_in_flight = _positive("max_in_flight", max_in_flight)
         self._attributes: dict[str, str | int] = {}
         if retriever is not None:
@@ -1516,8 +1531,8 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
                 "retrieval.fusion": retriever.fusion,
             }
         self._lock = threading.Lock()
-        # run id -> (span, parent run id if it is a leg of a traced retrieval, run name)
-        self._spans: OrderedDict[UUID, tuple[Span, UUID | None, str]] = OrderedDict()
+        # run id -> (span, parent run id if it is a leg of a traced retrieval, run name, start)
+        self._spans: OrderedDict[UUID, tuple[Span, UUID | None, str, float]] = OrderedDict()
         self._failed_legs: dict[UUID, list[str]] = {}
 
     def on_retriever_start(
@@ -1553,20 +1568,30 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
                     oldest, entry = self._spans.popitem(last=False)
                     abandoned.append(entry[0])
                     self._failed_legs.pop(oldest, None)
-                self._spans[run_id] = (span, parent_run_id if parent is not None else None, name)
+                leg_of = parent_run_id if parent is not None else None
+                self._spans[run_id] = (span, leg_of, name, time.perf_counter())
             for old in abandoned:
                 old.set_attribute("retrieval.abandoned", value=True)
                 old.end()
         except Exception:  # tracing must never break retrieval
             logger.debug("span not started", exc_info=True)
 
-    def _pop(self, run_id: UUID) -> tuple[Span | None, UUID | None, str, list[str]]:
+    def _pop(self, run_id: UUID, *, error: bool) -> tuple[Span | None, UUID | None, str, list[str]]:
+        """Forget the run and record its duration (retrievals and legs alike)."""
         with self._lock:
             entry = self._spans.pop(run_id, None)
             failed = self._failed_legs.pop(run_id, [])
+            root = None if entry is None or entry[1] is None else self._spans.get(entry[1])
         if entry is None:
             return None, None, "", failed
-        return entry[0], entry[1], entry[2], failed
+        span, parent, name, started = entry
+        attributes: dict[str, str | bool] = {
+            "retrieval.name": name if root is None else root[2],
+            "retrieval.leg": ALL if parent is None else name,
+            "error": error,
+        }
+        self._duration.record(time.perf_counter() - started, attributes)
+        return span, parent, name, failed
 
     def on_retriever_end(
         self,
@@ -1578,7 +1603,7 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
     ) -> None:
         """End the span with the number of documents and whether the answer is degraded."""
         try:
-            span, parent, _, failed = self._pop(run_id)
+            span, parent, _, failed = self._pop(run_id, error=False)
             if span is None:
                 return
             n_documents, marked = _documents_info(documents)
@@ -1602,7 +1627,7 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
     ) -> None:
         """End the span with ERROR status and the exception recorded."""
         try:
-            span, parent, name, _ = self._pop(run_id)
+            span, parent, name, _ = self._pop(run_id, error=True)
             if span is None:
                 return
             if parent is not None:

@@ -28,6 +28,8 @@ from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -856,6 +858,37 @@ def test_otel_error_status_on_failures(
     with pytest.raises(HybridRetrieverError):
         retriever.invoke("router", config=cfg(otel))
     assert by_name(exporter.get_finished_spans())[HYBRID].status.status_code == StatusCode.ERROR
+
+
+def test_otel_duration_histogram_per_leg_and_retrieval(
+    retriever: HybridRetriever, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    reader = InMemoryMetricReader()
+    otel = OTelRetrievalHandler(spans[0], meter_provider=MeterProvider(metric_readers=[reader]))
+    for query in QUERIES[:3]:
+        retriever.invoke(query, config=cfg(otel))
+    break_vector_leg(retriever)
+    retriever.invoke("coffee", config=cfg(otel))
+    data = reader.get_metrics_data()
+    assert data is not None
+    [metric] = [
+        m
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for m in scope.metrics
+        if m.name == "langchain_hybrid.retrieval.duration"
+    ]
+    assert metric.unit == "s"
+    points = {
+        (p.attributes["retrieval.leg"], p.attributes["error"]): p for p in metric.data.data_points
+    }
+    assert points[("all", False)].count == 4
+    assert points[("bm25", False)].count == 4
+    assert points[("vector", False)].count == 3
+    assert points[("vector", True)].count == 1
+    assert {p.attributes["retrieval.name"] for p in points.values()} == {HYBRID}
+    assert list(points[("all", False)].explicit_bounds) == list(LATENCY_BUCKETS_SECONDS)
+    assert sum(points[("all", False)].bucket_counts) == 4
 
 
 async def test_otel_spans_in_async_chains(
