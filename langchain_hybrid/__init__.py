@@ -30,6 +30,7 @@ from langchain_hybrid.errors import (
 )
 from langchain_hybrid.retrievers import HybridRetriever
 from langchain_hybrid.stores import ChromaStore, HNSWConfig, StoreConfig
+from langchain_hybrid.vectorstore import HybridVectorStore
 
 __all__ = [
     "AllLegsFailedError",
@@ -49,6 +50,7 @@ __all__ = [
     "HybridConfig",
     "HybridRetriever",
     "HybridRetrieverError",
+    "HybridVectorStore",
     "IndexCorruptError",
     "IndexNotBuiltError",
     "InvalidDocumentsError",

@@ -21,6 +21,7 @@ EXPECTED = [
     "HybridConfig",
     "HybridRetriever",
     "HybridRetrieverError",
+    "HybridVectorStore",
     "IndexCorruptError",
     "IndexNotBuiltError",
     "InvalidDocumentsError",
