@@ -12,7 +12,7 @@ export LANGCHAIN_HYBRID_MODEL_DIR := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup test lint unit bench demo clean
+.PHONY: setup test lint unit bench demo exact-match clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench: setup
 
 demo: setup
 	$(BIN)/python examples/demo.py
+
+# Exact matches (README "Exact matches"): the planted benchmark over 500 SciFact documents with
+# the real model (floors per identifier shape and script), then Python's language reference.
+exact-match: setup
+	$(BIN)/pytest -q tests/integration_tests/test_exact_match_model.py
+	$(BIN)/python benchmarks/langref_check.py
 
 clean:
 	rm -rf $(VENV) .benchmarks demo-index .pytest_cache .mypy_cache .ruff_cache

@@ -55,6 +55,8 @@ from langchain_hybrid.evaluation import (
     run_evaluation,
     sweep,
 )
+from langchain_hybrid.exact_match import DEFAULT_BASE_SIZE as EXACT_MATCH_BASE_SIZE
+from langchain_hybrid.exact_match import format_report, run_exact_match
 from langchain_hybrid.filters import validate_metadata
 from langchain_hybrid.loaders import (
     SUPPORTED_SUFFIXES,
@@ -817,14 +819,39 @@ def _add_eval(commands: Subcommands) -> None:
     parser.add_argument(
         "--cache-dir", type=Path, help="where evaluation indexes live (~/.cache/langchain-hybrid)"
     )
+    parser.add_argument(
+        "--exact-match",
+        action="store_true",
+        help="also run the exact-match benchmark: identifiers of 14 shapes (error codes, SKUs, "
+        "code names, versions, CVE/KB/ticket ids, addresses, e-mails, URLs, status codes, "
+        "signals) and CJK terms planted in a seeded sample of the collection, asked bare and "
+        "with two words of context; printed after the BEIR table (cells: queries whose "
+        "document ranks 1st / in the top 3 / in the top 5); with --json the file holds "
+        '{"beir": [...], "exact_match": [...]}',
+    )
+    parser.add_argument(
+        "--exact-match-base",
+        type=_positive_int,
+        metavar="N",
+        help=f"collection documents in the exact-match corpus (default: {EXACT_MATCH_BASE_SIZE})",
+    )
     _common_options(parser, suppress=True)
     parser.set_defaults(handler=_run_eval)
 
 
 def _check_eval_args(args: argparse.Namespace) -> None:
     """Reject option combinations that would otherwise be silently ignored."""
+    if args.exact_match_base is not None and not args.exact_match:
+        msg = "--exact-match-base only applies with --exact-match"
+        raise UsageError(msg)
     if not args.sweep:
         return
+    if args.exact_match:
+        msg = (
+            "--exact-match cannot be combined with --sweep (the exact-match benchmark "
+            "measures the configured settings); set the fusion in --config instead"
+        )
+        raise UsageError(msg)
     if args.baseline is not None:
         msg = (
             "--baseline cannot be combined with --sweep (a sweep only tunes the hybrid "
@@ -842,6 +869,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     settings = _settings(args)
     embedding = make_embedding(settings.embedding)
     progress = not _bars_disabled()
+    modes = MODES if args.mode in {None, "all"} else (args.mode,)
     if grid is not None:
         dataset = load_beir(args.dataset, args.split)
         retriever = open_eval_index(
@@ -855,7 +883,6 @@ def _run_eval(args: argparse.Namespace) -> int:
         rows = sweep(retriever, dataset, grid, progress=progress)
         columns: Sequence[str] = ("fusion", "rrf_k", "weights", "fetch_k", *METRICS)
     else:
-        modes = MODES if args.mode in {None, "all"} else (args.mode,)
         rows = run_evaluation(
             args.dataset,
             embedding,
@@ -869,8 +896,29 @@ def _run_eval(args: argparse.Namespace) -> int:
         columns = TABLE_COLUMNS
     _print(f"{args.dataset.name} ({args.split}, {len(rows)} rows)")
     _print(format_table(rows, columns))
+    output: object = rows
+    if args.exact_match:
+        base_size = args.exact_match_base or EXACT_MATCH_BASE_SIZE
+        exact = run_exact_match(
+            args.dataset,
+            embedding,
+            split=args.split,
+            modes=modes,
+            settings=settings,
+            cache_dir=args.cache_dir,
+            base_size=base_size,
+            progress=progress,
+        )
+        planted = next((r for r in exact if r["group"] == "all" and r["kind"] == "bare"), None)
+        _print()
+        _print(
+            f"exact match ({base_size} {args.dataset.name} documents + planted; "
+            f"{planted['n'] if planted else 0} identifiers; cells: top 1/3/5 counts)"
+        )
+        _print(format_report(exact))
+        output = {"beir": rows, "exact_match": exact}
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2, default=list) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(output, indent=2, default=list) + "\n", encoding="utf-8")
     return 0
 
 
