@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -31,10 +32,12 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import yaml
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 from tqdm import tqdm
 
 from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.config import HybridConfig, load_config, make_embedding
+from langchain_hybrid.embeddings import MODEL_DIR_ENV_VAR, chroma_cache_dir
 from langchain_hybrid.errors import (
     ConfigError,
     HybridRetrieverError,
@@ -63,17 +66,23 @@ from langchain_hybrid.loaders import (
     LoadedFile,
     SplitSettings,
     find_files,
+    in_scope,
     load_file,
+    resolved_path,
 )
 from langchain_hybrid.retrievers import HybridRetriever, rebuild_bm25
 from langchain_hybrid.stores import ChromaStore
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001
 
 logger = logging.getLogger(__name__)
 
 PROG = "langchain-hybrid"
+PROGRESS_SECONDS = 10.0
+"""Without a terminal, progress is a line on stderr at the start, the end and this often."""
 Handler = Callable[[argparse.Namespace], int]
 _ANNOTATIONS = ("hybrid_score", "bm25_rank", "bm25_score", "vector_rank", "vector_score")
 _SECRET_WORDS = ("key", "token", "secret", "password", "auth")
@@ -169,11 +178,13 @@ def _open_store(settings: HybridConfig, *, create: bool) -> ChromaStore:
     return ChromaStore(config, create_if_missing=create)
 
 
-def _open_retriever(settings: HybridConfig, *, create: bool) -> HybridRetriever:
+def _open_retriever(
+    settings: HybridConfig, *, create: bool, embedding: Embeddings | None = None
+) -> HybridRetriever:
     """Open the configured retriever (``create``: make the collection if it is missing)."""
     return HybridRetriever.from_store(
         _open_store(settings, create=create),
-        make_embedding(settings.embedding),
+        embedding if embedding is not None else make_embedding(settings.embedding),
         bm25_path=settings.bm25_path(),
         bm25_params=settings.bm25.params(),
         **settings.retriever_fields(),
@@ -182,6 +193,50 @@ def _open_retriever(settings: HybridConfig, *, create: bool) -> HybridRetriever:
 
 def _bars_disabled() -> bool:
     return not sys.stderr.isatty()
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise progress lines on stderr.
+
+    Without a terminal (a log file, CI, a pipe) a bar would print nothing until the end, so a
+    line ``langchain-hybrid: progress: DESC N/TOTAL UNITs (P%)`` is written at the start, at
+    least every :data:`PROGRESS_SECONDS` while work goes on, and at the end (with
+    ``announce=False``, only once the work has taken :data:`PROGRESS_SECONDS`).
+    """
+
+    def __init__(self, total: int, desc: str, unit: str, *, announce: bool = True) -> None:
+        self.total, self.desc, self.unit, self.done = total, desc, unit, 0
+        self._bar = tqdm(total=total, desc=desc, unit=unit) if not _bars_disabled() else None
+        self._next = time.monotonic() + PROGRESS_SECONDS
+        self._lines = announce  # announce=False: lines only once the work has taken a while
+        if self._bar is None and total and announce:
+            self._line()
+
+    def _line(self) -> None:
+        share = self.done / self.total if self.total else 1.0
+        sys.stderr.write(
+            f"{PROG}: progress: {self.desc} {self.done}/{self.total} {self.unit}s ({share:.0%})\n"
+        )
+        sys.stderr.flush()
+
+    def update(self, n: int) -> None:
+        """Count ``n`` more units done."""
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif (self.done >= self.total and self._lines) or time.monotonic() >= self._next:
+            self._next = time.monotonic() + PROGRESS_SECONDS
+            self._lines = True
+            self._line()
+
+    def __enter__(self) -> Self:
+        """Start."""
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Close the bar."""
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _print(text: str = "") -> None:
@@ -197,6 +252,10 @@ _INDEX_EPILOG = f"""\
 formats:
   .txt               split with RecursiveCharacterTextSplitter
   .md, .markdown     cut at '#' headers, then split; metadata header_path ("Title > Setup")
+  .rst               cut at section titles (underlined, optionally overlined), then split;
+                     metadata header_path
+  .html, .htm        tags stripped (scripts, styles and the head dropped), cut at <h1>-<h6>,
+                     then split; the <title> is metadata title and the text's first line
   .jsonl             one object per line: {{"text": ..., "metadata": {{...}}, ...}} (split only
                      when longer than --chunk-size), or a BEIR corpus record
                      {{"_id", "title", "text", "metadata"}}: one document, id = _id, text =
@@ -209,19 +268,29 @@ file at any depth; names starting with '.' are left out). Files named on the com
 always read.
 
 ids and re-indexing:
-  Every chunk has metadata source (the file's path relative to the current directory, or
-  absolute when outside it) and chunk (its number in the file, from 0), and the id
-  <source>#<chunk>:<first 12 hex digits of sha256(chunk text)>; BEIR records keep their _id.
-  Chunks already in the index with the same id, text and metadata are skipped (nothing is
-  embedded or written), so re-indexing unchanged files is a no-op. For every file read, new or
-  changed chunks are written and the file's other chunks in the index are deleted. An edit
-  that changes the number of chunks before a chunk renumbers it, so it is embedded again. Run
-  from the same directory each time: the source, and so the id, depends on it.
+  Every chunk has metadata source (the file's path as shown: relative to the current
+  directory, or absolute when outside it), source_path (the file's resolved absolute path) and
+  chunk (its number in the file, from 0), and the id
+  <source_path>#<chunk>:<first 12 hex digits of sha256(chunk text)>; BEIR records keep their
+  _id. The working directory never changes an id, and two folders with the same layout never
+  share one. Chunks already in the index with the same id, text and metadata (source aside)
+  are skipped (nothing is embedded or written), so re-indexing unchanged files is a no-op. For
+  every file read, new or changed chunks are written and the file's other chunks in the index
+  are deleted. An edit that changes the number of chunks before a chunk renumbers it, so it is
+  embedded again.
+
+mirroring (the default):
+  The index mirrors what was asked for: documents whose file lies under a directory PATH and
+  matches --glob (the same rules as the search), but was not found in this run (deleted,
+  renamed or moved away), are deleted; the summary says how many. --keep-missing keeps them.
+  Documents of other folders, and documents without a source (added through the Python API),
+  are never touched. Documents indexed by version 0.1 (no source_path) are matched by their
+  source, relative to the current directory.
 
 --prune:
-  After indexing, also delete every document whose source is not one of the files found under
-  PATHs in this run (files deleted, renamed or moved since, or outside PATHs or --glob).
-  Documents without a source (added through the Python API) are kept.
+  Wider than mirroring: delete every document whose source is not one of the files found in
+  this run, in any folder (the index then holds exactly this run's files, plus documents
+  without a source).
 """
 
 
@@ -251,10 +320,16 @@ def _add_index(commands: Subcommands) -> None:
         metavar="N",
         help="overlap of neighbouring chunks in characters (default: 150)",
     )
-    parser.add_argument(
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument(
+        "--keep-missing",
+        action="store_true",
+        help="keep documents of files under PATHs that no longer exist (see mirroring below)",
+    )
+    keep.add_argument(
         "--prune",
         action="store_true",
-        help="delete documents of files not found in this run (see below)",
+        help="delete documents of every file not found in this run, in any folder (see below)",
     )
     parser.add_argument(
         "--batch-size",
@@ -276,7 +351,9 @@ class IndexPlan:
     chunks: int = 0
     add: list[Document] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
-    pruned: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    """Documents of files not found in this run (mirroring or ``--prune``)."""
+    missing_files: int = 0
 
     @property
     def unchanged(self) -> int:
@@ -285,7 +362,24 @@ class IndexPlan:
 
 
 def _stored_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (metadata or {}).items() if v is not None}
+    """Metadata as compared on re-indexing: ``source`` is only how the path was shown."""
+    return {k: v for k, v in (metadata or {}).items() if v is not None and k != "source"}
+
+
+def stored_file(metadata: Mapping[str, Any] | None, cwd: Path | None = None) -> str | None:
+    """The resolved path of the file a stored document was read from (``None``: no file).
+
+    ``source_path`` when present; else (documents indexed by version 0.1) ``source``, which was
+    relative to the working directory.
+    """
+    metadata = metadata or {}
+    path = metadata.get("source_path")
+    if isinstance(path, str) and path:
+        return path
+    source = metadata.get("source")
+    if isinstance(source, str) and source:
+        return resolved_path((cwd or Path.cwd()) / source)
+    return None
 
 
 def _unchanged(doc: Document, old: tuple[str, Mapping[str, Any] | None] | None) -> bool:
@@ -299,14 +393,19 @@ def plan_index(
     files: Sequence[LoadedFile],
     existing: Mapping[str, tuple[str, Mapping[str, Any] | None]],
     *,
+    scope: Callable[[str], bool] | None = None,
     prune: bool = False,
+    cwd: Path | None = None,
 ) -> IndexPlan:
     """Compare loaded files with the index; see the ``index`` help for the rules.
 
     Args:
         files: the files of this run (skipped ones included: they protect their chunks).
         existing: every indexed document's ``(text, metadata)`` by id.
-        prune: also delete documents whose source is not among ``files``.
+        scope: mirroring: whether a file (resolved path) is one this run would have found;
+            documents of such files not found are deleted. ``None``: keep them.
+        prune: delete documents of every file not found in this run.
+        cwd: the directory a 0.1 ``source`` is relative to (default: the current one).
 
     Raises:
         InvalidDocumentsError: two chunks of this run have the same id.
@@ -324,18 +423,19 @@ def plan_index(
             plan.chunks += 1
             if not _unchanged(doc, existing.get(doc_id)):
                 plan.add.append(doc)
-    by_source: dict[str, list[str]] = {}
+    read = {f.resolved for f in files if f.skipped is None}
+    found = {f.resolved for f in files}
+    missing: set[str] = set()
     for doc_id, (_, metadata) in existing.items():
-        source = (metadata or {}).get("source")
-        if isinstance(source, str) and doc_id not in owner:
-            by_source.setdefault(source, []).append(doc_id)
-    read = {f.source for f in files if f.skipped is None}
-    found = {f.source for f in files}
-    for source, ids in by_source.items():
-        if source in read:
-            plan.stale.extend(ids)
-        elif prune and source not in found:
-            plan.pruned.extend(ids)
+        path = None if doc_id in owner else stored_file(metadata, cwd)
+        if path is None or (path in found and path not in read):
+            continue  # this run's chunk, not from a file, or a skipped file's
+        if path in read:
+            plan.stale.append(doc_id)
+        elif prune or (scope is not None and scope(path)):
+            plan.missing.append(doc_id)
+            missing.add(path)
+    plan.missing_files = len(missing)
     return plan
 
 
@@ -357,39 +457,55 @@ def _run_index(args: argparse.Namespace) -> int:
             f" matching {args.glob!r}" if args.glob else ""
         )
         raise UsageError(msg)
+    # indexing needs the model: fail before anything is created or written without it
+    embedding = make_embedding(settings.embedding)
+    embedding.embed_query(PROG)
     loaded = []
-    for path in tqdm(paths, desc="loading", unit="file", disable=_bars_disabled()):
-        result = load_file(path, split)
-        if result.skipped:
-            logger.warning("skipping %s: %s", result.source, result.skipped)
-        loaded.append(result)
-    retriever = _open_retriever(settings, create=True)
-    plan = plan_index(loaded, _indexed(retriever.bm25), prune=args.prune)
+    with _Progress(len(paths), "loading", "file", announce=False) as progress:
+        for path in paths:
+            result = load_file(path, split)
+            if result.skipped:
+                logger.warning("skipping %s: %s", result.source, result.skipped)
+            loaded.append(result)
+            progress.update(1)
+    retriever = _open_retriever(settings, create=True, embedding=embedding)
+    folders = [p for p in args.paths if Path(p).is_dir()]
+    plan = plan_index(
+        loaded,
+        _indexed(retriever.bm25),
+        scope=None
+        if args.keep_missing
+        else lambda path: any(in_scope(path, folder, args.glob) for folder in folders),
+        prune=args.prune,
+    )
     logger.info(
-        "%d chunks: %d to write, %d unchanged, %d stale, %d to prune",
+        "%d chunks: %d to write, %d unchanged, %d stale, %d of files not found",
         plan.chunks,
         len(plan.add),
         plan.unchanged,
         len(plan.stale),
-        len(plan.pruned),
+        len(plan.missing),
     )
-    deleted = plan.stale + plan.pruned
+    deleted = plan.stale + plan.missing
     with (
         retriever.deferred_save(),
-        tqdm(
-            total=len(plan.add), desc="embedding+writing", unit="chunk", disable=_bars_disabled()
-        ) as bar,
+        _Progress(len(plan.add), "embedding+writing", "chunk") as progress,
     ):
         for start in range(0, len(plan.add), args.batch_size):
             batch = plan.add[start : start + args.batch_size]
             retriever.add_documents(batch)
-            bar.update(len(batch))
+            progress.update(len(batch))
         if deleted:
             retriever.delete(deleted)
     skipped = f" ({plan.skipped} skipped)" if plan.skipped else ""
+    gone = (
+        f" ({len(plan.missing)} of {plan.missing_files} files no longer found)"
+        if plan.missing
+        else ""
+    )
     _print(
         f"{plan.files} files{skipped}, {plan.chunks} chunks: {len(plan.add)} added, "
-        f"{plan.unchanged} unchanged, {len(deleted)} deleted in "
+        f"{plan.unchanged} unchanged, {len(deleted)} deleted{gone} in "
         f"{time.perf_counter() - started:.2f}s"
     )
     return 0
@@ -536,11 +652,42 @@ def _print_table(rows: Sequence[ResultRow]) -> None:
         )
 
 
+def filter_keys(where: object) -> set[str]:
+    """The metadata keys a filter tests (operators and ``$and``/``$or`` left out)."""
+    if isinstance(where, list):
+        return set().union(*(filter_keys(item) for item in where))
+    if not isinstance(where, Mapping):
+        return set()
+    keys: set[str] = set()
+    for key, value in where.items():
+        if isinstance(key, str) and not key.startswith("$"):
+            keys.add(key)
+        elif key in {"$and", "$or"}:
+            keys |= filter_keys(value)
+    return keys
+
+
+def _warn_unknown_keys(retriever: HybridRetriever, where: Mapping[str, Any]) -> None:
+    """After an empty filtered answer, name the filter keys that no document has (once each)."""
+    wanted = filter_keys(where)
+    known: set[str] = set()
+    for hit in retriever.bm25.get(retriever.bm25.ids):
+        if hit is not None and hit.metadata:
+            known.update(hit.metadata)
+    for key in sorted(wanted - known):
+        shown = ", ".join(sorted(known)[:20]) or "none"
+        logger.warning(
+            "no document has the metadata key %r used in --filter (keys present: %s)", key, shown
+        )
+
+
 def _run_query(args: argparse.Namespace) -> int:
     where = _filter_arg(args.filter)
     settings = _settings(args)
     retriever = _open_retriever(settings, create=False)
     rows = SEARCH_MODES[args.mode](retriever, args.query, args.k or settings.fusion.k, where)
+    if not rows and where:
+        _warn_unknown_keys(retriever, where)
     if args.json:
         _print_json([row._asdict() for row in rows])
     else:
@@ -731,7 +878,9 @@ def _add_config(commands: Subcommands) -> None:
         description=(
             "Print the effective settings (--config file, environment, flags) as YAML. Secrets "
             "are shown as '***': store.token, store.headers values, and embedding.options "
-            "values whose key contains key, token, secret, password or auth."
+            "values whose key contains key, token, secret, password or auth. Without a "
+            "configured embedding.model_dir, the folder the model will be loaded from is shown "
+            "($LANGCHAIN_HYBRID_MODEL_DIR, else Chroma's cache; null if neither has it)."
         ),
     )
     _common_options(show, suppress=True)
@@ -741,7 +890,8 @@ def _add_config(commands: Subcommands) -> None:
         help="check a YAML settings file",
         description=(
             "Check FILE alone (environment variables and flags are not applied). Prints "
-            "'FILE: ok', or the problems with their line numbers and exits with 1."
+            "'FILE: ok', or the problems with their line numbers and exits with 2 (a "
+            "configuration error, as for every command)."
         ),
     )
     validate.add_argument("file", metavar="FILE")
@@ -764,8 +914,21 @@ def masked_settings(settings: HybridConfig) -> dict[str, Any]:
     return data
 
 
+def default_model_dir() -> str | None:
+    """Where the default model is found without a configured ``model_dir`` (no download)."""
+    configured = os.environ.get(MODEL_DIR_ENV_VAR, "").strip()
+    if configured:
+        return configured
+    cache = chroma_cache_dir()
+    return str(cache) if (cache / "model.onnx").is_file() else None
+
+
 def _run_config_show(args: argparse.Namespace) -> int:
-    text = yaml.safe_dump(masked_settings(_settings(args)), sort_keys=False)
+    settings = _settings(args)
+    data = masked_settings(settings)
+    if settings.embedding.provider == "minilm" and settings.embedding.model_dir is None:
+        data["embedding"]["model_dir"] = default_model_dir()  # the folder that will be used
+    text = yaml.safe_dump(data, sort_keys=False)
     sys.stdout.write(text)
     return 0
 
@@ -773,9 +936,9 @@ def _run_config_show(args: argparse.Namespace) -> int:
 def _run_config_validate(args: argparse.Namespace) -> int:
     try:
         load_config(args.file, environ={})
-    except ConfigError as e:  # the file is invalid: the command's answer, not a usage error
+    except ConfigError as e:  # exit 2, as the program's help says of configuration errors
         sys.stderr.write(f"{PROG}: error: {_one_line(e)}\n")
-        return 1
+        return 2
     _print(f"{args.file}: ok")
     return 0
 
@@ -968,6 +1131,8 @@ def _run_health(args: argparse.Namespace) -> int:
     else:
         status = monitor.health_check()
         report = monitor.report(status)
+        # the check runs without a result cache; report what serving processes configure
+        report["config"]["cache"] = settings.cache.enabled
     if args.json:
         _print_json(report)
     else:

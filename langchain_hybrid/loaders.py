@@ -6,6 +6,14 @@ Formats, chosen by file suffix (case-insensitive):
 * ``.md`` / ``.markdown``: cut into sections at ATX headers (``#`` .. ``######``, outside fenced
   code blocks; the text is kept exactly), each section split with the Markdown-aware
   ``RecursiveCharacterTextSplitter``; metadata ``header_path`` is ``"Title > Setup"``.
+* ``.rst``: cut into sections at reStructuredText section titles (a title line underlined, and
+  optionally overlined, with one repeated punctuation character at least as long as the title;
+  levels in order of first use, as docutils assigns them; the text is kept as written), each
+  section split like ``.txt``; metadata ``header_path`` as for Markdown.
+* ``.html`` / ``.htm``: tags stripped (``script``, ``style``, ``template`` and the ``head``
+  except its ``title`` dropped; character references decoded; ``pre`` keeps its whitespace),
+  cut into sections at ``h1`` .. ``h6``, each split like ``.txt``. The ``<title>`` is kept as
+  metadata ``title`` of every chunk and as the first line of the text.
 * ``.jsonl``: one JSON object per line. A line with ``"_id"`` is a BEIR corpus record
   (``{"_id", "title", "text", "metadata"?}``): one document, never split, with id ``_id``,
   text ``title`` and ``text`` joined by a newline (just ``text`` if the title is empty), and
@@ -16,11 +24,17 @@ Formats, chosen by file suffix (case-insensitive):
   (``pip install 'langchain-hybrid[pdf]'``); without it a PDF is skipped with a reason, never
   half-read.
 
-Every chunk gets metadata ``source`` (see :func:`source_name`) and ``chunk`` (its number in the
-file, from 0); these two keys are reserved and win over a record's own fields. Chunks other than
-BEIR records get the stable id ``<source>#<chunk>:<first 12 hex digits of sha256(text)>``, so an
-unchanged file yields the same ids again and a changed chunk a new one. Metadata values Chroma
-cannot store (nested objects, mixed or empty lists) are kept as JSON text; ``None`` is dropped.
+Every chunk gets metadata ``source`` (the path shown to people, see :func:`source_name`),
+``source_path`` (the file's resolved absolute path, see :func:`resolved_path`) and ``chunk`` (its
+number in the file, from 0); these three keys are reserved and win over a record's own fields.
+Chunks other than BEIR records get the stable id
+``<source_path>#<chunk>:<first 12 hex digits of sha256(text)>``: it never depends on the working
+directory, two folders with the same layout never share one, an unchanged file yields the same
+ids again and a changed chunk a new one. Metadata values Chroma cannot store (nested objects,
+mixed or empty lists) are kept as JSON text; ``None`` is dropped.
+
+:func:`document_ids` gives documents added through the Python API without an id a deterministic
+one (see there), so adding the same documents twice replaces them instead of duplicating them.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,12 +59,15 @@ from langchain_hybrid.filters import validate_metadata
 
 logger = logging.getLogger(__name__)
 
-FileFormat = Literal["text", "markdown", "jsonl", "pdf"]
+FileFormat = Literal["text", "markdown", "rst", "html", "jsonl", "pdf"]
 
 SUPPORTED_SUFFIXES: dict[str, FileFormat] = {
     ".txt": "text",
     ".md": "markdown",
     ".markdown": "markdown",
+    ".rst": "rst",
+    ".html": "html",
+    ".htm": "html",
     ".jsonl": "jsonl",
     ".pdf": "pdf",
 }
@@ -57,7 +75,8 @@ SUPPORTED_SUFFIXES: dict[str, FileFormat] = {
 
 _ATX_HEADER = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_RESERVED = ("source", "chunk")
+_RST_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}[ \t]*$")
+_RESERVED = ("source", "source_path", "chunk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +108,17 @@ class SplitSettings:
 
 @dataclass(frozen=True, slots=True)
 class LoadedFile:
-    """The documents read from one file, or why it was skipped."""
+    """The documents read from one file, or why it was skipped.
+
+    ``source`` is the path shown to people (:func:`source_name`), ``resolved`` the file's
+    identity (:func:`resolved_path`).
+    """
 
     path: Path
     source: str
     documents: list[Document] = field(default_factory=list)
     skipped: str | None = None
+    resolved: str = ""
 
 
 def file_format(path: Path) -> FileFormat | None:
@@ -117,10 +141,19 @@ def source_name(path: str | os.PathLike[str], cwd: Path | None = None) -> str:
         return absolute.as_posix()
 
 
-def chunk_id(source: str, number: int, text: str) -> str:
-    """The stable id ``<source>#<number>:<sha256(text)[:12]>`` of a chunk."""
+def resolved_path(path: str | os.PathLike[str]) -> str:
+    """A file's identity: its absolute path with symbolic links resolved, ``/``-separated.
+
+    The same file named from any working directory, or through a link, has one identity; two
+    files in different folders never share one.
+    """
+    return Path(path).resolve().as_posix()
+
+
+def chunk_id(path: str, number: int, text: str) -> str:
+    """The stable id ``<path>#<number>:<sha256(text)[:12]>`` of a chunk of the file ``path``."""
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-    return f"{source}#{number}:{digest}"
+    return f"{path}#{number}:{digest}"
 
 
 def document_ids(documents: Sequence[Document]) -> list[str]:
@@ -151,6 +184,53 @@ def document_ids(documents: Sequence[Document]) -> list[str]:
 
 def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regex over ``/``-separated relative paths for a :meth:`pathlib.Path.glob` pattern."""
+    parts = []
+    for segment in pattern.strip("/").split("/"):
+        if segment == "**":
+            parts.append("(?:[^/]+/)*")
+            continue
+        regex = ""
+        i = 0
+        while i < len(segment):
+            char = segment[i]
+            end = segment.find("]", i + 2) if char == "[" else -1
+            if char == "*":
+                regex += "[^/]*"
+            elif char == "?":
+                regex += "[^/]"
+            elif end != -1:
+                body = segment[i + 1 : end]
+                body = "^" + body[1:] if body.startswith("!") else body
+                regex += f"[{body}]"
+                i = end
+            else:
+                regex += re.escape(char)
+            i += 1
+        parts.append(regex + "/")
+    return re.compile("".join(parts).removesuffix("/") + r"\Z")
+
+
+def in_scope(path: str, directory: str | os.PathLike[str], pattern: str | None = None) -> bool:
+    """Whether :func:`find_files` would find ``path`` under ``directory`` (if the file existed).
+
+    The file need not exist. Both paths are compared resolved (:func:`resolved_path`); the
+    rules are those of :func:`find_files`: a supported suffix, no part starting with ``.``
+    below ``directory``, and, with a pattern, a path the pattern matches relative to it.
+    """
+    root = Path(resolved_path(directory))
+    try:
+        relative = Path(path).relative_to(root)
+    except ValueError:
+        return False
+    if not relative.parts or file_format(relative) is None:
+        return False
+    if any(part.startswith(".") for part in relative.parts):
+        return False
+    return pattern is None or _glob_regex(pattern).match(relative.as_posix()) is not None
 
 
 def find_files(paths: Iterable[str | os.PathLike[str]], pattern: str | None = None) -> list[Path]:
@@ -212,7 +292,7 @@ def load_file(
     """
     file = Path(path)
     split = split or SplitSettings()
-    source = source_name(file, cwd)
+    origin = _Origin(source_name(file, cwd), resolved_path(file))
     kind = file_format(file)
     if kind is None:
         msg = f"{file}: unsupported file type {file.suffix!r}"
@@ -221,26 +301,43 @@ def load_file(
         pages = _pdf_pages(file)
         if pages is None:
             reason = "reading PDF needs pypdf (pip install 'langchain-hybrid[pdf]')"
-            return LoadedFile(file, source, skipped=reason)
+            return LoadedFile(file, origin.source, skipped=reason, resolved=origin.path)
         pieces: list[tuple[str, dict[str, Any]]] = [
             (chunk, {"page": number})
             for number, page in enumerate(pages, start=1)
             for chunk in _text_splitter(split).split_text(page)
         ]
-        return LoadedFile(file, source, _chunk_documents(source, pieces))
+        return _loaded(file, origin, _chunk_documents(origin, pieces))
     text = _read_text(file)
     if kind == "jsonl":
-        return LoadedFile(file, source, _jsonl_documents(file, source, text, split))
+        return _loaded(file, origin, _jsonl_documents(file, origin, text, split))
+    extra: dict[str, Any] = {}
     if kind == "markdown":
-        splitter = _markdown_splitter(split)
-        pieces = [
-            (chunk, {"header_path": header} if header else {})
-            for section, header in markdown_sections(text)
-            for chunk in splitter.split_text(section)
-        ]
+        sections, splitter = markdown_sections(text), _markdown_splitter(split)
+    elif kind == "rst":
+        sections, splitter = rst_sections(text), _text_splitter(split)
+    elif kind == "html":
+        title, sections = html_sections(text)
+        splitter = _text_splitter(split)
+        extra = {"title": title} if title else {}
     else:
-        pieces = [(chunk, {}) for chunk in _text_splitter(split).split_text(text)]
-    return LoadedFile(file, source, _chunk_documents(source, pieces))
+        sections, splitter = [(text, None)], _text_splitter(split)
+    pieces = [
+        (chunk, {**extra, "header_path": header} if header else extra)
+        for section, header in sections
+        for chunk in splitter.split_text(section)
+    ]
+    return _loaded(file, origin, _chunk_documents(origin, pieces))
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    source: str
+    path: str
+
+
+def _loaded(file: Path, origin: _Origin, documents: list[Document]) -> LoadedFile:
+    return LoadedFile(file, origin.source, documents, resolved=origin.path)
 
 
 def _read_text(file: Path) -> str:
@@ -305,17 +402,184 @@ def markdown_sections(text: str) -> list[tuple[str, str | None]]:
     return sections
 
 
+def _section_path(stack: list[tuple[int, str]], level: int, title: str) -> str | None:
+    while stack and stack[-1][0] >= level:
+        stack.pop()
+    stack.append((level, title))
+    return " > ".join(t for _, t in stack if t) or None
+
+
+def _rst_title(lines: Sequence[str], i: int) -> tuple[str, tuple[str, bool], int] | None:
+    """The section title starting at line ``i``: (title, adornment style, lines it takes)."""
+
+    def adornment(n: int) -> str | None:
+        match = _RST_ADORNMENT.match(lines[n].rstrip("\r\n")) if n < len(lines) else None
+        return match.group(0).rstrip() if match else None
+
+    if i > 0 and lines[i - 1].strip():
+        return None  # a title follows a blank line (or starts the document)
+    over = adornment(i)
+    if over is not None and i + 2 < len(lines):
+        title, under = lines[i + 1].strip(), adornment(i + 2)
+        if title and under == over and len(over) >= len(title):
+            return title, (over[0], True), 3
+    line = lines[i].rstrip("\r\n")
+    if over is None and line.strip() and not line[0].isspace():
+        under = adornment(i + 1)
+        if under is not None and len(under) >= len(line.rstrip()):
+            return line.strip(), (under[0], False), 2
+    return None
+
+
+def rst_sections(text: str) -> list[tuple[str, str | None]]:
+    """Cut reStructuredText at section titles; returns ``(section text, header path)`` pairs.
+
+    A title is a line of text after a blank line, underlined (and optionally overlined with the
+    same line) by one punctuation character repeated at least as long as the title. Each
+    adornment style is a level, in order of first use (as docutils assigns them). A section
+    runs from its title (kept in the text) to the next title. Blank sections are dropped.
+    """
+    lines = text.splitlines(keepends=True)
+    sections: list[tuple[str, str | None]] = []
+    styles: list[tuple[str, bool]] = []
+    stack: list[tuple[int, str]] = []
+    current: list[str] = []
+    header: str | None = None
+    i = 0
+    while i < len(lines):
+        found = _rst_title(lines, i)
+        if found is None:
+            current.append(lines[i])
+            i += 1
+            continue
+        title, style, taken = found
+        if "".join(current).strip():
+            sections.append(("".join(current), header))
+        if style not in styles:
+            styles.append(style)
+        header = _section_path(stack, styles.index(style), title)
+        current = list(lines[i : i + taken])
+        i += taken
+    if "".join(current).strip():
+        sections.append(("".join(current), header))
+    return sections
+
+
+_HTML_SKIPPED = frozenset({"script", "style", "template", "noscript", "svg", "head"})
+_HTML_BLOCKS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "br", "dd", "details", "div", "dl", "dt",
+        "figcaption", "figure", "footer", "form", "header", "hr", "li", "main", "nav", "ol",
+        "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul",
+    }
+)  # fmt: skip
+_HTML_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+
+
+class _HTMLText(HTMLParser):
+    """Text of an HTML page by section (headings), and its title."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.sections: list[tuple[list[str], str | None]] = [([], None)]
+        self._skipping: list[str] = []
+        self._in_title = False
+        self._pre = 0
+        self._heading: list[str] | None = None
+        self._stack: list[tuple[int, str]] = []
+        self._level = 0
+
+    def _emit(self, text: str) -> None:
+        self.sections[-1][0].append(text)
+        if self._heading is not None:
+            self._heading.append(text)
+
+    def _break(self, lines: int) -> None:
+        """End the current line (``lines=2``: the paragraph), unless it is already ended."""
+        parts = self.sections[-1][0]
+        tail = "".join(parts[-lines:])
+        self._emit("\n" * max(0, lines - (len(tail) - len(tail.rstrip("\n")))))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in _HTML_SKIPPED:
+            self._skipping.append(tag)
+        elif self._skipping:
+            return
+        elif tag in _HTML_HEADINGS:
+            self.sections.append(([], None))
+            self._heading, self._level = [], _HTML_HEADINGS[tag]
+        elif tag in _HTML_BLOCKS:
+            self._break(1)
+            self._pre += tag == "pre"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif self._skipping:
+            if tag == self._skipping[-1]:
+                self._skipping.pop()
+        elif tag in _HTML_HEADINGS and self._heading is not None:
+            title = " ".join("".join(self._heading).split())
+            self.sections[-1] = (
+                self.sections[-1][0],
+                _section_path(self._stack, self._level, title),
+            )
+            self._heading = None
+            self._break(2)
+        elif tag in _HTML_BLOCKS:
+            self._break(2 if tag in {"p", "pre", "table", "ul", "ol", "dl"} else 1)
+            self._pre -= tag == "pre" and self._pre > 0
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        elif self._skipping:
+            return
+        elif self._pre:
+            self._emit(data)
+        else:
+            flat = re.sub(r"\s+", " ", data)
+            parts = self.sections[-1][0]
+            self._emit(flat.lstrip() if not parts or parts[-1].endswith("\n") else flat)
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+
+
+def html_sections(text: str) -> tuple[str, list[tuple[str, str | None]]]:
+    """Strip an HTML page's tags; returns its title and ``(section text, header path)`` pairs.
+
+    The page is cut at ``h1`` .. ``h6`` (the heading's text starts its section); the title, when
+    there is one, is the first line of the first section. See the module docstring for what is
+    dropped.
+    """
+    parser = _HTMLText()
+    parser.feed(text)
+    parser.close()
+    title = " ".join(parser.title.split())
+    sections = [(_tidy("".join(parts)), header) for parts, header in parser.sections]
+    if title:
+        first, header = sections[0]
+        sections[0] = (f"{title}\n\n{first}", header)
+    return title, [(body, header) for body, header in sections if body.strip()]
+
+
 def _chunk_documents(
-    source: str, pieces: Sequence[tuple[str, Mapping[str, Any]]], first: int = 0
+    origin: _Origin, pieces: Sequence[tuple[str, Mapping[str, Any]]], first: int = 0
 ) -> list[Document]:
     documents = []
     number = first
     for text, extra in pieces:
         if not text.strip():
             continue
-        metadata = {**extra, "source": source, "chunk": number}
+        metadata = {**extra, "source": origin.source, "source_path": origin.path, "chunk": number}
         documents.append(
-            Document(id=chunk_id(source, number, text), page_content=text, metadata=metadata)
+            Document(id=chunk_id(origin.path, number, text), page_content=text, metadata=metadata)
         )
         number += 1
     return documents
@@ -336,14 +600,16 @@ def _jsonl_records(file: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]
         yield line_number, record
 
 
-def _jsonl_documents(file: Path, source: str, text: str, split: SplitSettings) -> list[Document]:
+def _jsonl_documents(
+    file: Path, origin: _Origin, text: str, split: SplitSettings
+) -> list[Document]:
     splitter = _text_splitter(split)
     documents: list[Document] = []
     number = 0
     for line_number, record in _jsonl_records(file, text):
         where = f"{file}:{line_number}"
         if "_id" in record:
-            doc = _beir_document(record, where, source, number)
+            doc = _beir_document(record, where, origin, number)
             if doc is not None:
                 documents.append(doc)
                 number += 1
@@ -362,14 +628,14 @@ def _jsonl_documents(file: Path, source: str, text: str, split: SplitSettings) -
             raise InvalidDocumentsError(msg)
         metadata = _storable({**extra, **(nested or {})}, where)
         chunks = splitter.split_text(body) if len(body) > split.chunk_size else [body]
-        new = _chunk_documents(source, [(c, metadata) for c in chunks], first=number)
+        new = _chunk_documents(origin, [(c, metadata) for c in chunks], first=number)
         documents.extend(new)
         number += len(new)
     return documents
 
 
 def _beir_document(
-    record: Mapping[str, Any], where: str, source: str, number: int
+    record: Mapping[str, Any], where: str, origin: _Origin, number: int
 ) -> Document | None:
     doc_id, title, body = record.get("_id"), record.get("title", ""), record.get("text", "")
     if not isinstance(doc_id, str | int) or isinstance(doc_id, bool) or str(doc_id) == "":
@@ -389,7 +655,7 @@ def _beir_document(
     metadata = _storable(dict(nested or {}), where)
     if title:
         metadata["title"] = title
-    metadata.update(source=source, chunk=number)
+    metadata.update(source=origin.source, source_path=origin.path, chunk=number)
     return Document(id=str(doc_id), page_content=content, metadata=metadata)
 
 

@@ -22,6 +22,7 @@ from helpers import HashEmbeddings
 
 from langchain_hybrid import cli
 from langchain_hybrid.bm25 import BM25Index
+from langchain_hybrid.config import make_embedding
 from langchain_hybrid.retrievers import HybridRetriever
 
 ROUTER_MD = """\
@@ -43,8 +44,8 @@ CORPUS_CHUNKS = 5  # router.md has two sections
 GLOBAL = ["--path", "index", "--collection", "kb"]
 SUMMARY = re.compile(
     r"^(?P<files>\d+) files(?: \((?P<skipped>\d+) skipped\))?, (?P<chunks>\d+) chunks: "
-    r"(?P<added>\d+) added, (?P<unchanged>\d+) unchanged, (?P<deleted>\d+) deleted "
-    r"in \d+\.\d+s$"
+    r"(?P<added>\d+) added, (?P<unchanged>\d+) unchanged, (?P<deleted>\d+) deleted"
+    r"(?: \((?P<missing>\d+) of (?P<missing_files>\d+) files no longer found\))? in \d+\.\d+s$"
 )
 
 
@@ -103,6 +104,16 @@ def stored_ids() -> list[str]:
     return sorted(BM25Index.load(Path("index/bm25/kb")).ids)
 
 
+def fid(name: str, chunk: int | None = None) -> str:
+    """The start of the ids of a file's chunks: its resolved path, then chunk number."""
+    return f"{Path(name).resolve().as_posix()}#" + ("" if chunk is None else f"{chunk}:")
+
+
+def meta(name: str, chunk: int, **extra: object) -> dict[str, object]:
+    """The metadata the loaders give a chunk of the file ``name`` (indexed from here)."""
+    return {"source": name, "source_path": Path(name).resolve().as_posix(), "chunk": chunk, **extra}
+
+
 def query_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, object]]:
     result = run(capsys, "query", *args, "--json")
     assert result.code == 0, result.err
@@ -133,6 +144,8 @@ def test_index_then_query_table_and_json(
         "added": CORPUS_CHUNKS,
         "unchanged": 0,
         "deleted": 0,
+        "missing": 0,
+        "missing_files": 0,
     }
     assert embedding.embedded_documents == CORPUS_CHUNKS
 
@@ -159,13 +172,9 @@ def test_index_then_query_table_and_json(
         "metadata",
         "text",
     }
-    assert str(top["id"]).startswith("docs/router.md#0:")
+    assert str(top["id"]).startswith(fid("docs/router.md", 0))
     assert top["bm25_rank"] == 1
-    assert top["metadata"] == {
-        "source": "docs/router.md",
-        "chunk": 0,
-        "header_path": "Router guide",
-    }
+    assert top["metadata"] == meta("docs/router.md", 0, header_path="Router guide")
     assert "E-4471" in str(top["text"])
     scores = [float(str(r["score"])) for r in rows]
     assert scores == sorted(scores, reverse=True)
@@ -203,8 +212,8 @@ def test_changed_file_replaces_only_its_changed_chunks(
     after = stored_ids()
     gone, new = set(before) - set(after), set(after) - set(before)
     assert len(gone) == len(new) == 1
-    assert next(iter(gone)).startswith("docs/router.md#1:")
-    assert next(iter(new)).startswith("docs/router.md#1:")
+    assert next(iter(gone)).startswith(fid("docs/router.md", 1))
+    assert next(iter(new)).startswith(fid("docs/router.md", 1))
     rows = query_json(capsys, "thirty seconds", "--mode", "bm25")
     assert [r["id"] for r in rows] == list(new)
 
@@ -215,14 +224,44 @@ def test_shrinking_file_deletes_its_old_chunks(capsys: pytest.CaptureFixture[str
     write("docs/router.md", "# Router guide\n\nOnly one section now.\n")
     counts = summary(run(capsys, "index", "docs/router.md"))
     assert (counts["files"], counts["added"], counts["deleted"]) == (1, 1, 2)
-    assert [i for i in stored_ids() if i.startswith("docs/router.md")] == [
-        i for i in stored_ids() if i.startswith("docs/router.md#0:")
+    assert [i for i in stored_ids() if i.startswith(fid("docs/router.md"))] == [
+        i for i in stored_ids() if i.startswith(fid("docs/router.md", 0))
     ]
     assert len(stored_ids()) == CORPUS_CHUNKS - 1
 
 
 @pytest.mark.usefixtures("corpus")
-def test_prune_removes_chunks_of_files_not_found(
+def test_reindex_mirrors_the_folder_and_glob_asked_for(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings
+) -> None:
+    write("other/notes.txt", "Notes kept in another folder.")
+    summary(run(capsys, "index", "docs", "other"))
+    api_doc = HybridRetriever.from_config(
+        {"store": {"path": str(Path("index").absolute()), "collection": "kb"}},
+        embedding=embedding,
+    )
+    api_doc.add_documents([_doc("api-1", "added through the Python API, no source")])
+    Path("docs/coffee.txt").unlink()
+    Path("other/notes.txt").unlink()
+
+    counts = summary(run(capsys, "index", "docs", "--keep-missing"))
+    assert counts["deleted"] == 0, "--keep-missing keeps a vanished file's chunks"
+    assert any(i.startswith(fid("docs/coffee.txt")) for i in stored_ids())
+
+    counts = summary(run(capsys, "index", "docs", "--glob", "**/*.md"))
+    assert counts["deleted"] == 0, "coffee.txt does not match the glob: not this run's business"
+
+    counts = summary(run(capsys, "index", "docs"))
+    assert (counts["files"], counts["deleted"], counts["unchanged"]) == (3, 1, 4)
+    assert (counts["missing"], counts["missing_files"]) == (1, 1)
+    ids = stored_ids()
+    assert not any(i.startswith(fid("docs/coffee.txt")) for i in ids)
+    assert any(i.startswith(fid("other/notes.txt")) for i in ids), "another folder: untouched"
+    assert "api-1" in ids, "documents without a source are never deleted"
+
+
+@pytest.mark.usefixtures("corpus")
+def test_prune_removes_chunks_of_files_not_found_anywhere(
     capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings
 ) -> None:
     summary(run(capsys, "index", "docs"))
@@ -231,21 +270,75 @@ def test_prune_removes_chunks_of_files_not_found(
         embedding=embedding,
     )
     api_doc.add_documents([_doc("api-1", "added through the Python API, no source")])
-    Path("docs/coffee.txt").unlink()
-
-    counts = summary(run(capsys, "index", "docs"))
-    assert counts["deleted"] == 0, "without --prune a vanished file's chunks stay"
-    assert any(i.startswith("docs/coffee.txt#") for i in stored_ids())
-
-    counts = summary(run(capsys, "index", "docs", "--prune"))
-    assert (counts["files"], counts["deleted"], counts["unchanged"]) == (3, 1, 4)
-    ids = stored_ids()
-    assert not any(i.startswith("docs/coffee.txt#") for i in ids)
-    assert "api-1" in ids, "documents without a source are never pruned"
-
     counts = summary(run(capsys, "index", "docs/garden.txt", "--prune"))
-    assert counts["deleted"] == 3, "files outside this run's PATHs are pruned too"
-    assert sorted(i.split("#")[0] for i in stored_ids()) == ["api-1", "docs/garden.txt"]
+    assert counts["deleted"] == 4, "files outside this run's PATHs are pruned too"
+    assert sorted(i.split("#")[0] for i in stored_ids()) == sorted(
+        ["api-1", fid("docs/garden.txt").rstrip("#")]
+    )
+    result = run(capsys, "index", "docs", "--prune", "--keep-missing")
+    assert result.code == 2
+    assert "not allowed with argument" in result.err
+
+
+@pytest.mark.usefixtures("corpus")
+def test_ids_do_not_depend_on_the_working_directory(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Path.cwd()
+    summary(run(capsys, "index", "docs"))
+    ids = stored_ids()
+    embedded = embedding.embedded_documents
+    monkeypatch.chdir(home / "docs")
+    code = cli.main(["--path", str(home / "index"), "--collection", "kb", "index", "."])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{CORPUS_CHUNKS} unchanged, 0 deleted" in out, "same files, same ids: no copies"
+    assert embedding.embedded_documents == embedded
+    monkeypatch.chdir(home)
+    assert stored_ids() == ids
+
+    # the same layout in another folder: other files, other ids (no collision)
+    shutil.copytree("docs", "copy/docs")
+    counts = summary(run(capsys, "index", "copy/docs"))
+    assert (counts["added"], counts["deleted"]) == (CORPUS_CHUNKS, 0)
+    assert len(stored_ids()) == 2 * CORPUS_CHUNKS
+    shown = query_json(capsys, "espresso", "--mode", "bm25", "-k", "2")
+    assert {r["metadata"]["source"] for r in shown} == {  # type: ignore[index]
+        "docs/coffee.txt",
+        "copy/docs/coffee.txt",
+    }, "source stays short and relative"
+
+
+@pytest.mark.usefixtures("embedding")
+def test_an_index_of_version_0_1_is_migrated_by_one_reindex(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """0.1 ids were `<source>#<n>:<hash>` with a cwd-relative source and no source_path."""
+    write("docs/a.txt", "Alpha text about routers.")
+    write("docs/b.txt", "Beta text about coffee.")
+    emb = HashEmbeddings()
+    old = HybridRetriever.from_config(
+        {"store": {"path": str(Path("index").absolute()), "collection": "kb"}}, embedding=emb
+    )
+    old.add_documents(
+        [
+            cli.Document(
+                id=f"docs/{name}#0:{'0' * 12}",
+                page_content=text,
+                metadata={"source": f"docs/{name}", "chunk": 0},
+            )
+            for name, text in [
+                ("a.txt", "Alpha text about routers."),
+                ("b.txt", "Beta text about coffee."),
+                ("gone.txt", "A file deleted since."),
+            ]
+        ]
+    )
+    counts = summary(run(capsys, "index", "docs"))
+    assert (counts["added"], counts["deleted"], counts["missing"]) == (2, 3, 1)
+    ids = stored_ids()
+    assert len(ids) == 2
+    assert all(i.startswith((fid("docs/a.txt", 0), fid("docs/b.txt", 0))) for i in ids)
 
 
 def _doc(doc_id: str, text: str) -> cli.Document:
@@ -266,7 +359,7 @@ def test_beir_jsonl_keeps_ids(capsys: pytest.CaptureFixture[str]) -> None:
     rows = query_json(capsys, "vitamin winter", "--mode", "bm25", "-k", "1")
     assert rows[0]["id"] == "MED-14"
     assert rows[0]["text"] == "Vitamin D\nVitamin D deficiency in winter."
-    assert rows[0]["metadata"] == {"title": "Vitamin D", "source": "beir/corpus.jsonl", "chunk": 1}
+    assert rows[0]["metadata"] == meta("beir/corpus.jsonl", 1, title="Vitamin D")
 
     records[1]["text"] = "Vitamin D levels drop in winter."
     write("beir/corpus.jsonl", "\n".join(json.dumps(r) for r in records[:2]) + "\n")
@@ -293,7 +386,7 @@ def test_chunk_size_option_splits_more(capsys: pytest.CaptureFixture[str]) -> No
     )
     assert counts["chunks"] == 8
     rows = query_json(capsys, "word99", "--mode", "bm25")
-    assert rows[0]["metadata"] == {"source": "long.txt", "chunk": 7}
+    assert rows[0]["metadata"] == meta("long.txt", 7)
 
 
 # ---------------------------------------------------------------------- query options
@@ -349,7 +442,9 @@ def test_modes_bm25_and_vector_run_one_leg(
     queries = embedding.embedded_queries
     bm25 = query_json(capsys, "espresso grind", "--mode", "bm25", "-k", "3")
     assert embedding.embedded_queries == queries, "the BM25 leg embeds nothing"
-    assert [r["id"] for r in bm25] == [i for i in stored_ids() if i.startswith("docs/coffee")]
+    assert [r["id"] for r in bm25] == [
+        i for i in stored_ids() if i.startswith(fid("docs/coffee.txt"))
+    ]
     assert bm25[0]["bm25_rank"] == 1
     assert bm25[0]["score"] == bm25[0]["bm25_score"]
     assert bm25[0]["vector_rank"] is None
@@ -360,7 +455,7 @@ def test_modes_bm25_and_vector_run_one_leg(
     assert len(vector) == 3, "the vector leg ranks every document"
     assert [r["vector_rank"] for r in vector] == [1, 2, 3]
     assert all(r["bm25_rank"] is None and r["score"] == r["vector_score"] for r in vector)
-    assert str(vector[0]["id"]).startswith("docs/coffee.txt#")
+    assert str(vector[0]["id"]).startswith(fid("docs/coffee.txt"))
 
     table = run(capsys, "query", "espresso grind", "--mode", "bm25")
     row = table.out.splitlines()[1].split()
@@ -373,7 +468,7 @@ def test_global_options_may_follow_the_subcommand(capsys: pytest.CaptureFixture[
     code = cli.main(["query", "espresso", "--json", "--path", "index", "--collection", "kb"])
     rows = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert str(rows[0]["id"]).startswith("docs/coffee.txt#")
+    assert str(rows[0]["id"]).startswith(fid("docs/coffee.txt"))
 
 
 @pytest.mark.usefixtures("embedding")
@@ -451,7 +546,7 @@ def test_pdf_without_pypdf_is_skipped_with_a_warning(
 
 
 @pytest.mark.usefixtures("corpus", "embedding")
-def test_prune_keeps_chunks_of_skipped_files(
+def test_mirroring_and_prune_keep_chunks_of_skipped_files(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -462,13 +557,14 @@ def test_prune_keeps_chunks_of_skipped_files(
     monkeypatch.setitem(sys.modules, "pypdf", types.SimpleNamespace(PdfReader=PdfReader))
     write("docs/manual.pdf", "%PDF-1.4")
     assert summary(run(capsys, "index", "docs"))["added"] == CORPUS_CHUNKS + 1
-    pdf_ids = [i for i in stored_ids() if i.startswith("docs/manual.pdf#0:")]
+    pdf_ids = [i for i in stored_ids() if i.startswith(fid("docs/manual.pdf", 0))]
     assert len(pdf_ids) == 1
 
     monkeypatch.setitem(sys.modules, "pypdf", None)
-    counts = summary(run(capsys, "index", "docs", "--prune"))
-    assert (counts["skipped"], counts["deleted"]) == (1, 0)
-    assert pdf_ids[0] in stored_ids()
+    for extra in ([], ["--prune"]):
+        counts = summary(run(capsys, "index", "docs", *extra))
+        assert (counts["skipped"], counts["deleted"]) == (1, 0)
+        assert pdf_ids[0] in stored_ids()
 
 
 @pytest.mark.usefixtures("corpus", "embedding")
@@ -492,6 +588,65 @@ def test_verbose_logs_info_to_stderr(capsys: pytest.CaptureFixture[str]) -> None
     assert "info" not in quiet.err
     loud = run(capsys, "-v", "index", "docs")
     assert "langchain-hybrid: info: 5 chunks: 0 to write, 5 unchanged" in loud.err
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_progress_lines_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "index", "docs", "--batch-size", "2")
+    assert summary(result)["added"] == CORPUS_CHUNKS
+    lines = [line for line in result.err.splitlines() if ": progress: " in line]
+    assert lines[0] == "langchain-hybrid: progress: embedding+writing 0/5 chunks (0%)"
+    assert lines[-1] == "langchain-hybrid: progress: embedding+writing 5/5 chunks (100%)"
+
+
+@pytest.mark.usefixtures("corpus")
+def test_indexing_without_the_model_fails_before_writing(
+    capsys: pytest.CaptureFixture[str], embedding: HashEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Querying may degrade to BM25 without the model; indexing never writes BM25 alone."""
+    monkeypatch.setattr(cli, "make_embedding", make_embedding)  # the configured model
+    result = run(capsys, "index", "docs", "--model-dir", "no-such-model")
+    assert_one_error_line(result, 1, "no-such-model")
+    assert not Path("index").exists(), "nothing is created without the model"
+
+    monkeypatch.setattr(cli, "make_embedding", lambda _settings: embedding)
+    summary(run(capsys, "index", "docs"))
+    monkeypatch.setattr(cli, "make_embedding", make_embedding)
+    result = run(capsys, "index", "docs", "--model-dir", "no-such-model")
+    assert_one_error_line(result, 1, "no-such-model")  # even with nothing to embed
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_html_and_rst_files_are_indexed(capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(Path(__file__).parent / "data" / "real-docs", "manuals")
+    counts = summary(run(capsys, "index", "manuals", "--glob", "*.*[lt]"))
+    assert counts["files"] == 2, "the .rst and .html files, not NOTICE.md"
+    assert counts["chunks"] > 10
+    rows = query_json(capsys, "matplotlib maskedarray", "--mode", "bm25", "-k", "1")
+    assert rows[0]["metadata"]["source"] == "manuals/numpy-ma-README.rst"  # type: ignore[index]
+    assert rows[0]["metadata"]["header_path"] == (  # type: ignore[index]
+        "A guide to masked arrays in NumPy > Using maskedarray with matplotlib"
+    )
+    rows = query_json(capsys, "ffi_call puts", "--mode", "bm25", "-k", "1")
+    assert rows[0]["metadata"]["source"] == "manuals/libffi-Simple-Example.html"  # type: ignore[index]
+    assert str(rows[0]["metadata"]["title"]).startswith("Simple Example (libffi")  # type: ignore[index]
+    assert "<pre" not in str(rows[0]["text"])
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_a_filter_on_a_key_no_document_has_warns_naming_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    summary(run(capsys, "index", "docs"))
+    where = json.dumps({"$and": [{"lang": "en"}, {"chunk": {"$gte": 0}}]})
+    result = run(capsys, "query", "router", "--filter", where)
+    assert (result.code, result.out) == (0, "no results\n")
+    warnings = [line for line in result.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.err
+    assert "no document has the metadata key 'lang'" in warnings[0]
+    assert "chunk, header_path, source, source_path" in warnings[0]
+    empty = run(capsys, "query", "router", "--filter", '{"source": "nowhere.md"}')
+    assert (empty.out, empty.err) == ("no results\n", ""), "a known key: no warning"
 
 
 # ---------------------------------------------------------------------- stats
@@ -587,6 +742,28 @@ def test_config_show_applies_environment_overrides(
     assert shown["store"]["token"] is None
 
 
+def test_config_show_names_the_model_folder_in_use(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGCHAIN_HYBRID_MODEL_DIR", "/opt/models/minilm")
+    shown = yaml.safe_load(run(capsys, "config", "show").out)
+    assert shown["embedding"]["model_dir"] == "/opt/models/minilm"
+    shown = yaml.safe_load(run(capsys, "--model-dir", "mine", "config", "show").out)
+    assert shown["embedding"]["model_dir"] == "mine"
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_health_json_reports_the_configured_cache(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary(run(capsys, "index", "docs"))
+    report = json.loads(run(capsys, "health", "--json").out)
+    assert report["config"]["cache"] is True
+    monkeypatch.setenv("LANGCHAIN_HYBRID_CACHE__ENABLED", "false")
+    report = json.loads(run(capsys, "health", "--json").out)
+    assert report["config"]["cache"] is False
+
+
 def test_config_validate_ok_and_bad(capsys: pytest.CaptureFixture[str]) -> None:
     write("good.yaml", "fusion:\n  k: 6\n")
     write("bad.yaml", "store:\n  path: ./x\n  pth: typo\nfusion:\n  k: 0\n")
@@ -594,7 +771,7 @@ def test_config_validate_ok_and_bad(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr()
     assert (out.out, out.err) == ("good.yaml: ok\n", "")
 
-    assert cli.main(["config", "validate", "bad.yaml"]) == 1
+    assert cli.main(["config", "validate", "bad.yaml"]) == 2, "as --help says of config errors"
     out = capsys.readouterr()
     assert out.out == ""
     assert out.err.startswith("langchain-hybrid: error: invalid configuration:")
@@ -602,8 +779,11 @@ def test_config_validate_ok_and_bad(capsys: pytest.CaptureFixture[str]) -> None:
     assert "bad.yaml:5: fusion.k" in out.err
     assert "Traceback" not in out.err
 
-    assert cli.main(["config", "validate", "absent.yaml"]) == 1
+    assert cli.main(["config", "validate", "absent.yaml"]) == 2
     assert "cannot read config file absent.yaml" in capsys.readouterr().err
+    assert "Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error" in " ".join(
+        cli.build_parser().format_help().split()
+    )
 
 
 def test_invalid_config_for_a_command_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -652,10 +832,10 @@ def test_real_model_index_and_semantic_query(
     counts = summary(run(capsys, "--config", "model.yaml", "index", "docs"))
     assert counts["added"] == CORPUS_CHUNKS
     rows = query_json(capsys, "--config", "model.yaml", "vegetable gardening", "--mode", "vector")
-    assert str(rows[0]["id"]).startswith("docs/garden.txt#")
+    assert str(rows[0]["id"]).startswith(fid("docs/garden.txt"))
     assert rows[0]["bm25_rank"] is None
     rows = query_json(capsys, "--config", "model.yaml", "how do I restart my router", "-k", "2")
-    assert str(rows[0]["id"]).startswith("docs/router.md#")
+    assert str(rows[0]["id"]).startswith(fid("docs/router.md"))
     assert rows[0]["vector_rank"] is not None
     counts = summary(run(capsys, "--config", "model.yaml", "index", "docs"))
     assert (counts["added"], counts["unchanged"]) == (0, CORPUS_CHUNKS)
@@ -667,7 +847,7 @@ def test_a_config_error_with_several_problems_is_one_line(
     config = tmp_path / "bad.yaml"
     config.write_text("store:\n  colection: kb\nfusion:\n  k: 0\n", encoding="utf-8")
     result = run(capsys, "config", "validate", str(config))
-    assert_one_error_line(result, 1, "colection")
+    assert_one_error_line(result, 2, "colection")
     assert "fusion.k" in result.err
     assert f"{config}:2" in result.err
     assert f"{config}:4" in result.err
