@@ -8,26 +8,51 @@ Scoring (Lucene's BM25, the ``lucene`` method of bm25s; Robertson & Zaragoza 200
 
 ``N``, ``df`` and ``avgdl`` count live documents only and are exact after every add, upsert or
 delete: nothing is precomputed that a write could make stale. Postings are held twice: a
-document-major log (CSR, the source of truth, appended on add) and a term-major copy (CSC) for
-queries, built for the bulk of the slots and kept small for recent additions, so a write costs
-time proportional to the documents written, not to the index.
+document-major copy (CSR, the source of truth) and a term-major copy (CSC) for queries. Slots of
+the last merged segment live in its memory-mapped files; slots added since live in growable
+in-memory buffers (amortised O(added) per write) with a small term-major tail built for them, so
+a write costs time proportional to the documents written, not to the index.
 
-Persistence is plain files, no pickle: ``manifest.json`` (settings, tokenizer, generation, file
-checksums), ``vocab-<gen>-<hash>.json``, ``docs-<gen>-<hash>.json`` and
-``postings-<gen>-<hash>.npz``. Data files are written under new, content-addressed names first and
-the manifest is replaced atomically last, so a crash leaves either the old index or the new one,
-never a mix.
+Persistence is log-structured, plain files, no pickle, in the index's directory:
+
+* one immutable **segment**: ``vocab-<gen>-<tok>.json`` (terms), ``docs-<gen>-<tok>.json``
+  (ids, texts, metadata) and uncompressed ``.npy`` arrays (``doc_ptr``, ``terms``, ``tfs``,
+  ``dl``, ``df``, and the term-major ``csc_ptr``, ``csc_slots``, ``csc_tfs``), opened with
+  ``mmap``: the page cache is shared by every process and nothing is rebuilt on the first query;
+* an append-only **log** ``log-<gen>-<tok>.log``: each :meth:`BM25Index.save` appends one record
+  (the adds and deletes since the last save, the write generation reached, the live document
+  count), framed by a length and a CRC-32, and ``fsync`` before returning;
+* ``manifest.json``, replaced atomically (temp file, ``fsync``, rename, directory ``fsync``),
+  naming the segment's files with their sizes and SHA-256 and the log.
+
+A save that finds the log past a threshold (changes since the segment above
+``max(2048, segment documents / 16)``), or a directory it did not write last, merges instead:
+it writes a new segment and an empty log under new names, commits the manifest, and only then
+removes the files of the old one (files of this format only). The merge writes its files without
+holding the index's lock, so queries go on meanwhile. A crash leaves either the old segment and
+log or the new ones; a record torn by a crash fails its CRC and is ignored at load with the
+records after it, and the generation of the loaded index then tells the caller it is behind.
+
+Open checks the size of every file against the manifest before mapping it (a mapped truncated
+file would kill the process with SIGBUS), each ``.npy`` header (dtype, shape), the consistency of
+the small arrays (pointers, ``df`` against ``csc_ptr``) and the SHA-256 of the JSON files it
+parses anyway; the SHA-256 of the ``.npy`` files, computed when a merge writes them, is checked
+on ``load(..., verify=True)``. An index saved in format 1 (``vocab``/``docs`` JSON and a
+``postings`` ``.npz``) is read once and converted, with a log line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
 import logging
 import os
 import re
+import secrets
+import struct
 import tempfile
 import threading
 import zipfile
@@ -35,7 +60,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +72,8 @@ from langchain_hybrid.filters import MetadataColumns, Node, is_utf8
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_FORMAT_V1 = 1
 
 
 class BM25Params(BaseModel):
@@ -71,29 +97,135 @@ class BM25Hit(NamedTuple):
     metadata: dict[str, Any]
 
 
+_KINDS = "vocab|docs|postings|doc_ptr|terms|tfs|dl|df|csc_ptr|csc_slots|csc_tfs|log"  # v1 and v2
 _OWN_FILE = re.compile(
-    r"(?:\.(?:manifest\.json|(?:vocab|docs|postings)-\d+-[0-9a-f]{16}\.(?:json|npz))\.\w+\.tmp)"
-    r"|(?:vocab|docs|postings)-\d+-[0-9a-f]{16}\.(?:json|npz)"
+    rf"(?:\.(?:manifest\.json|(?:{_KINDS})-\d+-[0-9a-f]{{16}}\.(?:json|npz|npy|log))\.\w+\.tmp)"
+    rf"|(?:{_KINDS})-\d+-[0-9a-f]{{16}}\.(?:json|npz|npy|log)"
 )
 """Names :meth:`BM25Index.save` writes (data files and its temp files): the only ones it removes."""
 _Float = npt.NDArray[np.float64]
 _Int = npt.NDArray[np.int64]
+_Ints = npt.NDArray[Any]  # int32 or int64 (postings in files are int32)
 _MAX_CACHED_POSTINGS = 32_000_000  # 256 MB of float64 weights at most
 _TINY = np.finfo(np.float64).tiny  # "greater than zero" for scores
+_MERGE_MIN = 2048  # a save merges once the log holds more changed documents than this ...
+_MERGE_FRACTION = 16  # ... and more than this fraction of the segment's documents
+_LOG_MAGIC = b"LHB2"
+_LOG_HEADER = struct.Struct("<4sQqqI")  # magic, payload bytes, generation, documents, CRC-32
+# the segment's arrays: name -> (dtype, length as a function of (documents, terms, postings))
+_ARRAYS: dict[str, tuple[str, str]] = {
+    "doc_ptr": ("<i8", "docs+1"),
+    "terms": ("<i4", "postings"),
+    "tfs": ("<i4", "postings"),
+    "dl": ("<f8", "docs"),
+    "df": ("<i8", "terms"),
+    "csc_ptr": ("<i8", "terms+1"),
+    "csc_slots": ("<i4", "postings"),
+    "csc_tfs": ("<i4", "postings"),
+}
 
 
 class _CSC(NamedTuple):
-    indptr: _Int  # per term
-    slots: _Int
-    tfs: _Float
+    indptr: _Ints  # per term
+    slots: _Ints
+    tfs: _Ints
 
 
-def _to_csc(terms: _Int, slots: _Int, tfs: _Float, n_terms: int) -> _CSC:
+def _to_csc(terms: _Ints, slots: _Ints, tfs: _Ints, n_terms: int) -> _CSC:
     order = np.argsort(terms, kind="stable")
     counts = np.bincount(terms, minlength=n_terms)
     indptr = np.zeros(n_terms + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return _CSC(indptr, slots[order], tfs[order])
+
+
+class _Buffer:
+    """A growable 1-d array: appends are amortised O(appended); ``view`` is the filled part.
+
+    Appends write past the filled part (or into a new, larger array), so a ``view`` taken
+    earlier keeps its contents: a merge reads views taken under the lock without holding it.
+    """
+
+    __slots__ = ("_data", "_n")
+
+    def __init__(self, dtype: npt.DTypeLike, initial: npt.ArrayLike | None = None) -> None:
+        values = np.asarray(initial if initial is not None else [], dtype=dtype)
+        self._data = np.empty(max(16, len(values)), dtype=dtype)
+        self._data[: len(values)] = values
+        self._n = len(values)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def view(self) -> npt.NDArray[Any]:
+        return self._data[: self._n]
+
+    def extend(self, values: npt.ArrayLike) -> None:
+        values = np.asarray(values, dtype=self._data.dtype)
+        need = self._n + len(values)
+        if need > len(self._data):
+            grown = np.empty(max(need, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self._n] = self._data[: self._n]
+            self._data = grown
+        self._data[self._n : need] = values
+        self._n = need
+
+
+def _gather(ptr: _Ints, terms: _Ints, tfs: _Ints, keep: _Int) -> tuple[_Int, _Ints, _Ints]:
+    """The document-major postings of the slots ``keep`` (CSR), renumbered from 0."""
+    if len(keep) == len(ptr) - 1:
+        return np.asarray(ptr, dtype=np.int64), terms, tfs
+    starts = ptr[keep]
+    lengths = ptr[keep + 1] - starts
+    new_ptr = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_ptr[1:])
+    take = np.repeat(starts - new_ptr[:-1], lengths) + np.arange(int(new_ptr[-1]))
+    return new_ptr, terms[take], tfs[take]
+
+
+class _AddOp(NamedTuple):
+    """An add (upsert) since the last save, as the log records it."""
+
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any] | None]
+    tokens: list[list[str]]
+    tfs: list[list[int]]
+
+
+class _DeleteOp(NamedTuple):
+    ids: list[str]
+
+
+@dataclasses.dataclass(slots=True)
+class _Persisted:
+    """Where this index's state was last saved or loaded, and how far its log reaches."""
+
+    path: Path  # resolved directory
+    log: str  # the log file's name
+    log_bytes: int  # length of the log's valid records
+    segment_docs: int  # documents of the segment
+    changes: int  # documents added or deleted through the log's records
+    generation: int  # the write generation the log reaches
+
+
+class _Segment(NamedTuple):
+    """A segment's arrays (memory-mapped, or in memory when empty)."""
+
+    doc_ptr: _Int
+    terms: _Ints
+    tfs: _Ints
+    dl: _Float
+    df: _Int
+    csc: _CSC
+
+
+def _slice(ptr: _Ints, terms: _Ints, tfs: _Ints, lo: int, hi: int) -> tuple[_Int, _Ints, _Ints]:
+    """The CSR postings of slots ``[lo, hi)`` of ``ptr``/``terms``/``tfs``, pointers from 0."""
+    p = np.asarray(ptr[lo : hi + 1], dtype=np.int64)
+    start, end = int(p[0]), int(p[-1])
+    return p - start, terms[start:end], tfs[start:end]
 
 
 class BM25Index:
@@ -131,22 +263,41 @@ class BM25Index:
         self.tokenizer = Tokenizer(self.params.tokenizer)
         self.generation = 0
         self._lock = threading.RLock()
+        self._save_mutex = threading.Lock()  # one save of this index at a time
+        self._mutations = 0  # bumped by every change of the slots (a merge installs if unchanged)
+        # the directory this state was last saved to or loaded from, and the writes since
+        # (None: not tracked, the next save writes a whole new segment)
+        self._persisted: _Persisted | None = None
+        self._journal: list[_AddOp | _DeleteOp] | None = None
+        self._journal_changes = 0
         self._reset()
 
     def _reset(self) -> None:
+        self._mutations += 1
+        self._journal = None
         self._ids: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._texts: list[str] = []
         self._metadatas: list[dict[str, Any] | None] = []
         self._columns = MetadataColumns()
         self._vocab: dict[str, int] = {}
-        self._df = np.zeros(0, dtype=np.int64)
-        # document-major postings (CSR over slots): the source of truth
-        self._doc_ptr = np.zeros(1, dtype=np.int64)
-        self._terms = np.zeros(0, dtype=np.int64)
-        self._tfs = np.zeros(0, dtype=np.float64)
-        self._dl = np.zeros(0, dtype=np.float64)
-        self._alive = np.zeros(0, dtype=bool)
+        self._words: list[str] = []  # the vocabulary in id order
+        self._df_buf = _Buffer(np.int64)
+        self._df: _Int = self._df_buf.view
+        # document-major postings (CSR over slots), the source of truth: slots below _base_slots
+        # in the base arrays (a memory-mapped segment, or in memory after a compaction), later
+        # slots in growable buffers
+        self._base_slots = 0
+        self._base_ptr: _Int = np.zeros(1, dtype=np.int64)
+        self._base_terms: _Ints = np.zeros(0, dtype=np.int32)
+        self._base_tfs: _Ints = np.zeros(0, dtype=np.int32)
+        self._new_ptr = _Buffer(np.int64, [0])
+        self._new_terms = _Buffer(np.int32)
+        self._new_tfs = _Buffer(np.int32)
+        self._dl_buf = _Buffer(np.float64)
+        self._dl: _Float = self._dl_buf.view
+        self._alive_buf = _Buffer(np.bool_)
+        self._alive: npt.NDArray[np.bool_] = self._alive_buf.view
         self._n_alive = 0
         self._total_len = 0.0
         # term-major copy for queries: slots < _main_upto in _main, the rest in _tail
@@ -235,96 +386,158 @@ class BM25Index:
         check_ids(ids)
         token_lists = [self.tokenizer(t) for t in texts] if tokens is None else tokens
         counters = [Counter(toks) for toks in token_lists]
+        clean = [dict(m) if m else None for m in metadatas]
         with self._lock:
-            replaced = [i for i in ids if i in self._slot_of]
-            if replaced:
-                self._delete_locked(replaced)
-            self._append_locked(ids, texts, metadatas, counters)
+            changes = self._upsert_locked(list(ids), list(texts), clean, counters)
             self.generation += 1
+            if self._journal is not None:
+                op = _AddOp(
+                    list(ids),
+                    list(texts),
+                    clean,
+                    [list(c) for c in counters],
+                    [list(c.values()) for c in counters],
+                )
+                self._record_locked(op, changes)
+
+    def _upsert_locked(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any] | None],
+        counters: Sequence[Mapping[str, int]],
+    ) -> int:
+        """Replace or add documents; how many documents changed (replaced ones count twice)."""
+        replaced = [i for i in ids if i in self._slot_of]
+        if replaced:
+            self._delete_locked(replaced)
+        self._append_locked(ids, texts, metadatas, counters)
+        return len(ids) + len(replaced)
+
+    def _record_locked(self, op: _AddOp | _DeleteOp, changes: int) -> None:
+        """Keep a write for the next save's log record (dropped once a merge is due anyway)."""
+        if self._journal is None:
+            return
+        self._journal.append(op)
+        self._journal_changes += changes
+        if self._merge_due_locked():  # the next save writes a segment: stop holding the ops
+            self._journal = None
+
+    def _merge_due_locked(self) -> bool:
+        persisted = self._persisted
+        if persisted is None:
+            return True
+        limit = max(_MERGE_MIN, persisted.segment_docs // _MERGE_FRACTION)
+        return persisted.changes + self._journal_changes > limit
 
     def _append_locked(
         self,
         ids: Sequence[str],
         texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, Any] | None],
-        counters: Sequence[Counter[str]],
+        metadatas: Sequence[dict[str, Any] | None],
+        counters: Sequence[Mapping[str, int]],
     ) -> None:
         first = len(self._ids)
         lengths = np.zeros(len(ids), dtype=np.int64)
         terms: list[int] = []
         tfs: list[int] = []
-        vocab = self._vocab
+        vocab, words = self._vocab, self._words
         for j, counter in enumerate(counters):
             for token, tf in counter.items():
                 term = vocab.get(token)
                 if term is None:
-                    term = vocab[token] = len(vocab)
+                    term = vocab[token] = len(words)
+                    words.append(token)
                 terms.append(term)
                 tfs.append(tf)
             lengths[j] = len(counter)
         doc_lens = np.array([sum(c.values()) for c in counters], dtype=np.float64)
-        new_terms = np.array(terms, dtype=np.int64)
-        if len(vocab) > len(self._df):
-            self._df = np.concatenate([self._df, np.zeros(len(vocab) - len(self._df), np.int64)])
+        new_terms = np.array(terms, dtype=np.int32)
+        if len(words) > len(self._df):
+            self._df_buf.extend(np.zeros(len(words) - len(self._df), np.int64))
+            self._df = self._df_buf.view
         np.add.at(self._df, new_terms, 1)
-        self._terms = np.concatenate([self._terms, new_terms])
-        self._tfs = np.concatenate([self._tfs, np.array(tfs, dtype=np.float64)])
-        self._doc_ptr = np.concatenate([self._doc_ptr, self._doc_ptr[-1] + np.cumsum(lengths)])
-        self._dl = np.concatenate([self._dl, doc_lens])
-        self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
+        self._new_terms.extend(new_terms)
+        self._new_tfs.extend(np.array(tfs, dtype=np.int32))
+        self._new_ptr.extend(self._new_ptr.view[-1] + np.cumsum(lengths))
+        self._dl_buf.extend(doc_lens)
+        self._dl = self._dl_buf.view
+        self._alive_buf.extend(np.ones(len(ids), dtype=bool))
+        self._alive = self._alive_buf.view
         for j, doc_id in enumerate(ids):
             self._slot_of[doc_id] = first + j
         self._ids.extend(ids)
         self._texts.extend(texts)
-        clean = [dict(m) if m else None for m in metadatas]
-        self._metadatas.extend(clean)
-        self._columns.append(clean)
+        self._metadatas.extend(metadatas)
+        self._columns.append(metadatas)
         self._n_alive += len(ids)
         self._total_len += float(doc_lens.sum())
+        self._mutations += 1
         self._tail = None
         self._derived_valid = False
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id; unknown ids are ignored. Returns how many were deleted."""
         with self._lock:
-            deleted = self._delete_locked(list(dict.fromkeys(i for i in ids if i in self._slot_of)))
+            present = list(dict.fromkeys(i for i in ids if i in self._slot_of))
+            deleted = self._delete_locked(present)
             if deleted:
                 self.generation += 1
+                self._record_locked(_DeleteOp(present), deleted)
             return deleted
+
+    def _doc_terms(self, slot: int) -> _Ints:
+        """The term ids of one slot's postings."""
+        if slot < self._base_slots:
+            ptr, terms = self._base_ptr, self._base_terms
+        else:
+            slot -= self._base_slots
+            ptr, terms = self._new_ptr.view, self._new_terms.view
+        return terms[int(ptr[slot]) : int(ptr[slot + 1])]
 
     def _delete_locked(self, ids: Sequence[str]) -> int:
         for doc_id in ids:
             slot = self._slot_of.pop(doc_id)
-            start, end = self._doc_ptr[slot], self._doc_ptr[slot + 1]
-            np.subtract.at(self._df, self._terms[start:end], 1)
+            np.subtract.at(self._df, self._doc_terms(slot), 1)
             self._alive[slot] = False
             self._n_alive -= 1
             self._total_len -= float(self._dl[slot])
             self._texts[slot] = ""
             self._metadatas[slot] = None
+        if ids:
+            self._mutations += 1
         self._derived_valid = False
         dead = len(self._ids) - self._n_alive
         if dead > 1024 and dead > len(self._ids) // 4:  # noqa: PLR2004
             self._compact_locked()
         return len(ids)
 
+    def _doc_major(self, first: int, last: int) -> tuple[_Int, _Ints, _Ints]:
+        """Document-major postings (pointers from 0, terms, tfs) of slots ``[first, last)``."""
+        return _postings_range(self._parts(), first, last)
+
+    def _set_base_locked(self, ptr: _Int, terms: _Ints, tfs: _Ints) -> None:
+        """Make ``ptr``/``terms``/``tfs`` every slot's postings, with empty growable buffers."""
+        self._base_slots = len(ptr) - 1
+        self._base_ptr, self._base_terms, self._base_tfs = ptr, terms, tfs
+        self._new_ptr = _Buffer(np.int64, [0])
+        self._new_terms = _Buffer(np.int32)
+        self._new_tfs = _Buffer(np.int32)
+
     def _compact_locked(self) -> None:
         """Drop deleted slots and renumber (amortised: runs when a quarter of slots are dead)."""
         keep = np.flatnonzero(self._alive)
-        starts, ends = self._doc_ptr[keep], self._doc_ptr[keep + 1]
-        lengths = ends - starts
-        take = np.repeat(starts - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths)
-        take = take + np.arange(int(lengths.sum()))
-        self._terms = self._terms[take]
-        self._tfs = self._tfs[take]
-        self._doc_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self._dl = self._dl[keep]
-        self._alive = np.ones(len(keep), dtype=bool)
+        self._set_base_locked(*_gather(*self._doc_major(0, len(self._ids)), keep))
+        self._dl_buf = _Buffer(np.float64, self._dl[keep])
+        self._dl = self._dl_buf.view
+        self._alive_buf = _Buffer(np.bool_, np.ones(len(keep), dtype=bool))
+        self._alive = self._alive_buf.view
         self._ids = [self._ids[s] for s in keep]
         self._texts = [self._texts[s] for s in keep]
         self._metadatas = [self._metadatas[s] for s in keep]
         self._columns = self._columns.take(keep)
         self._slot_of = {doc_id: s for s, doc_id in enumerate(self._ids)}
+        self._mutations += 1
         self._main = None
         self._main_upto = 0
         self._tail = None
@@ -365,10 +578,9 @@ class BM25Index:
         self._derived_valid = True
 
     def _build_csc(self, first: int, last: int, n_terms: int) -> _CSC:
-        start, end = self._doc_ptr[first], self._doc_ptr[last]
-        lengths = np.diff(self._doc_ptr[first : last + 1])
-        slots = np.repeat(np.arange(first, last, dtype=np.int64), lengths)
-        return _to_csc(self._terms[start:end], slots, self._tfs[start:end], n_terms)
+        ptr, terms, tfs = self._doc_major(first, last)
+        slots = np.repeat(np.arange(first, last, dtype=np.int64), np.diff(ptr))
+        return _to_csc(terms, slots, tfs, n_terms)
 
     def token_ids(self, query: str) -> dict[int, int]:
         """Map the query's known tokens to their vocabulary ids, with query term counts."""
@@ -485,102 +697,185 @@ class BM25Index:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write the index to ``directory`` atomically (see the module docstring).
+        """Persist the index to ``directory``: append the writes since the last save, or merge.
 
-        Callers that may race with other processes hold
+        If ``directory`` holds the segment and log this index last saved or loaded (its manifest
+        names the same log, which has the length this index left it at), the adds and deletes
+        since then are appended to the log as one record carrying :attr:`generation` and the
+        live document count, synced to disk (``fsync``) before this returns. Otherwise, or once
+        the log is past the merge threshold, a new segment is written and committed by the
+        manifest (see the module docstring). Callers that may race with other processes hold
         :func:`langchain_hybrid.locking.save_lock` around it.
         """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
+        with self._save_mutex:
+            if not self._append_to_log(path):
+                self._merge(path)
+
+    def _append_to_log(self, path: Path) -> bool:
+        """Append the writes since the last save as one log record; ``False``: merge instead."""
         with self._lock:
-            live = np.flatnonzero(self._alive)
-            if len(live) != len(self._ids):
-                self._compact_locked()
-            gen = self.generation
-            vocab_terms = sorted(self._vocab, key=self._vocab.__getitem__)
-            docs = [
-                [self._ids[s], self._texts[s], self._metadatas[s]] for s in range(len(self._ids))
-            ]
-            arrays: dict[str, npt.NDArray[Any]] = {
-                "doc_ptr": self._doc_ptr,
-                "terms": self._terms.astype(np.int32),
-                "tfs": self._tfs.astype(np.int32),
-            }
-        blobs = {
-            "vocab": (_json_bytes(vocab_terms), "json"),
-            "docs": (_json_bytes(docs), "json"),
-            "postings": (_npz_bytes(arrays), "npz"),
-        }
-        # unique names per content: a save never overwrites a file the current manifest uses
-        files = {
-            f"{kind}-{gen}-{hashlib.sha256(data).hexdigest()[:16]}.{ext}": data
-            for kind, (data, ext) in blobs.items()
-        }
-        for name, data in files.items():
-            _atomic_write(path / name, data)
-        manifest = {
-            "format": "langchain-hybrid-bm25",
-            "format_version": FORMAT_VERSION,
-            "generation": gen,
-            "documents": len(docs),
-            "params": self.params.model_dump(mode="json"),
-            "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
-        }
-        _atomic_write(path / "manifest.json", _json_bytes(manifest, indent=2))
-        for stale in path.iterdir():  # only files of this format: never anything else
-            if stale.name not in files and _OWN_FILE.fullmatch(stale.name):
-                with contextlib.suppress(OSError):
-                    stale.unlink()
-        logger.debug("saved BM25 index (%d docs, generation %d) to %s", len(docs), gen, path)
+            persisted, journal = self._persisted, self._journal
+            if persisted is None or journal is None or self._merge_due_locked():
+                return False
+            ops, changes = list(journal), self._journal_changes
+            generation, documents = self.generation, self._n_alive
+        if not _log_is_as_left(path, persisted):
+            return False
+        if not ops and generation == persisted.generation:  # nothing new to write
+            return True
+        payload = _json_bytes({"ops": [_op_json(op) for op in ops]})
+        size = _append_record(
+            path / persisted.log, persisted.log_bytes, generation, documents, payload
+        )
+        if size is None:
+            return False
+        with self._lock:
+            if self._journal is journal:
+                del journal[: len(ops)]
+                self._journal_changes -= changes
+            persisted.log_bytes = size
+            persisted.changes += changes
+            persisted.generation = generation
+        logger.debug(
+            "appended %d BM25 writes (generation %d) to %s", len(ops), generation, persisted.log
+        )
+        return True
+
+    def _merge(self, path: Path) -> None:
+        """Write every live document as a new segment with an empty log; commit; swap to it."""
+        with self._lock:  # a snapshot: the slow part below runs without the lock
+            if self._journal is None:
+                self._journal, self._journal_changes = [], 0
+            journal, taken, taken_changes = self._journal, len(self._journal), self._journal_changes
+            mutations, generation = self._mutations, self.generation
+            alive = self._alive.copy()
+            ids, texts, metadatas = list(self._ids), list(self._texts), list(self._metadatas)
+            words, df, dl = list(self._words), self._df.copy(), self._dl
+            parts = self._parts()
+        try:
+            keep = np.flatnonzero(alive)
+            live_ids = [ids[s] for s in keep]
+            live_texts = [texts[s] for s in keep]
+            live_metadatas = [metadatas[s] for s in keep]
+            postings = _gather(*_postings_range(parts, 0, len(ids)), keep)
+            manifest = _write_segment(
+                path,
+                generation,
+                self.params,
+                words,
+                list(zip(live_ids, live_texts, live_metadatas, strict=True)),
+                (*postings, dl[keep], df),
+            )
+            segment = _map_segment(path, manifest, verify=False)
+        except BaseException:
+            with self._lock:
+                if self._journal is journal:
+                    self._journal = None  # the next save writes a segment again
+            raise
+        with self._lock:
+            if self._journal is journal:
+                del journal[:taken]
+                self._journal_changes -= taken_changes
+            log = manifest["log"]
+            self._persisted = _Persisted(path.resolve(), log, 0, len(keep), 0, generation)
+            if self._mutations == mutations:  # no write meanwhile: serve from the mapped files
+                columns = self._columns.take(keep)
+                self._install_locked(segment, live_ids, live_texts, live_metadatas, columns)
+        logger.debug(
+            "merged BM25 index (%d docs, generation %d) into a new segment in %s",
+            len(keep),
+            generation,
+            path,
+        )
+
+    def _parts(self) -> _Parts:
+        return _Parts(
+            self._base_ptr,
+            self._base_terms,
+            self._base_tfs,
+            self._base_slots,
+            self._new_ptr.view,
+            self._new_terms.view,
+            self._new_tfs.view,
+        )
+
+    def _install_locked(
+        self,
+        segment: _Segment,
+        ids: list[str],
+        texts: list[str],
+        metadatas: list[dict[str, Any] | None],
+        columns: MetadataColumns,
+    ) -> None:
+        """Serve the slots from ``segment`` (its documents are ``ids``, every one live)."""
+        self._ids, self._texts, self._metadatas, self._columns = ids, texts, metadatas, columns
+        self._slot_of = {doc_id: s for s, doc_id in enumerate(ids)}
+        self._set_base_locked(segment.doc_ptr, segment.terms, segment.tfs)
+        self._dl_buf = _Buffer(np.float64, segment.dl)
+        self._dl = self._dl_buf.view
+        self._alive_buf = _Buffer(np.bool_, np.ones(len(ids), dtype=bool))
+        self._alive = self._alive_buf.view
+        self._main, self._main_upto, self._tail = segment.csc, len(ids), None
+        self._derived_valid = False
+        self._mutations += 1
 
     @staticmethod
     def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
-        """Read and check a saved index's manifest.
+        """Read and check a saved index's manifest; ``generation`` and ``documents`` are current.
+
+        For an index in the log-structured format, ``generation`` and ``documents`` are those of
+        the log's last complete record (the state :meth:`load` restores), and ``log_records`` /
+        ``log_bytes`` tell how much of the log is valid.
 
         Raises:
             FileNotFoundError: there is no saved index in ``directory``.
-            IndexCorruptError: the manifest is unreadable or of an unknown format.
+            IndexCorruptError: the manifest is unreadable or of an unknown format, or the log
+                named by it is missing.
         """
-        path = Path(directory) / "manifest.json"
-        try:
-            manifest = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as e:
-            msg = f"BM25 manifest {path} is unreadable: {e}"
-            raise IndexCorruptError(msg) from e
-        if not isinstance(manifest, dict) or manifest.get("format") != "langchain-hybrid-bm25":
-            msg = f"{path} is not a langchain-hybrid BM25 manifest"
-            raise IndexCorruptError(msg)
-        if manifest.get("format_version") != FORMAT_VERSION:
-            msg = f"{path} has format version {manifest.get('format_version')}, expected 1"
-            raise IndexCorruptError(msg)
+        path = Path(directory)
+        manifest = _read_manifest_json(path)
+        if manifest["format_version"] == FORMAT_VERSION:
+            try:
+                records, valid, _ = _read_log(path / str(manifest.get("log")))
+            except OSError as e:
+                msg = f"BM25 log of {path} is unreadable: {e}"
+                raise IndexCorruptError(msg) from e
+            if records:
+                manifest["generation"], manifest["documents"] = records[-1][:2]
+            manifest["log_records"], manifest["log_bytes"] = len(records), valid
         return manifest
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> BM25Index:
-        """Load an index saved by :meth:`save`, verifying every file's checksum.
+    def load(cls, directory: str | os.PathLike[str], *, verify: bool = False) -> BM25Index:
+        """Open an index saved by :meth:`save`: map its segment, replay its log.
+
+        Args:
+            directory: the index's directory.
+            verify: also check the SHA-256 of the memory-mapped files and the range of every
+                posting (reads every byte; without it, open checks sizes, headers and the small
+                arrays, see the module docstring).
+
+        An index in format 1 is read and converted to the current format (under the save lock,
+        if it is free and the index unchanged), with a log line saying so.
 
         Raises:
             FileNotFoundError: there is no saved index in ``directory``.
             IndexCorruptError: a file is missing, altered, truncated or inconsistent.
         """
         path = Path(directory)
-        manifest = cls.read_manifest(path)
+        manifest = _read_manifest_json(path)
         try:
             params = BM25Params.model_validate(manifest["params"])
-            blobs: dict[str, bytes] = {}
-            for name, digest in manifest["files"].items():
-                blobs[name.split("-", 1)[0]] = _read_verified(path / name, digest)
-            vocab_terms = json.loads(blobs["vocab"])
-            docs = json.loads(blobs["docs"])
-            with np.load(io.BytesIO(blobs["postings"]), allow_pickle=False) as npz:
-                doc_ptr = npz["doc_ptr"].astype(np.int64)
-                terms = npz["terms"].astype(np.int64)
-                tfs = npz["tfs"].astype(np.float64)
             index = cls(params)
-            index._restore(vocab_terms, docs, doc_ptr, terms, tfs)
-            index.generation = int(manifest["generation"])
+            with index._lock:
+                if manifest["format_version"] == _FORMAT_V1:
+                    index._load_v1(path, manifest)
+                else:
+                    index._load_segment_locked(path, manifest, verify=verify)
+                    segment_docs = int(manifest["segment"]["documents"])
+                    index._replay_log_locked(path, str(manifest["log"]), segment_docs)
         except IndexCorruptError:
             raise
         except (
@@ -590,20 +885,113 @@ class BM25Index:
             TypeError,
             IndexError,
             EOFError,
+            struct.error,
             zipfile.BadZipFile,
             zlib.error,
         ) as e:
             msg = f"BM25 index in {path} is corrupt: {type(e).__name__}: {e}"
             raise IndexCorruptError(msg) from e
+        if manifest["format_version"] == _FORMAT_V1:
+            _convert(index, path, manifest)
         return index
+
+    def _load_segment_locked(self, path: Path, manifest: dict[str, Any], *, verify: bool) -> None:
+        segment_info = manifest["segment"]
+        n_docs, n_terms = int(segment_info["documents"]), int(segment_info["terms"])
+        names = _names_by_kind(manifest)
+        files = manifest["files"]
+        words = json.loads(_read_verified(path / names["vocab"], files[names["vocab"]]["sha256"]))
+        docs = json.loads(_read_verified(path / names["docs"], files[names["docs"]]["sha256"]))
+        if len(words) != n_terms or len(docs) != n_docs:
+            msg = f"vocabulary or document list of {path} does not match its manifest"
+            raise IndexCorruptError(msg)
+        segment = _map_segment(path, manifest, verify=verify)
+        self._vocab = {str(t): i for i, t in enumerate(words)}
+        self._words = list(self._vocab)
+        if len(self._words) != n_terms:
+            msg = "duplicate terms in the saved vocabulary"
+            raise IndexCorruptError(msg)
+        self._df_buf = _Buffer(np.int64, segment.df)
+        self._df = self._df_buf.view
+        ids = [str(d[0]) for d in docs]
+        metadatas = [_metadata(d[2]) for d in docs]
+        columns = MetadataColumns()
+        columns.append(metadatas)
+        self._install_locked(segment, ids, [str(d[1]) for d in docs], metadatas, columns)
+        if len(self._slot_of) != n_docs:
+            msg = "duplicate document ids in the saved index"
+            raise IndexCorruptError(msg)
+        self._n_alive = n_docs
+        self._total_len = float(segment.dl.sum())
+        self.generation = int(manifest["generation"])
+
+    def _replay_log_locked(self, path: Path, log: str, segment_docs: int) -> None:
+        """Apply the log's complete records; stop at the first torn or altered one."""
+        records, valid, size = _read_log(path / log)
+        changes = 0
+        for generation, documents, payload in records:
+            changes += self._replay_locked(json.loads(payload)["ops"])
+            if self._n_alive != documents:
+                msg = f"log {log} replays to {self._n_alive} documents, its record says {documents}"
+                raise IndexCorruptError(msg)
+            self.generation = generation
+        if valid < size:
+            logger.warning(
+                "BM25 log %s: %d bytes after the last complete record ignored (a save that did "
+                "not return); the index is at generation %d",
+                path / log,
+                size - valid,
+                self.generation,
+            )
+        self._persisted = _Persisted(
+            path.resolve(), log, valid, segment_docs, changes, self.generation
+        )
+        self._journal, self._journal_changes = [], 0
+
+    def _replay_locked(self, ops: list[dict[str, Any]]) -> int:
+        changes = 0
+        for op in ops:
+            if "delete" in op:
+                ids = [str(i) for i in op["delete"]]
+                if len(set(ids)) != len(ids) or not all(i in self._slot_of for i in ids):
+                    msg = "the log deletes a document that is not there"
+                    raise IndexCorruptError(msg)
+                changes += self._delete_locked(ids)
+                continue
+            add = op["add"]
+            ids = [str(i) for i in add["ids"]]
+            counters = [
+                dict(zip(map(str, toks), map(int, tfs), strict=True))
+                for toks, tfs in zip(add["tokens"], add["tfs"], strict=True)
+            ]
+            texts, metadatas = [str(t) for t in add["texts"]], add["metadatas"]
+            if not len(ids) == len(set(ids)) == len(texts) == len(metadatas) == len(counters):
+                msg = "a log record's add has lists of different lengths"
+                raise IndexCorruptError(msg)
+            changes += self._upsert_locked(ids, texts, [_metadata(m) for m in metadatas], counters)
+        return changes
+
+    def _load_v1(self, path: Path, manifest: dict[str, Any]) -> None:
+        """Read an index saved in format 1 (JSON + compressed ``.npz``, every file checksummed)."""
+        blobs: dict[str, bytes] = {}
+        for name, digest in manifest["files"].items():
+            blobs[name.split("-", 1)[0]] = _read_verified(path / name, str(digest))
+        vocab_terms = json.loads(blobs["vocab"])
+        docs = json.loads(blobs["docs"])
+        with np.load(io.BytesIO(blobs["postings"]), allow_pickle=False) as npz:
+            doc_ptr = npz["doc_ptr"].astype(np.int64)
+            terms = npz["terms"].astype(np.int32)
+            tfs = npz["tfs"].astype(np.int32)
+        self._restore(vocab_terms, docs, doc_ptr, terms, tfs)
+        self.generation = int(manifest["generation"])
 
     def _restore(
         self,
         vocab_terms: list[str],
         docs: list[list[Any]],
         doc_ptr: _Int,
-        terms: _Int,
-        tfs: _Float,
+        terms: _Ints,
+        tfs: _Ints,
     ) -> None:
         n = len(docs)
         if len(doc_ptr) != n + 1 or doc_ptr[-1] != len(terms) or len(tfs) != len(terms):
@@ -613,19 +1001,23 @@ class BM25Index:
             msg = "postings reference unknown terms"
             raise IndexCorruptError(msg)
         self._vocab = {t: i for i, t in enumerate(vocab_terms)}
+        self._words = list(vocab_terms)
         self._ids = [str(d[0]) for d in docs]
         self._texts = [str(d[1]) for d in docs]
-        self._metadatas = [d[2] for d in docs]
+        self._metadatas = [_metadata(d[2]) for d in docs]
         self._slot_of = {doc_id: s for s, doc_id in enumerate(self._ids)}
         if len(self._slot_of) != n:
             msg = "duplicate document ids in the saved index"
             raise IndexCorruptError(msg)
         self._columns.append(self._metadatas)
-        self._doc_ptr, self._terms, self._tfs = doc_ptr, terms, tfs
+        self._set_base_locked(doc_ptr, terms, tfs)
         slot_of_posting = np.repeat(np.arange(n), np.diff(doc_ptr))
-        self._dl = np.bincount(slot_of_posting, weights=tfs, minlength=n).astype(np.float64)
-        self._df = np.bincount(terms, minlength=len(vocab_terms)).astype(np.int64)
-        self._alive = np.ones(n, dtype=bool)
+        self._dl_buf = _Buffer(np.float64, np.bincount(slot_of_posting, weights=tfs, minlength=n))
+        self._dl = self._dl_buf.view
+        self._df_buf = _Buffer(np.int64, np.bincount(terms, minlength=len(vocab_terms)))
+        self._df = self._df_buf.view
+        self._alive_buf = _Buffer(np.bool_, np.ones(n, dtype=bool))
+        self._alive = self._alive_buf.view
         self._n_alive = n
         self._total_len = float(self._dl.sum())
 
@@ -655,18 +1047,31 @@ def _json_bytes(obj: object, indent: int | None = None) -> bytes:
     return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False).encode("utf-8")
 
 
-def _npz_bytes(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
+class _HashingWriter:
+    """A file wrapper that hashes what is written through it (for ``write_array``)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.file.write(data)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory, fsync and rename."""
+def _atomic_write(path: Path, data: bytes | npt.NDArray[Any]) -> str:
+    """Write ``data`` (bytes, or an array as ``.npy``) via a temp file, fsync, rename.
+
+    Returns the SHA-256 of the bytes written.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            out = _HashingWriter(f)
+            if isinstance(data, np.ndarray):
+                np.lib.format.write_array(out, data, allow_pickle=False)
+            else:
+                out.write(data)
             f.flush()
             os.fsync(f.fileno())
         Path(tmp).replace(path)
@@ -680,3 +1085,315 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    return out.sha256.hexdigest()
+
+
+class _Parts(NamedTuple):
+    """References to the document-major postings: the base arrays and the growable ones."""
+
+    base_ptr: _Int
+    base_terms: _Ints
+    base_tfs: _Ints
+    base_slots: int
+    new_ptr: _Int
+    new_terms: _Ints
+    new_tfs: _Ints
+
+
+def _postings_range(parts: _Parts, first: int, last: int) -> tuple[_Int, _Ints, _Ints]:
+    """Document-major postings (pointers from 0, terms, tfs) of slots ``[first, last)``."""
+    base = parts.base_slots
+    pieces: list[tuple[_Int, _Ints, _Ints]] = []
+    if first < base:
+        pieces.append(
+            _slice(parts.base_ptr, parts.base_terms, parts.base_tfs, first, min(last, base))
+        )
+    if last > base:
+        new = (parts.new_ptr, parts.new_terms, parts.new_tfs)
+        pieces.append(_slice(*new, max(first, base) - base, last - base))
+    if len(pieces) == 1:
+        return pieces[0]
+    if not pieces:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    (ptr0, terms0, tfs0), (ptr1, terms1, tfs1) = pieces
+    ptr = np.concatenate([ptr0, ptr0[-1] + ptr1[1:]])
+    return ptr, np.concatenate([terms0, terms1]), np.concatenate([tfs0, tfs1])
+
+
+def _op_json(op: _AddOp | _DeleteOp) -> dict[str, Any]:
+    if isinstance(op, _DeleteOp):
+        return {"delete": op.ids}
+    return {"add": op._asdict()}
+
+
+def _metadata(value: object) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    msg = f"a saved metadata is a {type(value).__name__}, not an object"
+    raise IndexCorruptError(msg)
+
+
+def _read_manifest_json(path: Path) -> dict[str, Any]:
+    """The checked ``manifest.json`` of the index in ``path`` (format 1 or 2)."""
+    file = path / "manifest.json"
+    try:
+        manifest = json.loads(file.read_bytes())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        msg = f"BM25 manifest {file} is unreadable: {e}"
+        raise IndexCorruptError(msg) from e
+    if not isinstance(manifest, dict) or manifest.get("format") != "langchain-hybrid-bm25":
+        msg = f"{file} is not a langchain-hybrid BM25 manifest"
+        raise IndexCorruptError(msg)
+    version = manifest.get("format_version")
+    if type(version) is not int or version not in (_FORMAT_V1, FORMAT_VERSION):
+        msg = f"{file} has format version {version!r}, expected {FORMAT_VERSION} (or 1)"
+        raise IndexCorruptError(msg)
+    for key, kind in (("generation", int), ("documents", int), ("params", dict), ("files", dict)):
+        if type(manifest.get(key)) is not kind:
+            msg = f"{file}: {key!r} is missing or not a {kind.__name__}"
+            raise IndexCorruptError(msg)
+    return manifest
+
+
+def _names_by_kind(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The segment's file names by kind (``vocab``, ``docs``, each array, ``log``)."""
+    names = {str(name).split("-", 1)[0]: str(name) for name in manifest["files"]}
+    expected = {"vocab", "docs", "log", *_ARRAYS}
+    if set(names) != expected or len(names) != len(manifest["files"]):
+        msg = f"the manifest's files are {sorted(manifest['files'])}, not one of each kind"
+        raise IndexCorruptError(msg)
+    if names["log"] != manifest.get("log"):
+        msg = "the manifest's log is not among its files"
+        raise IndexCorruptError(msg)
+    return names
+
+
+def _write_segment(  # noqa: PLR0917 - private; each argument is a distinct part
+    path: Path,
+    generation: int,
+    params: BM25Params,
+    words: list[str],
+    docs: list[tuple[str, str, dict[str, Any] | None]],
+    arrays: tuple[_Int, _Ints, _Ints, _Float, _Int],
+) -> dict[str, Any]:
+    """Write a segment and an empty log under new names, then commit them by the manifest.
+
+    Returns the manifest. Files of this format that the manifest does not name are removed
+    after the commit (those of the previous segment, and temp files of interrupted saves).
+    """
+    doc_ptr, terms, tfs, dl, df = arrays
+    n_docs, n_terms, n_postings = len(docs), len(words), len(terms)
+    slots = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
+    csc = _to_csc(terms, slots, tfs, n_terms)
+    data: dict[str, npt.NDArray[Any]] = {
+        "doc_ptr": doc_ptr,
+        "terms": terms,
+        "tfs": tfs,
+        "dl": dl,
+        "df": df,
+        "csc_ptr": csc.indptr,
+        "csc_slots": csc.slots,
+        "csc_tfs": csc.tfs,
+    }
+    token = secrets.token_hex(8)  # new names: a save never overwrites a file a manifest uses
+    files: dict[str, dict[str, Any]] = {}
+
+    def write(kind: str, ext: str, content: bytes | npt.NDArray[Any]) -> str:
+        name = f"{kind}-{generation}-{token}.{ext}"
+        digest = _atomic_write(path / name, content)
+        files[name] = {"bytes": (path / name).stat().st_size, "sha256": digest}
+        return name
+
+    write("vocab", "json", _json_bytes(words))
+    write("docs", "json", _json_bytes(docs))
+    for kind, array in data.items():
+        write(kind, "npy", np.ascontiguousarray(array, dtype=_ARRAYS[kind][0]))
+    log = write("log", "log", b"")
+    files[log]["sha256"] = None  # appended to: its records carry their own checksums
+    manifest = {
+        "format": "langchain-hybrid-bm25",
+        "format_version": FORMAT_VERSION,
+        "generation": generation,
+        "documents": n_docs,
+        "params": params.model_dump(mode="json"),
+        "segment": {"documents": n_docs, "terms": n_terms, "postings": n_postings},
+        "log": log,
+        "files": files,
+    }
+    _atomic_write(path / "manifest.json", _json_bytes(manifest, indent=2))
+    for stale in path.iterdir():  # only files of this format: never anything else
+        if stale.name not in files and _OWN_FILE.fullmatch(stale.name):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    return manifest
+
+
+def _map_segment(path: Path, manifest: Mapping[str, Any], *, verify: bool) -> _Segment:
+    """Check a segment's files against the manifest and map its arrays (see module docstring)."""
+    names = _names_by_kind(manifest)
+    files = manifest["files"]
+    info = manifest["segment"]
+    n_docs, n_terms, n_postings = (int(info[k]) for k in ("documents", "terms", "postings"))
+    lengths = {
+        "docs": n_docs,
+        "docs+1": n_docs + 1,
+        "terms": n_terms,
+        "terms+1": n_terms + 1,
+        "postings": n_postings,
+    }
+    for kind, name in names.items():
+        size, expected = (path / name).stat().st_size, int(files[name]["bytes"])
+        if size < expected or (size != expected and kind != "log"):
+            msg = f"{path / name} is {size} bytes, the manifest says {expected} (truncated?)"
+            raise IndexCorruptError(msg)
+    arrays = {
+        kind: _map_npy(
+            path / names[kind],
+            np.dtype(dtype),
+            lengths[length],
+            files[names[kind]]["sha256"] if verify else None,
+        )
+        for kind, (dtype, length) in _ARRAYS.items()
+    }
+    segment = _Segment(
+        arrays["doc_ptr"],
+        arrays["terms"],
+        arrays["tfs"],
+        arrays["dl"],
+        arrays["df"],
+        _CSC(arrays["csc_ptr"], arrays["csc_slots"], arrays["csc_tfs"]),
+    )
+    _check_segment(segment, n_docs, n_terms, n_postings, full=verify)
+    return segment
+
+
+def _check_segment(
+    segment: _Segment, n_docs: int, n_terms: int, n_postings: int, *, full: bool
+) -> None:
+    """Consistency of the small arrays (always) and of every posting (``full``)."""
+    ptr, csc_ptr = segment.doc_ptr, segment.csc.indptr
+    problems = [
+        (ptr[0] != 0 or ptr[-1] != n_postings, "document pointers do not span the postings"),
+        (bool(np.any(np.diff(ptr) < 0)), "document pointers decrease"),
+        (csc_ptr[0] != 0 or csc_ptr[-1] != n_postings, "term pointers do not span the postings"),
+        (not np.array_equal(np.diff(csc_ptr), segment.df), "term pointers do not match df"),
+        (bool(np.any(segment.df < 0)) or bool(np.any(segment.dl < 0)), "negative df or length"),
+    ]
+    if full and n_postings:
+        problems += [
+            (bool(segment.terms.min() < 0 or segment.terms.max() >= n_terms), "unknown terms"),
+            (bool(segment.csc.slots.min() < 0 or segment.csc.slots.max() >= n_docs), "bad slots"),
+            (bool(segment.tfs.min() <= 0 or segment.csc.tfs.min() <= 0), "non-positive tf"),
+        ]
+    for failed, what in problems:
+        if failed:
+            msg = f"BM25 segment inconsistent: {what}"
+            raise IndexCorruptError(msg)
+
+
+def _map_npy(path: Path, dtype: np.dtype[Any], length: int, digest: str | None) -> npt.NDArray[Any]:
+    """Memory-map a 1-d ``.npy`` file after checking its header and size (no pickle)."""
+    with path.open("rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, found = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, found = np.lib.format.read_array_header_2_0(f)
+        else:
+            msg = f"{path}: unsupported .npy version {version}"
+            raise IndexCorruptError(msg)
+        offset = f.tell()
+    size = path.stat().st_size
+    if found != dtype or fortran or shape != (length,) or offset + length * dtype.itemsize != size:
+        msg = f"{path}: {found}{shape} in {size} bytes, expected {dtype}({length},)"
+        raise IndexCorruptError(msg)
+    if digest is not None:
+        _read_verified(path, digest)
+    if length == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(length,)))
+
+
+def _log_is_as_left(path: Path, persisted: _Persisted) -> bool:
+    """Whether ``path``'s manifest names ``persisted``'s log and the log has the length left."""
+    if persisted.path != path.resolve():
+        return False
+    try:
+        manifest = _read_manifest_json(path)
+        size = (path / persisted.log).stat().st_size
+    except (OSError, IndexCorruptError):
+        return False
+    return (
+        manifest["format_version"] == FORMAT_VERSION
+        and manifest.get("log") == persisted.log
+        and size == persisted.log_bytes
+    )
+
+
+def _record_crc(generation: int, documents: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<qq", generation, documents)))
+
+
+def _append_record(
+    path: Path, expected_size: int, generation: int, documents: int, payload: bytes
+) -> int | None:
+    """Append one record and ``fsync`` it; the log's new size, or ``None`` if it is not as left."""
+    header = _LOG_HEADER.pack(
+        _LOG_MAGIC, len(payload), generation, documents, _record_crc(generation, documents, payload)
+    )
+    try:
+        f = path.open("r+b")
+    except FileNotFoundError:
+        return None
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        if end != expected_size:
+            return None
+        f.write(header + payload)
+        f.flush()
+        os.fsync(f.fileno())
+        return end + len(header) + len(payload)
+
+
+def _read_log(path: Path) -> tuple[list[tuple[int, int, bytes]], int, int]:
+    """The complete records ``(generation, documents, payload)``, their end, the file's size."""
+    data = path.read_bytes()
+    records: list[tuple[int, int, bytes]] = []
+    pos = 0
+    while pos + _LOG_HEADER.size <= len(data):
+        magic, length, generation, documents, crc = _LOG_HEADER.unpack_from(data, pos)
+        end = pos + _LOG_HEADER.size + length
+        if magic != _LOG_MAGIC or end > len(data):
+            break
+        payload = data[pos + _LOG_HEADER.size : end]
+        if _record_crc(generation, documents, payload) != crc:
+            break
+        records.append((generation, documents, payload))
+        pos = end
+    return records, pos, len(data)
+
+
+def _convert(index: BM25Index, path: Path, manifest: dict[str, Any]) -> None:
+    """Save an index read in format 1 back in the current format, if nothing changed since."""
+    from langchain_hybrid.locking import save_lock  # noqa: PLC0415 - locking is a light import
+
+    try:
+        with save_lock(path, timeout_seconds=1.0) as locked:
+            if locked and _read_manifest_json(path) == manifest:
+                index.save(path)
+                logger.info(
+                    "BM25 index in %s was in format 1: read once and converted to format %d",
+                    path,
+                    FORMAT_VERSION,
+                )
+                return
+            reason = "the save lock is busy or the index changed meanwhile"
+    except (OSError, IndexCorruptError) as e:
+        reason = f"{type(e).__name__}: {e}"
+    logger.info(
+        "BM25 index in %s is in format 1: read, not converted (%s); the next save converts it",
+        path,
+        reason,
+    )

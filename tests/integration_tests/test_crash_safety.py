@@ -46,6 +46,8 @@ from helpers import HashEmbeddings, report
 from langchain_core.documents import Document
 
 from langchain_hybrid import HybridRetriever
+from langchain_hybrid.bm25 import BM25Index
+from langchain_hybrid.errors import IndexCorruptError
 from langchain_hybrid.locking import release_writer_lock
 from langchain_hybrid.retrievers import default_bm25_path
 from langchain_hybrid.stores import GENERATION_KEY
@@ -290,11 +292,10 @@ def ids_written(lines: list[str]) -> set[str]:
 
 # ---------------------------------------------------------------------- the check
 def saved_manifest(directory: Path) -> dict[str, Any] | None:
+    """The saved BM25 manifest, its generation and count those its log reaches (or ``None``)."""
     try:
-        return dict(
-            json.loads((default_bm25_path(directory, COLLECTION) / "manifest.json").read_text())
-        )
-    except (OSError, ValueError):
+        return BM25Index.read_manifest(default_bm25_path(directory, COLLECTION))
+    except (OSError, IndexCorruptError):
         return None
 
 

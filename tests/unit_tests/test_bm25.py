@@ -10,6 +10,7 @@ nothing (``IDENTITY``), so ``BM25Index.scores(" ".join(tokens))`` scores exactly
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import sys
@@ -557,34 +558,44 @@ def test_save_leaves_the_index_searchable(tmp_path: Path) -> None:
     assert "after" in {h.id for h in index.search("t1", len(index))}
 
 
-def test_saved_files_are_json_and_npz_without_pickle(tmp_path: Path) -> None:
+def test_saved_files_are_json_and_npy_without_pickle(tmp_path: Path) -> None:
     path, index, _ = saved(tmp_path)
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     gen = index.generation
     assert manifest["format"] == "langchain-hybrid-bm25"
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["generation"] == gen
     assert manifest["documents"] == len(index)
     assert manifest["params"] == index.params.model_dump(mode="json")
     names = _data_files(manifest)
-    assert set(names) == {"vocab", "docs", "postings"}
-    for name, digest in manifest["files"].items():
-        assert hashlib.sha256((path / name).read_bytes()).hexdigest() == digest
-        assert name.startswith(f"{name.split('-')[0]}-{gen}-{digest[:16]}.")  # content-addressed
+    assert set(names) == {"vocab", "docs", "log", *ARRAY_KINDS}
+    token = names["vocab"].split("-")[2].split(".")[0]
+    for name, meta in manifest["files"].items():
+        data = (path / name).read_bytes()
+        assert len(data) == meta["bytes"]
+        if name != manifest["log"]:
+            assert hashlib.sha256(data).hexdigest() == meta["sha256"]
+        assert name.startswith(f"{name.split('-')[0]}-{gen}-{token}.")  # one segment, new names
+    assert (path / manifest["log"]).read_bytes() == b""  # a fresh segment has an empty log
     vocab = json.loads((path / names["vocab"]).read_text(encoding="utf-8"))
     docs = json.loads((path / names["docs"]).read_text(encoding="utf-8"))
     assert len(vocab) == index.vocabulary_size
     assert len(docs) == len(index)
-    assert names["postings"].endswith(".npz")
-    with np.load(path / names["postings"], allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
-    assert set(arrays) == {"doc_ptr", "terms", "tfs"}
-    assert all(a.dtype.kind in "iu" for a in arrays.values())
+    arrays = {kind: np.load(path / names[kind], allow_pickle=False) for kind in ARRAY_KINDS}
+    assert all(a.dtype.kind in "iuf" and a.ndim == 1 for a in arrays.values())
     assert len(arrays["doc_ptr"]) == len(index) + 1
+    assert len(arrays["csc_ptr"]) == index.vocabulary_size + 1
+    assert np.array_equal(np.diff(arrays["csc_ptr"]), arrays["df"])
+    assert sorted(arrays["csc_slots"]) == sorted(
+        np.repeat(np.arange(len(index)), np.diff(arrays["doc_ptr"]))
+    )
+
+
+ARRAY_KINDS = ("doc_ptr", "terms", "tfs", "dl", "df", "csc_ptr", "csc_slots", "csc_tfs")
 
 
 def _data_files(manifest: dict[str, Any]) -> dict[str, str]:
-    """The manifest's data files by kind (vocab, docs, postings)."""
+    """The manifest's files by kind (vocab, docs, log, and each array)."""
     return {name.split("-")[0]: name for name in manifest["files"]}
 
 
@@ -593,10 +604,10 @@ def _edit_json(path: Path, edit: Callable[[Any], Any]) -> None:
 
 
 def _rewrite_with_checksum(path: Path, name: str, data: bytes) -> None:
-    """Replace a data file *and* its manifest checksum, so only the content check is left."""
+    """Replace a data file *and* its manifest size and checksum: only content checks are left."""
     (path / name).write_bytes(data)
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    manifest["files"][name] = hashlib.sha256(data).hexdigest()
+    manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -604,9 +615,12 @@ def _name(path: Path, prefix: str) -> str:
     return next(p.name for p in path.iterdir() if p.name.startswith(prefix))
 
 
-def _truncate_npz(path: Path) -> None:
-    f = path / _name(path, "postings-")
-    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+def _truncate(prefix: str) -> Callable[[Path], None]:
+    def truncate(path: Path) -> None:
+        f = path / _name(path, prefix)
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+    return truncate
 
 
 def _edit_docs(path: Path) -> None:
@@ -620,21 +634,20 @@ def _drop_a_doc_keeping_checksum(path: Path) -> None:
     _rewrite_with_checksum(path, name, json.dumps(docs[:-1]).encode())
 
 
-def _truncate_npz_keeping_checksum(path: Path) -> None:
-    name = _name(path, "postings-")
+def _truncate_keeping_checksum(path: Path) -> None:
+    name = _name(path, "csc_slots-")
     data = (path / name).read_bytes()
     _rewrite_with_checksum(path, name, data[: len(data) // 2])
 
 
-def _npz_with_unknown_terms_keeping_checksum(path: Path) -> None:
-    name = _name(path, "postings-")
-    with np.load(path / name, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    arrays["terms"] = arrays["terms"] + 10**6
-    out = path / "tmp.npz"
-    np.savez(out, **arrays)
-    _rewrite_with_checksum(path, name, out.read_bytes())
-    out.unlink()
+def _rewrite_array(prefix: str, edit: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
+    def rewrite(path: Path) -> None:
+        name = _name(path, prefix)
+        out = io.BytesIO()
+        np.save(out, edit(np.load(path / name, allow_pickle=False)), allow_pickle=False)
+        _rewrite_with_checksum(path, name, out.getvalue())
+
+    return rewrite
 
 
 def _set_manifest(key: str, value: object) -> Callable[[Path], None]:
@@ -654,22 +667,29 @@ def _drop_manifest_key(key: str) -> Callable[[Path], None]:
 @pytest.mark.parametrize(
     "corrupt",
     [
-        pytest.param(_truncate_npz, id="truncated-npz"),
+        pytest.param(_truncate("csc_slots-"), id="truncated-npy"),
+        pytest.param(_truncate("docs-"), id="truncated-docs"),
         pytest.param(_edit_docs, id="edited-docs-json"),
         pytest.param(lambda p: (p / "manifest.json").write_bytes(b"\x00garbage{"), id="garbage"),
         pytest.param(lambda p: (p / "manifest.json").write_text("[1, 2]"), id="manifest-list"),
         pytest.param(lambda p: (p / "manifest.json").write_text(""), id="manifest-empty"),
-        pytest.param(_set_manifest("format_version", 2), id="format-version-2"),
-        pytest.param(_set_manifest("format_version", "1"), id="format-version-str"),
+        pytest.param(_set_manifest("format_version", 3), id="format-version-3"),
+        pytest.param(_set_manifest("format_version", "2"), id="format-version-str"),
         pytest.param(_set_manifest("format", "other"), id="wrong-format"),
         pytest.param(_set_manifest("params", {"k1": -1}), id="invalid-params"),
         pytest.param(_set_manifest("files", {}), id="no-files"),
+        pytest.param(_set_manifest("log", "log-1-0000000000000000.log"), id="other-log"),
         pytest.param(_drop_manifest_key("generation"), id="no-generation"),
+        pytest.param(_drop_manifest_key("segment"), id="no-segment"),
         pytest.param(lambda p: (p / _name(p, "vocab-")).unlink(), id="missing-vocab"),
-        pytest.param(lambda p: (p / _name(p, "postings-")).unlink(), id="missing-postings"),
+        pytest.param(lambda p: (p / _name(p, "terms-")).unlink(), id="missing-terms"),
+        pytest.param(lambda p: (p / _name(p, "log-")).unlink(), id="missing-log"),
         pytest.param(_drop_a_doc_keeping_checksum, id="inconsistent-docs"),
-        pytest.param(_npz_with_unknown_terms_keeping_checksum, id="unknown-terms"),
-        pytest.param(_truncate_npz_keeping_checksum, id="truncated-npz-checksum-updated"),
+        pytest.param(_truncate_keeping_checksum, id="truncated-npy-manifest-updated"),
+        pytest.param(_rewrite_array("csc_ptr-", lambda a: a[::-1].copy()), id="bad-csc-ptr"),
+        pytest.param(_rewrite_array("df-", lambda a: a + 1), id="df-not-csc"),
+        pytest.param(_rewrite_array("terms-", lambda a: a.astype(np.int64)), id="wrong-dtype"),
+        pytest.param(_rewrite_array("dl-", lambda a: a[:-1]), id="wrong-shape"),
     ],
 )
 def test_load_rejects_corrupt_index(tmp_path: Path, corrupt: Callable[[Path], None]) -> None:
@@ -677,6 +697,34 @@ def test_load_rejects_corrupt_index(tmp_path: Path, corrupt: Callable[[Path], No
     corrupt(path)
     with pytest.raises(IndexCorruptError):
         BM25Index.load(path)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        pytest.param(_rewrite_array("terms-", lambda a: a + 10**6), id="unknown-terms"),
+        pytest.param(_rewrite_array("csc_slots-", lambda a: a + 10**6), id="unknown-slots"),
+        pytest.param(_rewrite_array("csc_tfs-", lambda a: a * 0), id="zero-tfs"),
+    ],
+)
+def test_verified_load_checks_every_posting(
+    tmp_path: Path, corrupt: Callable[[Path], None]
+) -> None:
+    path, _, _ = saved(tmp_path)
+    assert len(BM25Index.load(path, verify=True)) == 103
+    corrupt(path)
+    with pytest.raises(IndexCorruptError):
+        BM25Index.load(path, verify=True)
+
+
+def test_verified_load_checks_the_npy_checksums(tmp_path: Path) -> None:
+    path, _, _ = saved(tmp_path)
+    f = path / _name(path, "csc_tfs-")
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 1  # same size, same header: only the checksum tells
+    f.write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptError, match=r"checksum mismatch .*csc_tfs-"):
+        BM25Index.load(path, verify=True)
 
 
 def test_load_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
@@ -698,69 +746,82 @@ def test_load_missing_directory_or_manifest(tmp_path: Path) -> None:
         BM25Index.load(path)
 
 
-def test_save_over_a_save_keeps_only_the_new_generation(tmp_path: Path) -> None:
+def test_save_over_a_save_appends_to_the_log(tmp_path: Path) -> None:
     path, index, _ = saved(tmp_path)
     first = index.generation
+    segment = {
+        p.name: p.stat().st_mtime_ns for p in path.iterdir() if not p.name.startswith("log-")
+    }
     index.add(["extra"], ["t1 t2 extra"])
     index.delete(["doc2"])
     index.save(path)
     gen = index.generation
     assert gen != first
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["generation"] == gen
+    assert manifest["generation"] == first  # the segment's; the log carries the rest
+    current = BM25Index.read_manifest(path)
+    assert (current["generation"], current["documents"], current["log_records"]) == (gen, 103, 1)
     assert sorted(p.name for p in path.iterdir()) == sorted(["manifest.json", *manifest["files"]])
+    unchanged = {
+        p.name: p.stat().st_mtime_ns for p in path.iterdir() if not p.name.startswith("log-")
+    }
+    assert unchanged == segment, "an append rewrote a segment file"
     loaded = BM25Index.load(path)
+    assert loaded.generation == gen
     assert "extra" in loaded
     assert "doc2" not in loaded
     assert results_of(loaded) == results_of(index)
 
 
-def test_save_writes_data_files_before_the_manifest(
+def test_merge_writes_data_files_before_the_manifest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path, index, _ = saved(tmp_path)
+    path, _, _ = saved(tmp_path)
     old_files = set(json.loads((path / "manifest.json").read_text(encoding="utf-8"))["files"])
     written: list[str] = []
     real_write = bm25_module._atomic_write
 
-    def recording_write(target: Path, data: bytes) -> None:
+    def recording_write(target: Path, data: Any) -> str:
         # while writing, the old manifest's files must all still be there
         assert old_files <= {p.name for p in target.parent.iterdir()}
         written.append(target.name)
-        real_write(target, data)
+        return real_write(target, data)
 
     monkeypatch.setattr(bm25_module, "_atomic_write", recording_write)
-    index.add(["extra"], ["t1"])
-    index.save(path)
+    other = sample_index()  # another index object: it did not write the files there
+    other.add(["extra"], ["t1"])
+    other.save(path)
     assert written[-1] == "manifest.json"
-    assert len(written) == 4
-    assert not set(written[:-1]) & old_files  # new generation names, old files untouched
+    assert len(written) == 12  # 2 JSON, 8 arrays, the empty log, the manifest
+    assert not set(written[:-1]) & old_files  # new names, old files untouched
+    assert not old_files & {p.name for p in path.iterdir()}  # and removed after the commit
 
 
-def test_interrupted_save_leaves_the_old_index(
+def test_interrupted_merge_leaves_the_old_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path, index, expected = saved(tmp_path)
+    path, _, expected = saved(tmp_path)
     real_write = bm25_module._atomic_write
 
-    def crash_at_manifest(target: Path, data: bytes) -> None:
+    def crash_at_manifest(target: Path, data: Any) -> str:
         if target.name == "manifest.json":
             msg = "simulated crash"
             raise OSError(msg)
-        real_write(target, data)
+        return real_write(target, data)
 
-    index.add(["extra"], ["t1 t1 t1 t1"])
+    other = sample_index()
+    other.add(["extra"], ["t1 t1 t1 t1"])
     monkeypatch.setattr(bm25_module, "_atomic_write", crash_at_manifest)
     with pytest.raises(OSError, match="simulated crash"):
-        index.save(path)
+        other.save(path)
     assert results_of(BM25Index.load(path)) == expected  # the old index, intact
-    gen = index.generation  # the new data files were written, under new names, before the crash
+    gen = other.generation  # the new data files were written, under new names, before the crash
     new_files = {p.name for p in path.iterdir() if f"-{gen}-" in p.name}
-    assert {n.split("-")[0] for n in new_files} == {"vocab", "docs", "postings"}
+    assert len(new_files) == 11
     monkeypatch.setattr(bm25_module, "_atomic_write", real_write)
-    index.save(path)  # the next save succeeds and cleans up
+    other.save(path)  # the next save succeeds and cleans up
     assert "extra" in BM25Index.load(path)
-    assert len(list(path.iterdir())) == 4
+    assert len(list(path.iterdir())) == 12
 
 
 def test_interrupted_save_of_another_index_with_the_same_generation(
@@ -777,11 +838,11 @@ def test_interrupted_save_of_another_index_with_the_same_generation(
     assert new.generation == old.generation
     real_write = bm25_module._atomic_write
 
-    def crash_after_first_file(target: Path, data: bytes) -> None:
+    def crash_after_first_file(target: Path, data: Any) -> str:
         if target.name.startswith("docs-"):
             msg = "simulated crash"
             raise OSError(msg)
-        real_write(target, data)
+        return real_write(target, data)
 
     monkeypatch.setattr(bm25_module, "_atomic_write", crash_after_first_file)
     with pytest.raises(OSError, match="simulated crash"):

@@ -138,28 +138,29 @@ class _Tripwire:
 
 
 def _plant_pickled_postings(directory: Path, tripwire: Path) -> None:
-    """Replace the postings file with an object array and fix the manifest's checksums."""
+    """Replace a postings file with an object array and fix the manifest's size and checksum."""
     manifest_path = directory / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    name = next(n for n in manifest["files"] if n.startswith("postings-"))
+    name = next(n for n in manifest["files"] if n.startswith("terms-"))
     objects = np.empty(3, dtype=object)
     objects[:] = [_Tripwire(tripwire), 1, 2]
     buffer = io.BytesIO()
-    np.savez(buffer, doc_ptr=objects, terms=objects, tfs=objects)  # pickles the objects
+    np.save(buffer, objects, allow_pickle=True)  # pickles the objects
     data = buffer.getvalue()
     (directory / name).write_bytes(data)
-    manifest["files"][name] = hashlib.sha256(data).hexdigest()  # checksums pass: np.load runs
-    manifest_path.write_text(json.dumps(manifest))
+    manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest_path.write_text(json.dumps(manifest))  # size and checksum pass: the header is read
 
 
-def test_bm25_load_refuses_a_pickle_bearing_npz(tmp_path: Path) -> None:
+def test_bm25_load_refuses_a_pickle_bearing_npy(tmp_path: Path) -> None:
     index = BM25Index()
     index.add(["a", "b"], ["red apples", "green pears"])
     index.save(tmp_path / "bm25")
     tripwire = tmp_path / "unpickled"
     _plant_pickled_postings(tmp_path / "bm25", tripwire)
-    with pytest.raises(IndexCorruptError):
-        BM25Index.load(tmp_path / "bm25")
+    for verify in (False, True):
+        with pytest.raises(IndexCorruptError):
+            BM25Index.load(tmp_path / "bm25", verify=verify)
     assert not tripwire.exists(), "the loader unpickled data from the index files"
 
 
