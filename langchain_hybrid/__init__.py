@@ -1,6 +1,6 @@
 """langchain-hybrid: a hybrid BM25 + ChromaDB retriever for LangChain, fused with RRF."""
 
-from langchain_hybrid._tokenize import TokenizerConfig
+from langchain_hybrid._tokenize import TokenizerConfig, register_tokenizer
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.cache import CachedEmbeddings, CachedVectorStore, LRUCache
 from langchain_hybrid.callbacks import (
@@ -65,5 +65,6 @@ __all__ = [
     "TokenizerConfig",
     "WriterLockError",
     "load_config",
+    "register_tokenizer",
     "serve_metrics",
 ]

@@ -36,6 +36,7 @@ EXPECTED = [
     "TokenizerConfig",
     "WriterLockError",
     "load_config",
+    "register_tokenizer",
     "serve_metrics",
 ]
 
