@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import HashEmbeddings
@@ -460,3 +462,45 @@ def test_eval_exact_match_on_a_corpus_too_small_is_one_error_line(
     assert len(lines) == 1
     assert "the base corpus has 100 documents; the exact-match set needs 500 + 70" in lines[0]
     assert stdout.startswith("base (test, 3 rows)")  # the BEIR table came first
+
+
+# ---------------------------------------------------------------------- the language reference
+def _langref() -> Any:
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "langref_check.py"
+    spec = importlib.util.spec_from_file_location("langref_check", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_langref_words_occur_in_one_topic_only() -> None:
+    langref = _langref()
+    topics = langref.PYDOC_TOPICS
+    assert len(topics) >= 79
+    sample = langref.sample_words(langref.unique_words(topics), 30, 12)
+    assert sample == langref.sample_words(langref.unique_words(topics), 30, 12)
+    assert len(sample) == 30
+    assert len({topic for _, topic in sample}) == 30
+    for word, topic in sample:
+        assert len(word) >= 6
+        holders = [
+            name
+            for name, text in topics.items()
+            if re.search(rf"(?<![a-z]){word}(?![a-z])", text.casefold())
+        ]
+        assert holders == [topic], word
+
+
+def test_langref_summary_counts_first_places() -> None:
+    langref = _langref()
+    results = [
+        {"word": "a", "topic": "t", "hybrid": 1, "bm25": 1, "vector": None},
+        {"word": "b", "topic": "u", "hybrid": 4, "bm25": 1, "vector": 2},
+        {"word": "c", "topic": "v", "hybrid": None, "bm25": 3, "vector": 1},
+    ]
+    rows = {r["mode"]: r for r in langref.summary(results)}
+    assert rows["hybrid"] == {"mode": "hybrid", "words": 3, "first": 1, "top3": 1, "top10": 2}
+    assert rows["bm25"] == {"mode": "bm25", "words": 3, "first": 2, "top3": 3, "top10": 3}
+    assert rows["vector"] == {"mode": "vector", "words": 3, "first": 1, "top3": 2, "top10": 2}
