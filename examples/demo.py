@@ -88,6 +88,14 @@ def doc_chunks(root: Path = ROOT) -> list[Document]:
     return chunks
 
 
+def corpus_line(chunks: Sequence[Document], rows: Sequence[Document]) -> str:
+    """What the demo indexes, naming the files the chunks really came from."""
+    files = sorted({str(c.metadata["source"]) for c in chunks})
+    return (
+        f"corpus: {len(chunks)} chunks of {', '.join(files) or 'no files'} + {len(rows)} passages"
+    )
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -257,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     chunks, rows = doc_chunks(), passages()
     corpus = chunks + rows
-    print(f"corpus: {len(chunks)} chunks of README.md and docs/*.md + {len(rows)} passages")
+    print(corpus_line(chunks, rows))
     embedding = MiniLMEmbeddings()
     retriever = open_index(args.index, embedding)
     sync_index(retriever, corpus)

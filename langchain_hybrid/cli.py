@@ -498,11 +498,8 @@ def _run_index(args: argparse.Namespace) -> int:
         if deleted:
             retriever.delete(deleted)
     skipped = f" ({plan.skipped} skipped)" if plan.skipped else ""
-    gone = (
-        f" ({len(plan.missing)} of {plan.missing_files} files no longer found)"
-        if plan.missing
-        else ""
-    )
+    files = f"{plan.missing_files} file{'s' if plan.missing_files != 1 else ''}"
+    gone = f" ({len(plan.missing)} from {files} no longer found)" if plan.missing else ""
     _print(
         f"{plan.files} files{skipped}, {plan.chunks} chunks: {len(plan.add)} added, "
         f"{plan.unchanged} unchanged, {len(deleted)} deleted{gone} in "

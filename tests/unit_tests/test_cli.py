@@ -45,7 +45,8 @@ GLOBAL = ["--path", "index", "--collection", "kb"]
 SUMMARY = re.compile(
     r"^(?P<files>\d+) files(?: \((?P<skipped>\d+) skipped\))?, (?P<chunks>\d+) chunks: "
     r"(?P<added>\d+) added, (?P<unchanged>\d+) unchanged, (?P<deleted>\d+) deleted"
-    r"(?: \((?P<missing>\d+) of (?P<missing_files>\d+) files no longer found\))? in \d+\.\d+s$"
+    r"(?: \((?P<missing>\d+) from (?P<missing_files>\d+) files? no longer found\))? "
+    r"in \d+\.\d+s$"
 )
 
 
