@@ -89,6 +89,10 @@ def _chunk(word: str) -> str:
 
 _URL = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"'`]+"
 _ASCII_PATTERN = re.compile(_chunk(_ASCII_WORD))
+# ASCII text in one pass: group 1 a plain word or number (not joined to another), group 2 the rest
+_ASCII_SPLIT = re.compile(
+    r"([a-z]+|[A-Z][a-z]*|[A-Z]+|[0-9]+)(?!\w|[-.@]\w|\+\w+@\w)" rf"|({_chunk(_ASCII_WORD)})"
+)
 _PATTERN = re.compile(rf"[{_CJK}]+|{_chunk(_WORD)}")
 _URL_PATTERN = re.compile(rf"{_URL}|[{_CJK}]+|{_chunk(_WORD)}")
 _IS_CJK = re.compile(rf"[{_CJK}]").match
@@ -347,10 +351,29 @@ class _Standard:
             return self._stem_words(
                 [w for w in self._pattern.findall(text) if w not in self._stopwords]
             )
-        words: list[str] = []  # to stopword-filter and stem
         exact: list[str] = []  # final as they are (whole identifiers, CJK grams)
-        self._scan(text, words, exact, query=query)
+        if text.isascii() and "://" not in text:
+            words = self._ascii(text, exact)
+        else:
+            words = []  # to stopword-filter and stem
+            self._scan(text, words, exact, query=query)
         return self._stem_words(words) + exact if exact else self._stem_words(words)
+
+    def _ascii(self, text: str, exact: list[str]) -> list[str]:
+        """The fast path (most text): plain words in bulk, the other chunks one by one."""
+        stop = self._stopwords
+        pairs = _ASCII_SPLIT.findall(text)
+        if self.config.lowercase:
+            words = [w for p, _ in pairs if len(p) > 1 and (w := p.lower()) not in stop]
+        else:
+            words = [p for p, _ in pairs if len(p) > 1 and p not in stop]
+        for _, chunk in pairs:
+            if chunk:
+                if chunk.isalpha():  # camel case: getByIds, HTTPServerError
+                    self._identifier(chunk, words, exact)
+                else:
+                    self._word(chunk, words, exact)
+        return words
 
     def _scan(self, text: str, words: list[str], exact: list[str], *, query: bool) -> None:
         ascii_only = text.isascii()
@@ -430,6 +453,8 @@ class _Standard:
     def _identifier(self, w: str, words: list[str], exact: list[str]) -> None:
         """Emit the whole identifier (as is, casefolded) and its parts (through the word rules)."""
         lower = self.config.lowercase
+        if not w.strip("_.-+@"):  # "____": a rule, not an identifier
+            return
         if self.config.identifiers:
             exact.append(w.casefold() if lower else w)
             if "@" in w:

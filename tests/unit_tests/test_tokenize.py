@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from langchain_hybrid._tokenize import (
@@ -210,7 +212,7 @@ def test_words_and_numbers(text: str, tokens: list[str]) -> None:
     ],
 )
 def test_sentence_punctuation_does_not_glue_words(text: str, tokens: list[str]) -> None:
-    assert Tokenizer()(text) == tokens
+    assert sorted(Tokenizer()(text)) == sorted(tokens)  # a bag of tokens: order is not kept
 
 
 def test_identifiers_off_keeps_only_parts() -> None:
@@ -482,3 +484,26 @@ def test_registry_is_thread_safe() -> None:
     assert all(name in registered_tokenizers() for name in names)
     for offset, tokens in enumerate(results):
         assert tokens == [[f"{n}x", f"{n}y"] for n in names[offset::8]]
+
+
+# ASCII text takes a fast path; any other text the general one: both give the same tokens
+
+PATH_TEXTS = [
+    "E-4471 1.5.9 AB-1234-X get_by_ids os.path.join getByIds HTTPServerError",
+    "0x7fff5fbff8a8 CVE-2024-12345 KB5034441 JIRA-1234 SIGSEGV 404 a+b x+y@z.org",
+    "end.Next e.g. U.S.A. word-\nthen 2.The ____ __init__ _x x_ -4471 4471-",
+    "Jane.Doe+ops@Example.co.uk iPhone McDonald x86_64 sha256 a1b2c3 3.14 COVID-19",
+]
+
+
+@pytest.mark.parametrize("text", PATH_TEXTS)
+def test_ascii_fast_path_agrees_with_general_path(text: str) -> None:
+    tok = Tokenizer()
+    assert sorted([*tok(text), "東"]) == sorted(tok(text + " 東"))  # 東 forces the general path
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aZbY09_-.@+ \n,;()xX", max_size=40))
+def test_ascii_paths_agree_on_any_text(text: str) -> None:
+    for tok in (Tokenizer(), Tokenizer(TokenizerConfig(lowercase=False, stopwords=None))):
+        assert sorted([*tok(text), "東"]) == sorted(tok(text + " 東"))
