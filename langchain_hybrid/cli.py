@@ -63,10 +63,10 @@ from langchain_hybrid.exact_match import format_report, run_exact_match
 from langchain_hybrid.filters import validate_metadata
 from langchain_hybrid.loaders import (
     SUPPORTED_SUFFIXES,
+    FileScope,
     LoadedFile,
     SplitSettings,
     find_files,
-    in_scope,
     load_file,
     resolved_path,
 )
@@ -473,9 +473,7 @@ def _run_index(args: argparse.Namespace) -> int:
     plan = plan_index(
         loaded,
         _indexed(retriever.bm25),
-        scope=None
-        if args.keep_missing
-        else lambda path: any(in_scope(path, folder, args.glob) for folder in folders),
+        scope=None if args.keep_missing else FileScope(folders, args.glob),
         prune=args.prune,
     )
     logger.info(

@@ -214,23 +214,45 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts).removesuffix("/") + r"\Z")
 
 
-def in_scope(path: str, directory: str | os.PathLike[str], pattern: str | None = None) -> bool:
-    """Whether :func:`find_files` would find ``path`` under ``directory`` (if the file existed).
+class FileScope:
+    """The files :func:`find_files` would find under ``directories`` with ``pattern``.
 
-    The file need not exist. Both paths are compared resolved (:func:`resolved_path`); the
-    rules are those of :func:`find_files`: a supported suffix, no part starting with ``.``
-    below ``directory``, and, with a pattern, a path the pattern matches relative to it.
+    Decides for paths that need not exist (files deleted since they were indexed), so that
+    re-indexing can tell which stored files it was asked to mirror. Paths are compared resolved
+    (:func:`resolved_path`); the rules are those of :func:`find_files`: a supported suffix, no
+    part starting with ``.`` below the directory, and, with a pattern, a path the pattern
+    matches relative to the directory. The directories are resolved once, so a call is a few
+    string operations.
     """
-    root = Path(resolved_path(directory))
-    try:
-        relative = Path(path).relative_to(root)
-    except ValueError:
+
+    __slots__ = ("_regex", "_roots")
+
+    def __init__(
+        self, directories: Iterable[str | os.PathLike[str]], pattern: str | None = None
+    ) -> None:
+        """Resolve the directories and compile the pattern."""
+        self._roots = [resolved_path(d).rstrip("/") + "/" for d in directories]
+        self._regex = _glob_regex(pattern) if pattern else None
+
+    def __call__(self, path: str) -> bool:
+        """Whether the resolved ``path`` is in scope."""
+        for root in self._roots:
+            if path.startswith(root) and self._matches(path[len(root) :]):
+                return True
         return False
-    if not relative.parts or file_format(relative) is None:
-        return False
-    if any(part.startswith(".") for part in relative.parts):
-        return False
-    return pattern is None or _glob_regex(pattern).match(relative.as_posix()) is not None
+
+    def _matches(self, relative: str) -> bool:
+        parts = relative.split("/")
+        if not relative or any(not part or part.startswith(".") for part in parts):
+            return False
+        if os.path.splitext(parts[-1])[1].lower() not in SUPPORTED_SUFFIXES:  # noqa: PTH122
+            return False
+        return self._regex is None or self._regex.match(relative) is not None
+
+
+def in_scope(path: str, directory: str | os.PathLike[str], pattern: str | None = None) -> bool:
+    """Whether :func:`find_files` would find ``path`` under ``directory`` (:class:`FileScope`)."""
+    return FileScope([directory], pattern)(path)
 
 
 def find_files(paths: Iterable[str | os.PathLike[str]], pattern: str | None = None) -> list[Path]:

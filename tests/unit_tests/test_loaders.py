@@ -17,6 +17,7 @@ from langchain_core.documents import Document
 
 from langchain_hybrid.errors import ConfigError, InvalidDocumentsError
 from langchain_hybrid.loaders import (
+    FileScope,
     SplitSettings,
     chunk_id,
     document_ids,
@@ -159,6 +160,7 @@ def test_in_scope_agrees_with_find_files(
     Path(f"docs/{relative}").unlink()
     assert in_scope(path, "docs", pattern) is expected, "the file need not exist"
     assert not in_scope(path, "elsewhere", pattern)
+    assert FileScope(["elsewhere", Path("docs").absolute()], pattern)(path) is expected
 
 
 def test_rst_sections_on_a_real_document() -> None:
