@@ -18,6 +18,11 @@ Sections (each only when the file has benchmarks for it, so a partial run report
 * throughput (``test_bench_throughput.py``, any benchmark with ``extra_info["qps"]``): queries
   per second and per-query latency by thread count; these are left out of the first table,
   whose p50 would be the wall time of the whole run;
+* writes (``test_bench_writes.py``, ``extra_info["writes"]``): one row per document count with
+  the one-document add and delete through the retriever against the same write straight into
+  Chroma (and the BM25 part alone), a new process's open + first query against raw Chroma's,
+  peak RSS of a serving process against raw Chroma + bm25s, our BM25 leg against bm25s, and
+  BM25 query p99 during a merge; issue 11's targets checked per row;
 * every target a benchmark declares in ``extra_info["targets"]`` (``{"vs": name,
   "max_ratio": x}`` or ``{"vs": name, "min_speedup": x}``, by p50), with PASS or FAIL;
   ``--check`` exits with status 1 if any non-informational target fails;
@@ -193,6 +198,59 @@ def throughput_table(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+WRITE_TARGETS = {"add": 2.0, "delete": 2.0, "open": 2.0, "rss": 1.3, "bm25_query": 1.5}
+
+
+def writes_table(entries: list[dict[str, Any]]) -> tuple[list[str], bool]:
+    """Cost growth of writes, open and memory by size (``extra_info["writes"]``), and targets."""
+    rows = sorted(
+        (e["extra_info"]["writes"] for e in entries if "writes" in e.get("extra_info", {})),
+        key=lambda w: w["docs"],
+    )
+    if not rows:
+        return [], True
+    lines = [
+        "Writes, open and memory by size (p50 ms; ours / raw Chroma = ratio; BM25 share of ours):",
+        "",
+        (
+            "| docs | add 1 doc | delete 1 doc | open + first query | peak RSS MB "
+            "(ours / Chroma + bm25s) | BM25 leg vs bm25s | BM25 query p99, quiet / during merge "
+            "(merge s) |"
+        ),
+        "| ---: | --- | --- | --- | --- | --- | --- |",
+    ]
+    ok = True
+    for w in rows:
+        cells = [f"{w['docs']:,}"]
+        cells += [
+            f"{w[f'{what}_ms']:.1f} / {w[f'chroma_{what}_ms']:.1f} = "
+            f"{w[f'{what}_ratio']:.2f}x (BM25 {w[f'bm25_{what}_ms']:.1f}, "
+            f"{w[f'{what}_bm25_share']:.0%})"
+            for what in ("add", "delete")
+        ]
+        cells += [
+            f"{w['open_ms']:.0f} / {w['chroma_open_ms']:.0f} = {w['open_ratio']:.2f}x",
+            (
+                f"{w['rss_mb']:.0f} / ({w['chroma_rss_mb']:.0f} + {w['bm25s_rss_mb']:.0f}) = "
+                f"{w['rss_ratio']:.2f}x"
+            ),
+            f"{w['bm25_query_ms']:.2f} / {w['bm25s_query_ms']:.2f} = {w['bm25_query_ratio']:.2f}x",
+            f"{w['query_p99_ms']:.2f} / {w['merge_query_p99_ms']:.1f} ({w['merge_s']:.1f})",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Issue 11 targets:", ""]
+    for w in rows:
+        for what, limit in WRITE_TARGETS.items():
+            ratio = w[f"{what}_ratio"]
+            passed = ratio <= limit
+            ok = ok and passed
+            lines.append(
+                f"- {w['docs']:,} docs, {what}: {ratio:.2f}x, target <= {limit}x: "
+                f"**{'PASS' if passed else 'FAIL'}**"
+            )
+    return lines, ok
+
+
 def footer(doc: dict[str, Any]) -> list[str]:
     """This machine (cores, platform, date), then the benchmark run's own record."""
     machine = doc.get("machine_info", {})
@@ -222,7 +280,9 @@ def build_report(doc: dict[str, Any]) -> tuple[str, bool]:
         "| group | benchmark | docs | rounds | p50 ms | p95 ms | p99 ms | p50 vs baseline |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    latency = [e for e in entries if not is_throughput(e)]
+    latency = [
+        e for e in entries if not is_throughput(e) and "writes" not in e.get("extra_info", {})
+    ]
     for e in sorted(latency, key=lambda e: (natural(e["group"] or ""), natural(e["name"]))):
         group, name, extra = e["group"], e["name"], e.get("extra_info", {})
         timing = timings[group, name]
@@ -248,7 +308,11 @@ def build_report(doc: dict[str, Any]) -> tuple[str, bool]:
     for section in (scale_pivot(entries), throughput_table(entries)):
         if section:
             lines += ["", *section] if lines else section
+    write_lines, writes_ok = writes_table(entries)
+    if write_lines:
+        lines += ["", *write_lines] if lines else write_lines
     target_lines, ok = _targets(entries, timings)
+    ok = ok and writes_ok
     if target_lines:
         lines += ["", "Targets (p50):", "", *target_lines]
     lines += ["", *footer(doc)] if lines else footer(doc)

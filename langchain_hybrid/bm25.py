@@ -65,10 +65,12 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+from scipy import sparse
 
 from langchain_hybrid._tokenize import Tokenizer, TokenizerConfig
 from langchain_hybrid.errors import IndexCorruptError, InvalidDocumentsError
 from langchain_hybrid.filters import MetadataColumns, Node, is_utf8
+from langchain_hybrid.fusion import Population
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +133,19 @@ class _CSC(NamedTuple):
     tfs: _Ints
 
 
-def _to_csc(terms: _Ints, slots: _Ints, tfs: _Ints, n_terms: int) -> _CSC:
-    order = np.argsort(terms, kind="stable")
-    counts = np.bincount(terms, minlength=n_terms)
-    indptr = np.zeros(n_terms + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    return _CSC(indptr, slots[order], tfs[order])
+def _to_csc(ptr: _Int, terms: _Ints, tfs: _Ints, n_terms: int, first: int = 0) -> _CSC:
+    """Term-major postings of document-major ones (slots from ``first``, ascending per term).
+
+    scipy's CSR-to-CSC conversion is a counting sort: O(postings + terms), about 3x faster
+    than a stable argsort of the term ids at 8M postings.
+    """
+    n_docs = len(ptr) - 1
+    if not len(terms):
+        empty = np.zeros(0, dtype=np.int32)
+        return _CSC(np.zeros(n_terms + 1, dtype=np.int64), empty, empty)
+    matrix = sparse.csr_matrix((tfs, terms, ptr), shape=(n_docs, n_terms)).tocsc()
+    slots = matrix.indices.astype(np.int64) + first if first else matrix.indices
+    return _CSC(matrix.indptr.astype(np.int64, copy=False), slots, matrix.data)
 
 
 class _Buffer:
@@ -579,8 +588,7 @@ class BM25Index:
 
     def _build_csc(self, first: int, last: int, n_terms: int) -> _CSC:
         ptr, terms, tfs = self._doc_major(first, last)
-        slots = np.repeat(np.arange(first, last, dtype=np.int64), np.diff(ptr))
-        return _to_csc(terms, slots, tfs, n_terms)
+        return _to_csc(ptr, terms, tfs, n_terms, first)
 
     def token_ids(self, query: str) -> dict[int, int]:
         """Map the query's known tokens to their vocabulary ids, with query term counts."""
@@ -677,23 +685,40 @@ class BM25Index:
         Only documents sharing at least one token with the query are returned. Ties are broken
         by document id, so results do not depend on insertion order.
         """
+        return self.search_population(query, k, where)[0]
+
+    def search_population(
+        self, query: str, k: int, where: Node | None = None
+    ) -> tuple[list[BM25Hit], Population]:
+        """:meth:`search`, with the statistics of the scores of every document it ranked.
+
+        The population is every live document the filter passes, each with its exact score (0
+        for one sharing no token with the query): fusion standardises the leg against it
+        (:mod:`langchain_hybrid.fusion`). Its sums come from the score array the search builds
+        anyway.
+        """
         with self._lock:
             self._ensure_derived()
             terms = self.token_ids(query)
             if not terms:
-                return []
+                return [], Population(self._n_alive, 0.0, 0.0)
             scores, slots, lists = self._accumulate(terms)
+            size = self._n_alive
             if where is not None:
-                scores[~self._columns.evaluate(where)] = 0.0
+                passes = self._columns.evaluate(where)
+                scores[~passes] = 0.0
+                size = int(np.count_nonzero(passes & self._alive))
+            population = Population(size, float(scores.sum()), float(scores @ scores))
             candidates = self._top_candidates(scores, slots, lists, k)
             ranked = sorted(
                 ((float(scores[s]), self._ids[s], int(s)) for s in candidates),
                 key=lambda t: (-t[0], t[1]),
             )[:k]
-            return [
+            hits = [
                 BM25Hit(doc_id, score, self._texts[s], dict(self._metadatas[s] or {}))
                 for score, doc_id, s in ranked
             ]
+            return hits, population
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike[str]) -> None:
@@ -1059,10 +1084,11 @@ class _HashingWriter:
         return self.file.write(data)
 
 
-def _atomic_write(path: Path, data: bytes | npt.NDArray[Any]) -> str:
+def _atomic_write(path: Path, data: bytes | npt.NDArray[Any], *, sync_dir: bool = True) -> str:
     """Write ``data`` (bytes, or an array as ``.npy``) via a temp file, fsync, rename.
 
-    Returns the SHA-256 of the bytes written.
+    Returns the SHA-256 of the bytes written. ``sync_dir=False`` leaves the directory's
+    ``fsync`` (which makes the rename durable) to the caller (:func:`_fsync_dir`).
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -1079,13 +1105,19 @@ def _atomic_write(path: Path, data: bytes | npt.NDArray[Any]) -> str:
         with contextlib.suppress(OSError):
             Path(tmp).unlink()
         raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    if sync_dir:
+        _fsync_dir(path.parent)
+    return out.sha256.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames and creations in ``directory`` durable."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return out.sha256.hexdigest()
 
 
 class _Parts(NamedTuple):
@@ -1185,8 +1217,7 @@ def _write_segment(  # noqa: PLR0917 - private; each argument is a distinct part
     """
     doc_ptr, terms, tfs, dl, df = arrays
     n_docs, n_terms, n_postings = len(docs), len(words), len(terms)
-    slots = np.repeat(np.arange(n_docs, dtype=np.int32), np.diff(doc_ptr))
-    csc = _to_csc(terms, slots, tfs, n_terms)
+    csc = _to_csc(doc_ptr, terms, tfs, n_terms)
     data: dict[str, npt.NDArray[Any]] = {
         "doc_ptr": doc_ptr,
         "terms": terms,
@@ -1202,7 +1233,7 @@ def _write_segment(  # noqa: PLR0917 - private; each argument is a distinct part
 
     def write(kind: str, ext: str, content: bytes | npt.NDArray[Any]) -> str:
         name = f"{kind}-{generation}-{token}.{ext}"
-        digest = _atomic_write(path / name, content)
+        digest = _atomic_write(path / name, content, sync_dir=False)
         files[name] = {"bytes": (path / name).stat().st_size, "sha256": digest}
         return name
 
@@ -1212,6 +1243,7 @@ def _write_segment(  # noqa: PLR0917 - private; each argument is a distinct part
         write(kind, "npy", np.ascontiguousarray(array, dtype=_ARRAYS[kind][0]))
     log = write("log", "log", b"")
     files[log]["sha256"] = None  # appended to: its records carry their own checksums
+    _fsync_dir(path)  # every file's name is durable before the manifest names it
     manifest = {
         "format": "langchain-hybrid-bm25",
         "format_version": FORMAT_VERSION,

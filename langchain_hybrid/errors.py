@@ -6,9 +6,10 @@ that do not know this package::
 
     HybridRetrieverError
     ├── ConfigError (ValueError)                 bad settings, misspelt YAML keys
-    │   └── CollectionConfigError                creation-only HNSW setting differs
+    │   ├── CollectionConfigError                creation-only HNSW setting differs
+    │   └── EmbeddingMismatchError               index embedded by another model/precision
     ├── InvalidQueryError (ValueError)           empty / non-string query, bad k or weights
-    ├── InvalidFilterError (ValueError)          malformed ``where`` filter, unknown operator
+    ├── InvalidFilterError (ValueError)          malformed ``where`` filter, one Chroma rejects
     ├── InvalidDocumentsError (ValueError)       length mismatch, duplicate or empty ids
     ├── IndexCorruptError (RuntimeError)         a BM25 file cannot be read back
     ├── IndexNotBuiltError (RuntimeError)        nothing to search yet
@@ -17,7 +18,8 @@ that do not know this package::
     │   └── BatchWriteError                      some batches were not written (names the ids)
     ├── AllLegsFailedError (RuntimeError)        every retrieval leg failed
     ├── EmbeddingModelNotFoundError (FileNotFoundError)
-    └── WriterLockError (RuntimeError)           another process holds the writer lock
+    ├── WriterLockError (RuntimeError)           another process holds the writer lock
+    └── ForkedProcessError (RuntimeError)        an embedded index used in a forked child
 
 A rejected call never changes stored data: validation happens before any write.
 """
@@ -37,6 +39,25 @@ class ConfigError(HybridRetrieverError, ValueError):
 
 class CollectionConfigError(ConfigError):
     """A creation-time-only setting differs from the existing collection's."""
+
+
+class EmbeddingMismatchError(ConfigError):
+    """The index was embedded by another model or precision than the one given to query it.
+
+    Vectors of different models (or of fp32 and int8 all-MiniLM-L6-v2) do not share a space
+    closely enough to rank against each other. Re-embed the index, configure the model it
+    records, or pass the override to accept the mismatch.
+
+    Attributes:
+        recorded: the model id the index records, e.g. ``"all-MiniLM-L6-v2/fp32"``.
+        given: the model id of the embedding in use, e.g. ``"all-MiniLM-L6-v2/int8"``.
+    """
+
+    def __init__(self, msg: str, *, recorded: str, given: str) -> None:
+        """Create the error with both model ids."""
+        super().__init__(msg)
+        self.recorded = recorded
+        self.given = given
 
 
 class InvalidQueryError(HybridRetrieverError, ValueError):
@@ -92,3 +113,13 @@ class EmbeddingModelNotFoundError(HybridRetrieverError, FileNotFoundError):
 
 class WriterLockError(HybridRetrieverError, RuntimeError):
     """Another process holds the writer lock of this index directory."""
+
+
+class ForkedProcessError(HybridRetrieverError, RuntimeError):
+    """An embedded (persistent or in-memory) index opened before ``os.fork()`` is used in the child.
+
+    Chroma's embedded client hangs for good in a forked child (its native runtime does not
+    survive the fork), so the child gets this error instead. Open the index in the child: in
+    gunicorn's ``post_fork`` hook or without ``--preload``, in the worker function of
+    ``multiprocessing`` (or with the ``"spawn"`` / ``"forkserver"`` start method).
+    """

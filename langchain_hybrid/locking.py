@@ -207,3 +207,25 @@ def release_writer_lock(directory: str | os.PathLike[str]) -> None:
         handle = _held.pop(path, None)
     if handle is not None:
         handle.close()  # closing the descriptor releases the flock
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's writer locks stay the parent's.
+
+    The child inherits the lock files' descriptors, and with them the parent's ``flock`` (it
+    belongs to the shared open file): left as is, the child would write as if it were the
+    writer, and its copy would keep the lock held after the parent released it. Closing the
+    child's copies leaves the parent's lock as it was; a write in the child takes the lock anew
+    (and gets :class:`WriterLockError` while the parent holds it).
+    """
+    global _guard  # noqa: PLW0603 - a lock another thread held at the fork is never released
+    _guard = threading.Lock()
+    handles = list(_held.values())
+    _held.clear()
+    for handle in handles:
+        with contextlib.suppress(OSError):
+            handle.close()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_after_fork)

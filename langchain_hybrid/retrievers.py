@@ -50,6 +50,7 @@ from langchain_hybrid.errors import (
     AllLegsFailedError,
     BatchWriteError,
     ConfigError,
+    ForkedProcessError,
     HybridRetrieverError,
     IndexCorruptError,
     IndexNotBuiltError,
@@ -98,6 +99,24 @@ def _executor() -> ThreadPoolExecutor:
             workers = min(32, (os.cpu_count() or 1) + 4)
             _EXECUTOR = ThreadPoolExecutor(workers, thread_name_prefix="langchain-hybrid")
         return _EXECUTOR
+
+
+def _forget_executor_after_fork() -> None:
+    """In a forked child the parent's pool threads do not exist: a new pool starts on demand."""
+    global _EXECUTOR, _EXECUTOR_LOCK  # noqa: PLW0603
+    _EXECUTOR_LOCK = threading.Lock()
+    _EXECUTOR = None
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_executor_after_fork)
+
+
+def _raise_if_forked(failed: Mapping[str, BaseException]) -> None:
+    """A store unusable in this (forked) process is an error, never a degraded answer."""
+    for error in failed.values():
+        if isinstance(error, ForkedProcessError):
+            raise error
 
 
 class SearchParams(NamedTuple):
@@ -960,6 +979,7 @@ class HybridRetriever(BaseRetriever):
         self, params: SearchParams, outcomes: Mapping[str, list[LegHit] | BaseException]
     ) -> list[Document]:
         failed = {leg: r for leg, r in outcomes.items() if isinstance(r, BaseException)}
+        _raise_if_forked(failed)
         if failed and (self.on_leg_error == "raise" or len(failed) == len(outcomes)):
             leg, error = next(iter(failed.items()))
             if isinstance(error, (InvalidQueryError,)):

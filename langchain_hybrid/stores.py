@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from langchain_hybrid.errors import (
     BatchWriteError,
     CollectionConfigError,
+    ForkedProcessError,
     IndexNotBuiltError,
     StoreError,
     StoreUnavailableError,
@@ -180,6 +183,8 @@ class ChromaStore:
             CollectionConfigError: a creation-time-only HNSW setting differs from the existing
                 collection's.
         """
+        self._pid = os.getpid()  # the process the client belongs to (see `client`)
+        self._owns_client = client is None
         self.config = config or StoreConfig()
         self.client = client if client is not None else self._connect()
         if not create_if_missing and not self.exists():
@@ -198,12 +203,87 @@ class ChromaStore:
         self.batch_size = min(self.config.batch_size or max_batch, max_batch)
 
     # ------------------------------------------------------------------ connection
+    @property
+    def config(self) -> StoreConfig:
+        """The store settings, checked like :attr:`client`: any use in a forked child is."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        return self._config
+
+    @config.setter
+    def config(self, value: StoreConfig) -> None:
+        self._config = value
+
+    @property
+    def client(self) -> Any:
+        """The ``chromadb`` client, checked to belong to this process (one ``getpid`` call).
+
+        ``client``, ``collection`` and ``config`` are checked on every access, so a store used
+        in a forked child fails at its first use, before a write touches anything.
+
+        Raises:
+            ForkedProcessError: an embedded store (or a client passed in) opened before a
+                fork is used in the child; an HTTP store this object connected reconnects.
+        """
+        if self._pid != os.getpid():
+            self._after_fork()
+        return self._client
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self._client = value
+
+    @property
+    def collection(self) -> Any:
+        """The Chroma collection, checked like :attr:`client`."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        return self._collection
+
+    @collection.setter
+    def collection(self, value: Any) -> None:
+        self._collection = value
+
+    def _after_fork(self) -> None:
+        """Reconnect an HTTP store in a forked child; refuse an embedded one.
+
+        Chroma's embedded client hangs for good in a forked child, at its first call (its
+        native runtime stays behind in the parent); a new client on the same path inherits the
+        parent's cached system and hangs too. An HTTP client holds only sockets: this process
+        gets its own connection.
+        """
+        parent, child = self._pid, os.getpid()
+        if self._config.mode == "http" and self._owns_client:
+            logger.info(
+                "process %d forked from %d: reconnecting to %s", child, parent, self._target()
+            )
+            self._pid = child
+            try:
+                self._client = self._connect()
+                self._collection = self._open_collection()
+            except BaseException:
+                self._pid = parent  # still unusable here: the next access tries again
+                raise
+            return
+        where = "a client passed in" if not self._owns_client else f"{self._config.mode} mode"
+        msg = (
+            f"this Chroma store ({where}, {self._target()}) was opened in process {parent} and "
+            f"is used in process {child}, forked from it: Chroma's embedded client hangs after "
+            "a fork. Open the index in the child, not in the parent before forking "
+            "(gunicorn: no --preload, or open it in post_fork; multiprocessing: open it in the "
+            "worker function, or use the 'spawn' start method), or serve it with `chroma run` "
+            "(store.mode: http)"
+        )
+        raise ForkedProcessError(msg)
+
     def _connect(self) -> Any:
         import chromadb  # noqa: PLC0415
         from chromadb.config import Settings  # noqa: PLC0415
 
         cfg = self.config
         settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        if cfg.mode != "http":
+            _refuse_embedded_after_fork()
         try:
             if cfg.mode == "ephemeral":
                 return chromadb.EphemeralClient(settings=settings)
@@ -264,7 +344,7 @@ class ChromaStore:
             raise StoreError(msg) from e
 
     def _target(self) -> str:
-        cfg = self.config
+        cfg = self._config  # unchecked: error messages use it, in a forked child too
         if cfg.mode == "http":
             return f"http{'s' if cfg.ssl else ''}://{cfg.host}:{cfg.port}"
         return cfg.path if cfg.mode == "persistent" else "memory"
@@ -614,6 +694,49 @@ def _one_minus(distance: float) -> float:
 
 def _from_squared_l2(distance: float) -> float:
     return 1.0 - distance / 2.0  # squared L2 of unit vectors is 2 - 2 cos
+
+_inherited_databases: list[str] = []
+"""Embedded Chroma databases (paths, or ``"ephemeral"``) open in the parent at the last fork."""
+
+
+def _note_inherited_systems() -> None:
+    """After a fork, in the child: remember which embedded Chroma databases the parent had open."""
+    shared = sys.modules.get("chromadb.api.shared_system_client")
+    if shared is None:
+        return
+    for identifier, system in shared.SharedSystemClient._identifier_to_system.items():  # noqa: SLF001
+        if identifier == "ephemeral" or getattr(system.settings, "is_persistent", False):
+            _inherited_databases.append(identifier)
+
+
+def _refuse_embedded_after_fork() -> None:
+    """Refuse to open an embedded database in a child forked from a process that had one open.
+
+    Measured with chromadb 1.5.9: in such a child every embedded client hangs for good, the
+    parent's at its first call, a new one on the same path at its first read, and one on
+    another path (or in memory) at its first write: the embedded database's native runtime stays
+    behind in the parent. An HTTP client is not affected.
+
+    Raises:
+        ForkedProcessError: the parent had an embedded database open when it forked.
+    """
+    if not _inherited_databases:
+        return
+    opened = ", ".join(repr(d) for d in _inherited_databases[:3])
+    msg = (
+        f"this process (pid {os.getpid()}) was forked from one that had Chroma's embedded "
+        f"database open ({opened}), and Chroma's embedded client hangs in such a child, for "
+        "this index or any other. Open the index in the child, not in the parent before forking "
+        "(gunicorn: no --preload, or open it in post_fork; multiprocessing: open it in the worker "
+        "function, or use the 'spawn' start method), or serve it with `chroma run` "
+        "(store.mode: http)"
+    )
+    raise ForkedProcessError(msg)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_note_inherited_systems)
+
 
 
 _SIMILARITY = {"cosine": _one_minus, "ip": _one_minus, "l2": _from_squared_l2}

@@ -781,11 +781,11 @@ def test_merge_writes_data_files_before_the_manifest(
     written: list[str] = []
     real_write = bm25_module._atomic_write
 
-    def recording_write(target: Path, data: Any) -> str:
+    def recording_write(target: Path, data: Any, **kwargs: Any) -> str:
         # while writing, the old manifest's files must all still be there
         assert old_files <= {p.name for p in target.parent.iterdir()}
         written.append(target.name)
-        return real_write(target, data)
+        return real_write(target, data, **kwargs)
 
     monkeypatch.setattr(bm25_module, "_atomic_write", recording_write)
     other = sample_index()  # another index object: it did not write the files there
@@ -803,11 +803,11 @@ def test_interrupted_merge_leaves_the_old_index(
     path, _, expected = saved(tmp_path)
     real_write = bm25_module._atomic_write
 
-    def crash_at_manifest(target: Path, data: Any) -> str:
+    def crash_at_manifest(target: Path, data: Any, **kwargs: Any) -> str:
         if target.name == "manifest.json":
             msg = "simulated crash"
             raise OSError(msg)
-        return real_write(target, data)
+        return real_write(target, data, **kwargs)
 
     other = sample_index()
     other.add(["extra"], ["t1 t1 t1 t1"])
@@ -838,11 +838,11 @@ def test_interrupted_save_of_another_index_with_the_same_generation(
     assert new.generation == old.generation
     real_write = bm25_module._atomic_write
 
-    def crash_after_first_file(target: Path, data: Any) -> str:
+    def crash_after_first_file(target: Path, data: Any, **kwargs: Any) -> str:
         if target.name.startswith("docs-"):
             msg = "simulated crash"
             raise OSError(msg)
-        return real_write(target, data)
+        return real_write(target, data, **kwargs)
 
     monkeypatch.setattr(bm25_module, "_atomic_write", crash_after_first_file)
     with pytest.raises(OSError, match="simulated crash"):

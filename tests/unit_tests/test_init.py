@@ -14,6 +14,7 @@ EXPECTED = [
     "CollectionConfigError",
     "ConfigError",
     "EmbeddingModelNotFoundError",
+    "ForkedProcessError",
     "HNSWConfig",
     "HealthCheck",
     "HealthMonitor",
