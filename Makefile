@@ -12,7 +12,7 @@ export LANGCHAIN_HYBRID_MODEL_DIR := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup test lint unit bench demo exact-match clean
+.PHONY: setup test lint unit bench bench-scale demo exact-match clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ bench: setup
 	mkdir -p .benchmarks
 	$(BIN)/pytest benchmarks --benchmark-only --benchmark-json .benchmarks/latest.json
 	$(BIN)/python benchmarks/report.py .benchmarks/latest.json
+
+# Cost growth at 1M documents (benchmarks/test_bench_writes.py; hours on 2 cores; CI never runs it)
+bench-scale: setup
+	mkdir -p .benchmarks
+	BENCH_WRITE_SIZES=1000000 $(BIN)/pytest benchmarks/test_bench_writes.py --benchmark-only \
+		--benchmark-json .benchmarks/scale.json
+	$(BIN)/python benchmarks/report.py .benchmarks/scale.json
 
 demo: setup
 	$(BIN)/python examples/demo.py
