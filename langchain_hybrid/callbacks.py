@@ -54,11 +54,10 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.embeddings import Embeddings
 
-from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.config import HybridConfig, MonitoringSettings, make_embedding
-from langchain_hybrid.errors import ConfigError, IndexCorruptError, IndexNotBuiltError
-from langchain_hybrid.locking import writer_lock_free
-from langchain_hybrid.retrievers import CACHE_EVENT, LEGS, HybridRetriever, rebuild_bm25
+from langchain_hybrid.errors import ConfigError, IndexNotBuiltError
+from langchain_hybrid.index import CollectionState, HybridIndex, IndexStatus, SavedState
+from langchain_hybrid.retrievers import CACHE_EVENT, LEGS, HybridRetriever
 from langchain_hybrid.stores import ChromaStore
 
 if TYPE_CHECKING:
@@ -719,23 +718,6 @@ def _run_rule(rule: HealthRule) -> HealthCheck:
         return HealthCheck(name, "unhealthy", f"check failed: {_error_text(e)}")
 
 
-class _Seen(NamedTuple):
-    """The collection as a health check read it: generation, count, then generation again.
-
-    A seqlock read (see :meth:`ChromaStore.begin_write`): ``documents`` (the count) belongs to
-    ``generation`` only if ``latest == generation`` and it is even; else a write was under way.
-    """
-
-    generation: int
-    documents: int
-    latest: int
-
-    @property
-    def before(self) -> int:
-        """The generation before the write under way (``N - 1`` for odd ``N``), else itself."""
-        return self.generation - self.generation % 2
-
-
 class _Write(NamedTuple):
     """A write seen unfinished: under way, or ``dead`` (it will not finish by itself)."""
 
@@ -743,7 +725,9 @@ class _Write(NamedTuple):
     dead: bool
 
 
-def _lag(generation: object, documents: object, seen: _Seen, write: _Write | None) -> str | None:
+def _lag(
+    generation: object, documents: object, seen: CollectionState, write: _Write | None
+) -> str | None:
     """How an index at ``generation`` with ``documents`` is out of sync with ``seen``, if it is.
 
     With no write under way, both must match. While one is (``write``), the count is not
@@ -902,20 +886,13 @@ class HealthMonitor:
                 msg = f"no index at {config.path}"
                 raise IndexNotBuiltError(msg)
             store = ChromaStore(config, create_if_missing=False)
-        params = settings.bm25.params()
         path = settings.bm25_path()
-        index: BM25Index | None = None
-        if path is not None:
-            try:
-                index = BM25Index.load(path)
-            except (FileNotFoundError, IndexCorruptError) as e:
-                logger.debug("saved BM25 index not used: %s", e)
-        if index is None or index.params != params:
-            index = rebuild_bm25(store, params)
-            index.generation = store.generation()
+        index = HybridIndex.inspect(store, path, settings.bm25.params())
+        if index.opened_from != "saved":
+            logger.debug("saved BM25 index not used: %s", index.opened_from)
         retriever = HybridRetriever(
             store=store,
-            bm25=index,
+            bm25=index.bm25,
             embedding=embedding if embedding is not None else make_embedding(settings.embedding),
             bm25_path=path,
             **settings.retriever_fields(),
@@ -926,24 +903,11 @@ class HealthMonitor:
     def health_check(self) -> HealthStatus:
         """Run every rule (see the class docstring); never raises."""
         retriever = self.retriever
-        store = retriever.store
-        store_error: str | None = None
-        seen: _Seen | None = None
-        try:
-            store.heartbeat()
-            generation = store.generation()
-            count = store.count()
-            seen = _Seen(generation, count, store.generation())
-        except Exception as e:  # noqa: BLE001 - a failed probe is a finding, not an error
-            store_error = _error_text(e)
-        write = self._unfinished_write(seen) if seen is not None else None
-        bm25_error: str | None = None
-        bm25_size = 0
-        try:
-            bm25_size = len(retriever.bm25)
-        except Exception as e:  # noqa: BLE001
-            bm25_error = _error_text(e)
-        available = {"vector": store_error is None, "bm25": bm25_error is None}
+        state = retriever.index.status()
+        seen = state.collection
+        store_error = None if state.store_error is None else _error_text(state.store_error)
+        write = self._unfinished_write(seen, dead=state.dead_write) if seen is not None else None
+        available = {"vector": store_error is None, "bm25": state.bm25_error is None}
         active = [leg for leg, weight in zip(LEGS, retriever.weights, strict=True) if weight > 0]
         leg_down: CheckStatus = "degraded" if any(available[leg] for leg in active) else "unhealthy"
 
@@ -954,15 +918,19 @@ class HealthMonitor:
             if seen is not None
             else HealthCheck("vector_store", leg_down, f"not answering: {store_error}")
         ]
-        checks.append(self._bm25_index(bm25_error, bm25_size, seen, write, leg_down))
-        if retriever.bm25_path is not None:
-            checks.append(self._bm25_files(retriever.bm25_path, seen, write))
+        checks.append(self._bm25_index(state, write, leg_down))
+        if state.saved is not None:
+            checks.append(self._bm25_files(state.saved, seen, write))
         checks.extend(self._traffic_checks())
         checks.extend(_run_rule(rule) for rule in self.extra_checks)
         return HealthStatus.from_checks(checks)
 
-    def _unfinished_write(self, seen: _Seen) -> _Write | None:
-        """The write under way (or dead) that ``seen`` shows; ``None``: none, ``seen`` is exact."""
+    def _unfinished_write(self, seen: CollectionState, *, dead: bool) -> _Write | None:
+        """The write under way (or dead) that ``seen`` shows; ``None``: none, ``seen`` is exact.
+
+        ``dead``: the index found the writer of this odd generation dead (see
+        :meth:`HybridIndex.status`).
+        """
         if seen.latest != seen.generation:
             self._odd_age(seen.latest)
             detail = (
@@ -975,7 +943,7 @@ class HealthMonitor:
         if generation % 2 == 0:
             return None
         config = self.retriever.store.config
-        if config.mode == "persistent" and self._writer_died(config.path, generation):
+        if dead:
             detail = (
                 f"the write at generation {generation} never finished: no process holds the "
                 f"writer lock of {config.path}, so its writer died (the next open of the index "
@@ -1004,29 +972,16 @@ class HealthMonitor:
                 self._odd_since = (generation, now)
             return now - self._odd_since[1]
 
-    def _writer_died(self, directory: str, generation: int) -> bool:
-        """No process holds the writer lock, and the generation did not move meanwhile."""
-        if writer_lock_free(directory) is not True:
-            return False
-        try:
-            return self.retriever.store.generation() == generation
-        except Exception:  # noqa: BLE001 - cannot tell: not reported as dead
-            return False
-
     def _bm25_index(
-        self,
-        error: str | None,
-        size: int,
-        seen: _Seen | None,
-        write: _Write | None,
-        leg_down: CheckStatus,
+        self, state: IndexStatus, write: _Write | None, leg_down: CheckStatus
     ) -> HealthCheck:
+        seen, size, bm25_generation = state.collection, state.bm25_documents, state.bm25_generation
+        error = None if state.bm25_error is None else _error_text(state.bm25_error)
         if error is not None:
             return HealthCheck("bm25_index", leg_down, f"not loaded: {error}")
         if seen is None:
             detail = f"loaded, {size} documents; sync not checked (the vector store is down)"
             return HealthCheck("bm25_index", "healthy", detail, size)
-        bm25_generation = self.retriever.bm25.generation
         status: CheckStatus = "healthy"
         if write is not None and write.dead:
             status = "degraded"
@@ -1046,19 +1001,20 @@ class HealthMonitor:
             detail = f"loaded and in sync: {size} documents, generation {seen.generation}"
         return HealthCheck("bm25_index", status, detail, size)
 
-    def _bm25_files(self, path: Path, seen: _Seen | None, write: _Write | None) -> HealthCheck:
-        try:
-            manifest = BM25Index.read_manifest(path)
-        except FileNotFoundError:
+    def _bm25_files(
+        self, saved: SavedState, seen: CollectionState | None, write: _Write | None
+    ) -> HealthCheck:
+        path = saved.path
+        if isinstance(saved.error, FileNotFoundError):
             detail = f"no saved BM25 index at {path}: the next open rebuilds it from Chroma"
             return HealthCheck("bm25_files", "degraded", detail)
-        except IndexCorruptError as e:
-            detail = f"{e}: the next open rebuilds it from Chroma"
+        if saved.error is not None:
+            detail = f"{saved.error}: the next open rebuilds it from Chroma"
             return HealthCheck("bm25_files", "degraded", detail)
-        generation, documents = manifest.get("generation"), manifest.get("documents")
+        generation, documents = saved.generation, saved.documents
         status: CheckStatus = "healthy"
         detail = f"saved at {path}: {documents} documents, generation {generation}"
-        if manifest.get("params") != self.retriever.bm25.params.model_dump(mode="json"):
+        if saved.params != self.retriever.bm25.params.model_dump(mode="json"):
             status = "degraded"
             detail = f"saved at {path} with other BM25 settings: the next open rebuilds it"
         elif seen is None:

@@ -41,11 +41,11 @@ from langchain_hybrid.embeddings import MODEL_DIR_ENV_VAR, chroma_cache_dir
 from langchain_hybrid.errors import (
     ConfigError,
     HybridRetrieverError,
-    IndexCorruptError,
     IndexNotBuiltError,
     InvalidDocumentsError,
     InvalidFilterError,
     InvalidQueryError,
+    StoreError,
 )
 from langchain_hybrid.evaluation import (
     METRICS,
@@ -61,6 +61,7 @@ from langchain_hybrid.evaluation import (
 from langchain_hybrid.exact_match import DEFAULT_BASE_SIZE as EXACT_MATCH_BASE_SIZE
 from langchain_hybrid.exact_match import format_report, run_exact_match
 from langchain_hybrid.filters import validate_metadata
+from langchain_hybrid.index import HybridIndex, load_saved
 from langchain_hybrid.loaders import (
     SUPPORTED_SUFFIXES,
     FileScope,
@@ -70,7 +71,7 @@ from langchain_hybrid.loaders import (
     load_file,
     resolved_path,
 )
-from langchain_hybrid.retrievers import HybridRetriever, rebuild_bm25
+from langchain_hybrid.retrievers import HybridRetriever
 from langchain_hybrid.stores import ChromaStore
 
 if TYPE_CHECKING:
@@ -754,28 +755,39 @@ def _settings_summary(settings: HybridConfig) -> dict[str, Any]:
 
 
 def collect_stats(settings: HybridConfig, store: ChromaStore) -> dict[str, Any]:
-    """The ``stats`` report as a JSON-ready dict (reads only; nothing is rebuilt or saved)."""
-    count, generation = store.count(), store.generation()
+    """The ``stats`` report as a JSON-ready dict (reads only; nothing is rebuilt or saved).
+
+    Raises:
+        StoreError: the store did not answer.
+    """
     params = settings.bm25.params()
     path = settings.bm25_path()
     index: BM25Index | None = None
     if path is None:
-        index = rebuild_bm25(store, params)
-        index.generation = generation
+        index = HybridIndex.inspect(store, None, params).bm25
         status = "in memory (built from Chroma when opened)"
     else:
-        try:
-            index = BM25Index.load(path)
-            status = "saved"
-        except FileNotFoundError:
+        saved = load_saved(path)
+        if isinstance(saved, BM25Index):
+            index, status = saved, "saved"
+        elif isinstance(saved, FileNotFoundError):
             status = "missing"
-        except IndexCorruptError as e:
-            status = f"corrupt: {e}"
+        else:
+            status = f"corrupt: {saved}"
+    state = HybridIndex(store, index or BM25Index(params), path).status()
+    if state.collection is None:
+        if isinstance(state.store_error, HybridRetrieverError):
+            raise state.store_error
+        msg = f"the store did not answer: {state.store_error}"
+        raise StoreError(msg) from state.store_error
+    generation, count = state.collection.generation, state.collection.documents
     problem = None
     if index is None:
         problem = f"BM25 index {status}"
     elif index.params != params:
         problem = "BM25 settings changed"
+    elif not state.collection.settled:
+        problem = f"a write is under way (generation {state.collection.latest})"
     elif index.generation != generation or len(index) != count:
         problem = "BM25 index stale"
     chroma_dir = Path(store.config.path) if store.config.mode == "persistent" else None

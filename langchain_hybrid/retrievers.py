@@ -48,11 +48,9 @@ from langchain_hybrid.config import (
 from langchain_hybrid.embeddings import MiniLMEmbeddings
 from langchain_hybrid.errors import (
     AllLegsFailedError,
-    BatchWriteError,
     ConfigError,
     ForkedProcessError,
     HybridRetrieverError,
-    IndexCorruptError,
     IndexNotBuiltError,
     InvalidDocumentsError,
     InvalidQueryError,
@@ -65,13 +63,8 @@ from langchain_hybrid.filters import (
     validate_metadata,
 )
 from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights, fuse
+from langchain_hybrid.index import HybridIndex
 from langchain_hybrid.loaders import document_ids
-from langchain_hybrid.locking import (
-    acquire_writer_lock,
-    holds_writer_lock,
-    save_lock,
-    writer_lock_if_free,
-)
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 logger = logging.getLogger(__name__)
@@ -85,10 +78,6 @@ _CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
 _SEARCH_PARAMS_NEW = tuple.__new__
-_LOCAL_WRITES: dict[str, int] = {}
-"""Writes completed in this process, per store: other retrievers on the same store see them
-on their next query (not after ``refresh_interval_seconds``)."""
-_LOCAL_WRITES_LOCK = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -267,7 +256,6 @@ class HybridRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     store: ChromaStore = Field(exclude=True)
-    bm25: BM25Index = Field(exclude=True)
     embedding: Embeddings = Field(exclude=True)
     k: int = Field(default=4, gt=0, le=MAX_K)
     fetch_k: int = Field(default=50, gt=0, le=MAX_K)
@@ -281,25 +269,46 @@ class HybridRetriever(BaseRetriever):
     refresh_interval_seconds: float | None = Field(default=5.0, gt=0)
     """How often a query checks Chroma for writes by other processes (``None``: never)."""
 
-    _write_lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
-    _deferred: int = PrivateAttr(default=0)
+    _index: HybridIndex = PrivateAttr()
+    """The collection + BM25 pair: writes, sync, recovery, status (see :mod:`.index`)."""
     _next_refresh: float = PrivateAttr(default=0.0)
     _defaults: tuple[tuple[Any, ...], tuple[Any, ...], str] | None = PrivateAttr(default=None)
     """(the fields the defaults depend on, the SearchParams fields after the query, key prefix)"""
     _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
-    _store_key: str = PrivateAttr(default="")
-    _seen_writes: int = PrivateAttr(default=0)
 
     def __init__(self, **data: Any) -> None:
-        """Create the retriever from its fields (see the class docstring).
+        """Create the retriever from its fields and handles (see the class docstring).
+
+        ``bm25`` (a :class:`BM25Index` that matches ``store``) is required: the retriever's
+        :class:`HybridIndex` owns it from then on.
 
         Raises:
-            ConfigError: an unknown field, or a field value out of range.
+            ConfigError: an unknown field, a field value out of range, or no ``bm25`` index.
         """
+        bm25 = data.pop("bm25", None)
+        if not isinstance(bm25, BM25Index):
+            problem = "Field required" if bm25 is None else "Input should be a BM25Index"
+            msg = f"invalid HybridRetriever settings: bm25: {problem}"
+            raise ConfigError(msg)
         try:
             super().__init__(**data)
         except ValidationError as e:
             raise _settings_error(e) from None
+        self._index = HybridIndex(self.store, bm25, self.bm25_path)
+
+    @property
+    def index(self) -> HybridIndex:
+        """The Chroma collection + BM25 index pair this retriever searches and writes."""
+        return cast("HybridIndex", self._hot()["_index"])
+
+    @property
+    def bm25(self) -> BM25Index:
+        """The BM25 index (owned by :attr:`index`; replaced when it resyncs)."""
+        return cast("BM25Index", self._hot()["_index"].bm25)
+
+    @bm25.setter
+    def bm25(self, value: BM25Index) -> None:
+        self.index.bm25 = value
 
     @classmethod
     def check_fields(cls, fields: Mapping[str, Any]) -> None:
@@ -322,8 +331,6 @@ class HybridRetriever(BaseRetriever):
         if self.bm25_path is not None:
             check_bm25_path(self.bm25_path, self.store.config)
         self._legs = {leg: _Leg(parent=self, leg=leg) for leg in LEGS}
-        self._store_key = self.store.identity()
-        self._seen_writes = _LOCAL_WRITES.get(self._store_key, 0)
         if self.refresh_interval_seconds is not None:
             self._next_refresh = time.monotonic() + self.refresh_interval_seconds
 
@@ -377,8 +384,8 @@ class HybridRetriever(BaseRetriever):
         path = Path(bm25_path) if bm25_path is not None else None
         if path is not None:
             check_bm25_path(path, store.config)
-        index = sync_bm25(store, path, bm25_params, check_vectors=True)
-        return cls(store=store, bm25=index, embedding=embedding, bm25_path=path, **kwargs)
+        index = HybridIndex.open(store, path, bm25_params, check_vectors=True)
+        return cls(store=store, bm25=index.bm25, embedding=embedding, bm25_path=path, **kwargs)
 
     @classmethod
     def from_config(
@@ -584,44 +591,11 @@ class HybridRetriever(BaseRetriever):
             return []
         embeddings = self.embedding.embed_documents(texts)
         _check_embeddings(embeddings, len(texts))
-        with self._write_lock:
-            self._take_writer_lock()
-            try:
-                self.store.begin_write()
-                try:
-                    self.store.upsert(ids, texts, embeddings, metadatas)
-                except BatchWriteError as e:  # what was written is in both legs, then raise
-                    self._add_bm25(e.written_ids, texts, metadatas, ids)
-                    with contextlib.suppress(HybridRetrieverError):
-                        self._end_write()
-                    raise
-                self._add_bm25(ids, texts, metadatas, ids)
-                self._end_write()
-            finally:
-                self._written()
+        try:
+            self.index.add(ids, texts, embeddings, metadatas)
+        finally:
+            self._invalidate()
         return ids
-
-    def _add_bm25(
-        self,
-        written: Sequence[str],
-        texts: Sequence[str],
-        metadatas: Sequence[dict[str, Any] | None],
-        ids: Sequence[str],
-    ) -> None:
-        if written:
-            position = {doc_id: i for i, doc_id in enumerate(ids)}
-            rows = [position[doc_id] for doc_id in written]
-            self.bm25.add(list(written), [texts[r] for r in rows], [metadatas[r] for r in rows])
-
-    def _end_write(self) -> None:
-        """Mark the write complete in Chroma, then save BM25 at the new generation.
-
-        A write that fails before this leaves the generation odd (see
-        :meth:`ChromaStore.begin_write`): the saved BM25 index is stale, and every process,
-        this one included, resyncs BM25 from Chroma on its next refresh or open.
-        """
-        self.bm25.generation = self.store.end_write()
-        self._save_bm25()
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete documents by id from both legs; unknown ids are ignored.
@@ -638,15 +612,10 @@ class HybridRetriever(BaseRetriever):
         ids = list(dict.fromkeys(ids))
         if not ids:
             return
-        with self._write_lock:
-            self._take_writer_lock()
-            try:
-                self.store.begin_write()
-                self.store.delete(ids)
-                self.bm25.delete(ids)
-                self._end_write()
-            finally:
-                self._written()
+        try:
+            self.index.delete(ids)
+        finally:
+            self._invalidate()
 
     def get_by_ids(self, ids: Sequence[str]) -> list[Document]:
         """Documents stored under ``ids`` (unknown ids are left out), from Chroma."""
@@ -657,33 +626,13 @@ class HybridRetriever(BaseRetriever):
         if not ids:
             return []
         return [
-            Document(id=d.id, page_content=d.text, metadata=d.metadata)
-            for d in self.store.get(list(ids))
+            Document(id=d.id, page_content=d.text, metadata=d.metadata) for d in self.index.get(ids)
         ]
-
-    def _take_writer_lock(self) -> None:
-        """One writer process per embedded index (see :mod:`langchain_hybrid.locking`)."""
-        if self.store.config.mode == "persistent":
-            acquire_writer_lock(self.store.config.path)
-        elif self.bm25_path is not None:
-            acquire_writer_lock(self.bm25_path)
 
     def _invalidate(self) -> None:
         """Drop cached results."""
         if self.cache is not None:
             self.cache.bump()
-
-    def _written(self) -> None:
-        """Drop cached results and count a write for this process's other retrievers.
-
-        Called after each write, before the write call returns.
-        """
-        self._invalidate()
-        with _LOCAL_WRITES_LOCK:
-            current = _LOCAL_WRITES.get(self._store_key, 0)
-            _LOCAL_WRITES[self._store_key] = current + 1
-            if current == self._seen_writes:  # else another retriever wrote: still to sync
-                self._seen_writes = current + 1
 
     def refresh(self) -> bool:
         """Pick up writes made to the collection by other processes.
@@ -695,25 +644,12 @@ class HybridRetriever(BaseRetriever):
         Returns:
             Whether anything changed.
         """
-        if not self._write_lock.acquire(blocking=False):
-            return False
-        try:
-            local_writes = _LOCAL_WRITES.get(self._store_key, 0)
-            if self.refresh_interval_seconds is not None:
-                self._next_refresh = time.monotonic() + self.refresh_interval_seconds
-            seen = (self.store.generation(), self.store.count())
-            self._seen_writes = local_writes
-            if seen == (self.bm25.generation, len(self.bm25)) and seen[0] % 2 == 0:
-                return False
-            # read before reopening, so the state recorded is never newer than the one loaded;
-            # an odd generation (a write under way) keeps this resyncing until it settles
-            logger.info("collection changed by another writer: reopening and syncing BM25")
-            self.store.reopen()
-            self.bm25 = sync_bm25(self.store, self.bm25_path, self.bm25.params, seen=seen)
+        if self.refresh_interval_seconds is not None:
+            self._next_refresh = time.monotonic() + self.refresh_interval_seconds
+        changed = self.index.refresh()
+        if changed:
             self._invalidate()
-            return True
-        finally:
-            self._write_lock.release()
+        return changed
 
     def _refresh_due(self) -> bool:
         """Whether a query should :meth:`refresh` first.
@@ -722,7 +658,7 @@ class HybridRetriever(BaseRetriever):
         ``refresh_interval_seconds`` have passed since the last check.
         """
         hot = self._hot()
-        if _LOCAL_WRITES.get(hot["_store_key"], 0) != hot["_seen_writes"]:
+        if hot["_index"].local_writes_pending():
             return True
         return (
             self.refresh_interval_seconds is not None and time.monotonic() >= hot["_next_refresh"]
@@ -735,12 +671,6 @@ class HybridRetriever(BaseRetriever):
             except HybridRetrieverError as e:  # the query itself reports store trouble
                 logger.debug("refresh skipped: %s", e)
 
-    def _save_bm25(self) -> None:
-        if self.bm25_path is not None and not self._deferred:
-            with save_lock(self.bm25_path) as locked:
-                if locked:
-                    self.bm25.save(self.bm25_path)
-
     @contextlib.contextmanager
     def deferred_save(self) -> Iterator[None]:
         """Save the BM25 files once, when the block ends, instead of after every write.
@@ -749,13 +679,8 @@ class HybridRetriever(BaseRetriever):
         the block ends. If the process dies inside the block, the saved BM25 index is older
         than the collection and is rebuilt from Chroma on the next open: nothing is lost.
         """
-        with self._write_lock:
-            self._deferred += 1
-            try:
-                yield
-            finally:
-                self._deferred -= 1
-                self._save_bm25()
+        with self.index.deferred_save():
+            yield
 
     # ------------------------------------------------------------------ tracing
     def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
@@ -1069,108 +994,6 @@ def _check_embeddings(embeddings: Sequence[Sequence[float]], n: int) -> None:
 def default_bm25_path(persist_directory: str | os.PathLike[str], collection: str) -> Path:
     """Where the BM25 files of ``collection`` live inside a persist directory."""
     return Path(persist_directory) / "bm25" / collection
-
-
-def sync_bm25(
-    store: ChromaStore,
-    path: Path | None,
-    params: BM25Params | None = None,
-    *,
-    seen: tuple[int, int] | None = None,
-    check_vectors: bool = False,
-) -> BM25Index:
-    """Load the BM25 index at ``path`` if it matches ``store``, else rebuild it from Chroma.
-
-    Chroma is the system of record: a missing, corrupt, stale (other generation or document
-    count) or differently configured BM25 index is rebuilt from the stored documents and saved.
-    A process that is not the writer saves it under the save lock, and only if the collection
-    is still at the generation and count it was rebuilt from: a writer's later save always
-    comes after it, and a writer's newer files are never replaced by older ones.
-
-    ``seen`` is the collection's ``(generation, count)`` if the caller read it before opening
-    the store it passes (as :meth:`HybridRetriever.refresh` does); else it is read here. With
-    ``check_vectors`` (on open), an embedded store whose saved BM25 index was behind (a writer
-    died) also has its vector index checked and repaired (:meth:`ChromaStore.repair_vectors`).
-    """
-    generation, count = seen if seen is not None else (store.generation(), store.count())
-    if generation % 2:
-        generation = _settle_dead_write(store, generation)
-    index, reason = _load_saved_bm25(path, generation)
-    if index is not None:
-        if params is not None and index.params != params:
-            reason = "BM25 settings changed"
-        elif index.generation != generation or len(index) != count:
-            reason = (
-                f"BM25 index stale (generation {index.generation} vs {generation}, "
-                f"{len(index)} vs {count} documents)"
-            )
-        else:
-            return index
-    rebuilt = rebuild_bm25(store, params or (index.params if index else None))
-    rebuilt.generation = generation
-    crashed = reason.startswith(("BM25 index stale", "BM25 index corrupt"))
-    if check_vectors and crashed and store.config.mode == "persistent" and count:
-        _repair_vectors(store, rebuilt.ids)  # the saved lexical index was behind: a writer died
-    if path is not None and generation % 2 == 0:  # an unsettled state is never saved
-        lock_dir = store.config.path if store.config.mode == "persistent" else path
-        with save_lock(path) as locked:
-            if locked and (
-                holds_writer_lock(lock_dir)
-                or (store.generation(), store.count()) == (generation, count)
-            ):
-                rebuilt.save(path)
-    level = logging.DEBUG if count == 0 or path is None or generation % 2 else logging.WARNING
-    logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
-    return rebuilt
-
-
-def _load_saved_bm25(path: Path | None, generation: int) -> tuple[BM25Index | None, str]:
-    """The saved BM25 index, or ``None`` and why there is none to use."""
-    if path is None:
-        return None, "no BM25 path (in-memory index)"
-    if generation % 2:
-        return None, f"a write is under way (generation {generation})"
-    try:
-        return BM25Index.load(path), ""
-    except FileNotFoundError:
-        return None, "BM25 index missing"
-    except IndexCorruptError as e:
-        return None, f"BM25 index corrupt ({e})"
-
-
-def _repair_vectors(store: ChromaStore, ids: list[str]) -> None:
-    """Check the vector index after a crash; rewrite missing vectors only as the writer."""
-    with writer_lock_if_free(store.config.path) as writer:
-        store.repair_vectors(ids, rewrite=writer)
-
-
-def _settle_dead_write(store: ChromaStore, generation: int) -> int:
-    """Mark complete a write whose writer process died in the middle of it; the generation.
-
-    An odd generation with no process holding the writer lock of an embedded index is a write
-    that will never end (see :meth:`ChromaStore.begin_write`). What it wrote is what Chroma
-    holds, so ending it makes the state final and lets BM25 be saved again. Only for embedded
-    stores: on a server, other clients' writes are not covered by this directory's lock. Not
-    while this process is the writer (another of its retrievers may be in that write).
-    """
-    if store.config.mode != "persistent" or holds_writer_lock(store.config.path):
-        return generation
-    with writer_lock_if_free(store.config.path) as free:
-        if not free or store.generation() != generation:
-            return generation  # a live writer is in the middle of a write, or it moved on
-        settled = store.end_write()
-    logger.warning(
-        "generation %d: a writer died during a write; marked complete as %d", generation, settled
-    )
-    return settled
-
-
-def rebuild_bm25(store: ChromaStore, params: BM25Params | None = None) -> BM25Index:
-    """Build a BM25 index from every document stored in ``store`` (no embedding involved)."""
-    index = BM25Index(params)
-    for page in store.iter_all():
-        index.add([d.id for d in page], [d.text for d in page], [d.metadata for d in page])
-    return index
 
 
 def documents_by_id(documents: Iterable[Document]) -> dict[str, Document]:

@@ -462,11 +462,13 @@ class ChromaStore:
         value = (collection.metadata or {}).get(GENERATION_KEY, 0)
         return int(value) if isinstance(value, int) else 0
 
-    def bump_generation(self, *, to_odd: bool | None = None) -> int:
-        """Advance the write generation and return the new value.
+    def bump_generation(self, *, to_odd: bool | None = None, at_least: int = 0) -> int:
+        """Advance the write generation and return the new value (one read, one ``modify``).
 
         ``to_odd=None`` adds one; ``True`` / ``False`` advance to the next odd / even value.
-        Writers use :meth:`begin_write` and :meth:`end_write`.
+        ``at_least``: advance past this value too (a generation a reader saw elsewhere, such as
+        the intent marker of :class:`~langchain_hybrid.index.HybridIndex`). Writers go through
+        :class:`~langchain_hybrid.index.HybridIndex`, or :meth:`begin_write` / :meth:`end_write`.
         """
         collection = self._call(
             "get_collection", self.client.get_collection, self.config.chroma_collection
@@ -475,7 +477,7 @@ class ChromaStore:
             k: v for k, v in (collection.metadata or {}).items() if k not in _LEGACY_HNSW_KEYS
         }
         value = metadata.get(GENERATION_KEY, 0)
-        new = (int(value) if isinstance(value, int) else 0) + 1
+        new = max(int(value) if isinstance(value, int) else 0, at_least) + 1
         if to_odd is not None and (new % 2 == 1) != to_odd:
             new += 1
         metadata[GENERATION_KEY] = new
@@ -487,13 +489,18 @@ class ChromaStore:
 
         An odd generation means a write is in progress, or a writer died in the middle of one:
         a reader that sees it knows the collection may still change without another bump, and
-        a saved BM25 index (always saved at an even generation by the writer) is stale.
+        a saved BM25 index (always saved at an even generation by the writer) is stale. An
+        embedded writer keeps this marker in a file instead (one ``modify`` less per write):
+        see :mod:`langchain_hybrid.index`.
         """
         return self.bump_generation(to_odd=True)
 
-    def end_write(self) -> int:
-        """Mark the write as complete: the generation becomes even (called *after* writing)."""
-        return self.bump_generation(to_odd=False)
+    def end_write(self, *, at_least: int = 0) -> int:
+        """Mark the write complete: the generation becomes even (called *after* writing).
+
+        ``at_least``: the odd generation the write ran under, if it was not recorded here.
+        """
+        return self.bump_generation(to_odd=False, at_least=at_least)
 
     def count(self) -> int:
         """Number of documents in the collection."""

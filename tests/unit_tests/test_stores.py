@@ -262,6 +262,10 @@ def test_generation_is_odd_during_a_write_and_survives_reopen(
     assert _persistent(tmp_path, collection_name).end_write() == 6
     store.reopen()
     assert store.generation() == 6
+    # an end past a generation recorded elsewhere (an embedded writer's intent marker, 9)
+    assert store.end_write(at_least=9) == 10
+    assert store.begin_write() == 11
+    assert store.end_write(at_least=3) == 12  # an older value changes nothing
 
 
 # ---------------------------------------------------------------------- HTTP auth headers

@@ -1,0 +1,640 @@
+"""HybridIndex: the Chroma collection and its BM25 index, kept in step; the write protocol.
+
+Chroma is the system of record; the BM25 index is derived from it. This module is the one owner
+of the pair: it opens them (load the saved BM25 index or rebuild it from Chroma, settle a write
+whose writer died, check the vector index after a crash), writes to both (the write protocol
+below), follows other processes' writes (:meth:`HybridIndex.refresh`), defers saves, and reports
+the pair's state (:meth:`HybridIndex.status`, read by health checks and ``langchain-hybrid
+stats``). It is the only reader of the write generation: :class:`HybridRetriever` (parameters,
+legs, fusion, hydration, result cache) and the health monitor go through it.
+
+The write protocol (a seqlock over the collection):
+
+1. One writer: the per-collection lock of this process (threads, and every retriever of the
+   process on the same collection), and for an embedded index the writer lock of the persist
+   directory (one process, see :mod:`langchain_hybrid.locking`).
+2. *Begin*: the write generation becomes odd, before any data is written. For an embedded
+   (``persistent``) store the odd marker is a small file beside Chroma's database,
+   ``<path>/.write-intent-<collection>`` (``"<collection id> <odd generation>"``, flushed to
+   disk, about 0.1 ms), which every process opening that directory reads; for an ``ephemeral``
+   store it is kept in this process (no other process can see the collection); over HTTP it is
+   the collection's metadata key ``langchain_hybrid_generation`` (other clients of the server
+   see nothing else).
+3. The data write (batched by :class:`ChromaStore`), then the BM25 update.
+4. *End*: the collection's metadata generation becomes the next even value (one ``modify``),
+   then BM25 is saved at that generation (unless saves are deferred).
+
+The generation a reader sees is the larger of the collection's and the intent marker's (an
+intent older than the collection's generation, or of another collection, is spent and ignored).
+So readers see exactly what they saw when both markers lived in the collection metadata: odd
+while a write is under way, or after its writer died mid-write; even and at the value BM25 was
+saved with once it completed. The odd marker costs a file write instead of a Chroma ``modify``
+(about 12 ms on an embedded 10k-100k collection here), which halves the protocol's share of a
+write: ``benchmarks/write_budget.py`` measures it.
+
+Replica feed: a change-feed consumer (a replica that applies the records "these ids changed"
+written by the primary) plugs in at :meth:`HybridIndex.apply_changes`, which brings the given
+ids up to date in BM25 from what Chroma holds for them now (present: replaced; absent:
+removed). A producer would hook the end of :meth:`HybridIndex.add` / :meth:`HybridIndex.delete`
+(``_finish``), where the ids and the new generation are known.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from langchain_hybrid.bm25 import BM25Index, BM25Params
+from langchain_hybrid.errors import BatchWriteError, HybridRetrieverError, IndexCorruptError
+from langchain_hybrid.locking import (
+    acquire_writer_lock,
+    holds_writer_lock,
+    save_lock,
+    writer_lock_free,
+    writer_lock_if_free,
+)
+from langchain_hybrid.stores import ChromaStore, StoredDocument
+
+logger = logging.getLogger(__name__)
+
+INTENT_PREFIX = ".write-intent-"
+_INTENT_WIDTH = 20  # digits: a fixed-size record is rewritten in place, never truncated
+
+_LOCAL_WRITES: dict[str, int] = {}
+"""Writes completed in this process, per collection: other indexes of the same collection see
+them on their next query (not after ``refresh_interval_seconds``)."""
+_EPHEMERAL_INTENTS: dict[str, tuple[str, int]] = {}
+"""The odd marker of a write under way, per in-memory collection (only this process sees it)."""
+_GLOBAL_LOCK = threading.Lock()
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+
+
+def _write_lock(key: str) -> threading.RLock:
+    """The lock every write to one collection takes in this process (shared by its indexes)."""
+    with _GLOBAL_LOCK:
+        lock = _WRITE_LOCKS.get(key)
+        if lock is None:
+            lock = _WRITE_LOCKS[key] = threading.RLock()
+        return lock
+
+
+class CollectionState(NamedTuple):
+    """The collection as read with the seqlock: generation, document count, generation again.
+
+    ``documents`` belongs to ``generation`` only if ``latest == generation`` and it is even;
+    else a write was under way during the read.
+    """
+
+    generation: int
+    documents: int
+    latest: int
+
+    @property
+    def before(self) -> int:
+        """The generation before the write under way (``N - 1`` for odd ``N``), else itself."""
+        return self.generation - self.generation % 2
+
+    @property
+    def settled(self) -> bool:
+        """Whether no write was under way: an even generation that did not move."""
+        return self.generation == self.latest and self.generation % 2 == 0
+
+
+class SavedState(NamedTuple):
+    """The saved BM25 files as their manifest describes them (``error``: none usable)."""
+
+    path: Path
+    generation: int | None = None
+    documents: int | None = None
+    params: object = None
+    error: Exception | None = None
+
+
+class IndexStatus(NamedTuple):
+    """The pair's state, read without side effects (see :meth:`HybridIndex.status`).
+
+    Attributes:
+        collection: the seqlock read of the collection; ``None`` if the store did not answer.
+        store_error: why the store did not answer.
+        dead_write: an odd generation whose writer died (embedded store, no writer-lock holder
+            and the generation did not move).
+        bm25_documents: documents in the in-memory BM25 index (``None``: not usable).
+        bm25_generation: the generation the in-memory BM25 index is at.
+        bm25_error: why the in-memory BM25 index is not usable.
+        saved: the saved BM25 files (``None``: the index is kept in memory only).
+    """
+
+    collection: CollectionState | None
+    store_error: Exception | None
+    dead_write: bool
+    bm25_documents: int | None
+    bm25_generation: int | None
+    bm25_error: Exception | None
+    saved: SavedState | None
+
+    @property
+    def in_sync(self) -> bool:
+        """The in-memory BM25 index holds exactly the settled collection's state."""
+        return (
+            self.collection is not None
+            and self.collection.settled
+            and (self.bm25_generation, self.bm25_documents)
+            == (self.collection.generation, self.collection.documents)
+        )
+
+
+class _Write(NamedTuple):
+    """A write begun by this process: the odd generation it runs under."""
+
+    generation: int
+
+
+class HybridIndex:
+    """The Chroma collection + BM25 index pair: write protocol, recovery, sync, status.
+
+    Setup:
+        Part of the core install. :class:`HybridRetriever` creates one; use it directly to
+        write or inspect an index without a retriever.
+
+    Key init args:
+        store: the Chroma store (system of record).
+        bm25: the BM25 index derived from it.
+        path: where the BM25 files live (``None``: in memory only).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_hybrid.index import HybridIndex
+            from langchain_hybrid.stores import ChromaStore, StoreConfig
+
+            store = ChromaStore(StoreConfig(path="./index", collection="kb"))
+            index = HybridIndex.open(store, Path("./index/bm25/kb"))
+
+    Usage:
+        .. code-block:: python
+
+            index.add(ids, texts, embeddings, metadatas)
+            index.delete(ids)
+            index.status().in_sync
+    """
+
+    def __init__(self, store: ChromaStore, bm25: BM25Index, path: Path | None = None) -> None:
+        """Wrap an opened pair (no I/O; :meth:`open` loads or rebuilds BM25 first)."""
+        self.store = store
+        self.bm25 = bm25
+        self.path = path
+        self.key = store.identity()
+        self._lock = _write_lock(self.key)
+        self._deferred = 0
+        self._seen_writes = _LOCAL_WRITES.get(self.key, 0)
+        self.opened_from = "given"
+        """How :meth:`open` / :meth:`inspect` got the BM25 index (``"saved"``, a reason)."""
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        store: ChromaStore,
+        path: Path | None = None,
+        params: BM25Params | None = None,
+        *,
+        check_vectors: bool = True,
+    ) -> HybridIndex:
+        """Open the pair: load the saved BM25 index if it matches the collection, else rebuild.
+
+        The BM25 index at ``path`` is used when it matches the collection (same write
+        generation and document count, same settings); if it is missing, corrupt, stale or
+        built with other settings, it is rebuilt from the documents stored in Chroma (nothing
+        is embedded), saved, and the reason logged. A write whose writer died is marked
+        complete first; with ``check_vectors``, a crash detected this way also has the
+        embedded vector index checked (:meth:`ChromaStore.repair_vectors`).
+        """
+        index = cls(store, BM25Index(params), path)
+        index.bm25, index.opened_from = index._synced(params, check_vectors=check_vectors)
+        return index
+
+    @classmethod
+    def inspect(
+        cls, store: ChromaStore, path: Path | None, params: BM25Params | None = None
+    ) -> HybridIndex:
+        """Open the pair read-only, for health checks and statistics.
+
+        Nothing is settled, saved or repaired: the saved BM25 index is loaded as it is (stale
+        or not, so that it can be reported); when it is missing, corrupt or built with other
+        settings, it is rebuilt in memory only. ``opened_from`` says which.
+        """
+        index = cls(store, BM25Index(params), path)
+        saved, reason = _load_saved(path)
+        if saved is not None and (params is None or saved.params == params):
+            index.bm25, index.opened_from = saved, "saved"
+            return index
+        index.bm25 = rebuild_bm25(store, params)
+        index.bm25.generation = index.generation()
+        index.opened_from = reason if saved is None else "BM25 settings changed"
+        return index
+
+    def _synced(
+        self,
+        params: BM25Params | None,
+        *,
+        seen: tuple[int, int] | None = None,
+        check_vectors: bool = False,
+    ) -> tuple[BM25Index, str]:
+        """The BM25 index that matches the collection: the saved one, or one rebuilt from Chroma.
+
+        A process that is not the writer saves a rebuilt index under the save lock, and only if
+        the collection is still at the generation and count it was rebuilt from: a writer's
+        later save always comes after it, and a writer's newer files are never replaced.
+
+        ``seen`` is the collection's ``(generation, count)`` if the caller read it before
+        reopening the store (as :meth:`refresh` does); else it is read here.
+        """
+        store, path = self.store, self.path
+        generation, count = seen if seen is not None else (self.generation(), store.count())
+        if generation % 2:
+            generation = self._settle_dead_write(generation)
+        index, reason = _load_saved(path) if generation % 2 == 0 else (None, "")
+        if generation % 2:
+            reason = f"a write is under way (generation {generation})"
+        if index is not None:
+            if params is not None and index.params != params:
+                reason = "BM25 settings changed"
+            elif index.generation != generation or len(index) != count:
+                reason = (
+                    f"BM25 index stale (generation {index.generation} vs {generation}, "
+                    f"{len(index)} vs {count} documents)"
+                )
+            else:
+                return index, "saved"
+        rebuilt = rebuild_bm25(store, params or (index.params if index else None))
+        rebuilt.generation = generation
+        crashed = reason.startswith(("BM25 index stale", "BM25 index corrupt"))
+        if check_vectors and crashed and store.config.mode == "persistent" and count:
+            with writer_lock_if_free(store.config.path) as writer:  # a writer died: check vectors
+                store.repair_vectors(rebuilt.ids, rewrite=writer)
+        if path is not None and generation % 2 == 0:  # an unsettled state is never saved
+            with save_lock(path) as locked:
+                if locked and (
+                    holds_writer_lock(self._lock_dir())
+                    or (self.generation(), store.count()) == (generation, count)
+                ):
+                    rebuilt.save(path)
+        level = logging.DEBUG if count == 0 or path is None or generation % 2 else logging.WARNING
+        logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
+        return rebuilt, reason
+
+    def _lock_dir(self) -> str | Path:
+        """The directory whose writer lock guards this pair's writes."""
+        if self.store.config.mode == "persistent" or self.path is None:
+            return self.store.config.path
+        return self.path
+
+    def _settle_dead_write(self, generation: int) -> int:
+        """Mark complete a write whose writer process died in the middle of it; the generation.
+
+        An odd generation with no process holding the writer lock of an embedded index is a
+        write that will never end. What it wrote is what Chroma holds, so ending it makes the
+        state final and lets BM25 be saved again. Only for embedded stores: on a server, other
+        clients' writes are not covered by this directory's lock. Not while this process is the
+        writer (another of its indexes may be in that write).
+        """
+        store = self.store
+        if store.config.mode != "persistent" or holds_writer_lock(store.config.path):
+            return generation
+        with writer_lock_if_free(store.config.path) as free:
+            if not free or self.generation() != generation:
+                return generation  # a live writer is in the middle of a write, or it moved on
+            settled = store.end_write(at_least=generation)
+        logger.warning(
+            "generation %d: a writer died during a write; marked complete as %d",
+            generation,
+            settled,
+        )
+        return settled
+
+    # ------------------------------------------------------------------ the generation
+    def generation(self) -> int:
+        """The write generation readers go by: odd while a write is under way (or died).
+
+        The collection's metadata generation, or the odd intent marker of a write begun after
+        it (see the module docstring), whichever is larger.
+        """
+        generation = self.store.generation()
+        intent = self._intent()
+        return max(generation, intent)
+
+    def _intent_file(self) -> Path | None:
+        config = self.store.config
+        if config.mode != "persistent":
+            return None
+        return Path(config.path) / f"{INTENT_PREFIX}{config.chroma_collection}"
+
+    def _intent(self) -> int:
+        """The odd generation of the last write begun here, 0 if none (or of another collection)."""
+        if self.store.config.mode == "ephemeral":
+            owner, value = _EPHEMERAL_INTENTS.get(self.key, ("", 0))
+            return value if owner == str(self.store.collection.id) else 0
+        file = self._intent_file()
+        if file is None:
+            return 0
+        try:
+            text = file.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return 0
+        except (OSError, UnicodeDecodeError) as e:
+            logger.warning("write intent %s unreadable (%s): ignored", file, e)
+            return 0
+        owner, _, number = text.strip().partition(" ")
+        if owner != str(self.store.collection.id) or not number.isdigit():
+            return 0
+        return int(number)
+
+    def _record_intent(self, generation: int) -> None:
+        """Make ``generation`` (odd) visible to readers before the data write."""
+        if self.store.config.mode == "ephemeral":
+            _EPHEMERAL_INTENTS[self.key] = (str(self.store.collection.id), generation)
+            return
+        file = self._intent_file()
+        if file is None:
+            return
+        record = f"{self.store.collection.id} {generation:0{_INTENT_WIDTH}d}\n".encode("ascii")
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, record, 0)
+            os.fdatasync(fd)  # durable before the data write: a crash after it is detected
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ writes
+    def _take_writer_lock(self) -> None:
+        """One writer process per embedded index (see :mod:`langchain_hybrid.locking`)."""
+        if self.store.config.mode == "persistent":
+            acquire_writer_lock(self.store.config.path)
+        elif self.path is not None:
+            acquire_writer_lock(self.path)
+
+    @contextlib.contextmanager
+    def write_guard(self) -> Iterator[None]:
+        """Hold this collection's write locks (this process's, and the writer lock) for a block."""
+        with self._lock:
+            self._take_writer_lock()
+            try:
+                yield
+            finally:
+                self._count_local_write()
+
+    def _begin(self) -> _Write:
+        """Mark a write as begun: the generation becomes odd, before any data is written."""
+        if self.store.config.mode == "http":  # other clients see only the collection metadata
+            return _Write(self.store.begin_write())
+        current = self.generation()
+        odd = current + 1 if current % 2 == 0 else current + 2
+        self._record_intent(odd)
+        return _Write(odd)
+
+    def _finish(self, write: _Write) -> None:
+        """Mark the write complete (the next even generation), then save BM25 at it."""
+        self.bm25.generation = self.store.end_write(at_least=write.generation)
+        self._save()
+
+    def add(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        embeddings: Sequence[Sequence[float]],
+        metadatas: Sequence[dict[str, Any] | None],
+    ) -> None:
+        """Write validated documents to both legs (an existing id is replaced).
+
+        Raises:
+            BatchWriteError: a Chroma batch failed; ``written_ids`` are in both legs,
+                ``failed_ids`` in neither.
+            WriterLockError: another process is writing to this embedded index.
+        """
+        with self.write_guard():
+            write = self._begin()
+            try:
+                self.store.upsert(ids, texts, embeddings, metadatas)
+            except BatchWriteError as e:  # what was written is in both legs, then raise
+                self._add_bm25(e.written_ids, texts, metadatas, ids)
+                with contextlib.suppress(HybridRetrieverError):
+                    self._finish(write)
+                raise
+            self._add_bm25(ids, texts, metadatas, ids)
+            self._finish(write)
+
+    def _add_bm25(
+        self,
+        written: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any] | None],
+        ids: Sequence[str],
+    ) -> None:
+        if written:
+            position = {doc_id: i for i, doc_id in enumerate(ids)}
+            rows = [position[doc_id] for doc_id in written]
+            self.bm25.add(list(written), [texts[r] for r in rows], [metadatas[r] for r in rows])
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete validated, distinct ids from both legs; unknown ids are ignored."""
+        with self.write_guard():
+            write = self._begin()
+            self.store.delete(ids)
+            self.bm25.delete(ids)
+            self._finish(write)
+
+    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
+        """Documents stored under distinct ``ids`` in Chroma (unknown ids are left out)."""
+        return self.store.get(ids)
+
+    def apply_changes(self, ids: Sequence[str], generation: int | None = None) -> int:
+        """Bring ``ids`` up to date in BM25 from what Chroma holds now; how many were stored.
+
+        The seam for a change feed (a replica applying "these ids changed" records): an id
+        stored in Chroma is (re)indexed with its stored text and metadata, an id absent from
+        Chroma is removed from BM25. ``generation``: the generation the records bring BM25 to
+        (``None``: unchanged). Saved like a write (or at the end of :meth:`deferred_save`).
+        """
+        ids = list(dict.fromkeys(ids))
+        with self._lock:
+            stored = self.store.get(ids) if ids else []
+            present = {d.id for d in stored}
+            gone = [i for i in ids if i not in present]
+            if gone:
+                self.bm25.delete(gone)
+            if stored:
+                self.bm25.add(
+                    [d.id for d in stored], [d.text for d in stored], [d.metadata for d in stored]
+                )
+            if generation is not None:
+                self.bm25.generation = generation
+            self._save()
+        return len(stored)
+
+    def _count_local_write(self) -> None:
+        """Count a write for this process's other indexes of the collection."""
+        with _GLOBAL_LOCK:
+            current = _LOCAL_WRITES.get(self.key, 0)
+            _LOCAL_WRITES[self.key] = current + 1
+            if current == self._seen_writes:  # else another index wrote: still to sync
+                self._seen_writes = current + 1
+
+    def _save(self) -> None:
+        if self.path is not None and not self._deferred:
+            with save_lock(self.path) as locked:
+                if locked:
+                    self.bm25.save(self.path)
+
+    @contextlib.contextmanager
+    def deferred_save(self) -> Iterator[None]:
+        """Save the BM25 files once, when the block ends, instead of after every write.
+
+        Writes from other threads (and other indexes of this collection) wait until the block
+        ends. If the process dies inside the block, the saved BM25 index is older than the
+        collection and is rebuilt from Chroma on the next open: nothing is lost.
+        """
+        with self._lock:
+            self._deferred += 1
+            try:
+                yield
+            finally:
+                self._deferred -= 1
+                self._save()
+
+    # ------------------------------------------------------------------ other writers
+    def local_writes_pending(self) -> bool:
+        """Whether another index of this process wrote to the collection since the last sync."""
+        return _LOCAL_WRITES.get(self.key, 0) != self._seen_writes
+
+    def refresh(self) -> bool:
+        """Pick up writes made to the collection by other processes (and other indexes).
+
+        Compares the collection's write generation and count with the BM25 index's; if they
+        differ, reopens the store and reloads (or rebuilds) the BM25 index. Skipped while this
+        process is writing to the collection.
+
+        Returns:
+            Whether anything changed.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            local_writes = _LOCAL_WRITES.get(self.key, 0)
+            seen = (self.generation(), self.store.count())
+            self._seen_writes = local_writes
+            if seen == (self.bm25.generation, len(self.bm25)) and seen[0] % 2 == 0:
+                return False
+            # read before reopening, so the state recorded is never newer than the one loaded;
+            # an odd generation (a write under way) keeps this resyncing until it settles
+            logger.info("collection changed by another writer: reopening and syncing BM25")
+            self.store.reopen()
+            self.bm25, _ = self._synced(self.bm25.params, seen=seen)
+            return True
+        finally:
+            self._lock.release()
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> IndexStatus:
+        """The pair's state, read without side effects; never raises.
+
+        The collection is read as a seqlock (generation, count, generation again), after a
+        heartbeat. Nothing is written, settled or rebuilt, and the writer lock is never taken:
+        an odd generation is checked against it with a non-blocking probe.
+        """
+        collection: CollectionState | None = None
+        store_error: Exception | None = None
+        try:
+            self.store.heartbeat()
+            generation = self.generation()
+            count = self.store.count()
+            collection = CollectionState(generation, count, self.generation())
+        except Exception as e:  # noqa: BLE001 - a failed probe is a finding, not an error
+            store_error = e
+        dead = collection is not None and self._writer_died(collection)
+        bm25_documents = bm25_generation = None
+        bm25_error: Exception | None = None
+        try:
+            bm25_documents = len(self.bm25)
+            bm25_generation = self.bm25.generation
+        except Exception as e:  # noqa: BLE001
+            bm25_error = e
+        return IndexStatus(
+            collection,
+            store_error,
+            dead,
+            bm25_documents,
+            bm25_generation,
+            bm25_error,
+            None if self.path is None else read_saved(self.path),
+        )
+
+    def _writer_died(self, seen: CollectionState) -> bool:
+        """An odd generation, no process holds the writer lock, and it did not move meanwhile."""
+        config = self.store.config
+        if seen.latest != seen.generation or seen.generation % 2 == 0:
+            return False
+        if config.mode != "persistent" or writer_lock_free(config.path) is not True:
+            return False
+        try:
+            return self.generation() == seen.generation
+        except Exception:  # noqa: BLE001 - cannot tell: not reported as dead
+            return False
+
+
+def read_saved(path: Path) -> SavedState:
+    """The saved BM25 manifest at ``path`` (read only; ``error`` if missing or corrupt)."""
+    try:
+        manifest: Mapping[str, Any] = BM25Index.read_manifest(path)
+    except (FileNotFoundError, IndexCorruptError) as e:
+        return SavedState(path, error=e)
+    generation, documents = manifest.get("generation"), manifest.get("documents")
+    return SavedState(
+        path,
+        generation if isinstance(generation, int) else None,
+        documents if isinstance(documents, int) else None,
+        manifest.get("params"),
+    )
+
+
+def load_saved(path: Path) -> BM25Index | FileNotFoundError | IndexCorruptError:
+    """The BM25 index saved at ``path`` as it is, or why it cannot be loaded (missing, corrupt)."""
+    try:
+        return BM25Index.load(path)
+    except (FileNotFoundError, IndexCorruptError) as e:
+        return e
+
+
+def _load_saved(path: Path | None) -> tuple[BM25Index | None, str]:
+    """The saved BM25 index, or ``None`` and why there is none to use."""
+    if path is None:
+        return None, "no BM25 path (in-memory index)"
+    saved = load_saved(path)
+    if isinstance(saved, FileNotFoundError):
+        return None, "BM25 index missing"
+    if isinstance(saved, IndexCorruptError):
+        return None, f"BM25 index corrupt ({saved})"
+    return saved, ""
+
+
+def rebuild_bm25(store: ChromaStore, params: BM25Params | None = None) -> BM25Index:
+    """Build a BM25 index from every document stored in ``store`` (no embedding involved)."""
+    index = BM25Index(params)
+    for page in store.iter_all():
+        index.add([d.id for d in page], [d.text for d in page], [d.metadata for d in page])
+    return index
+
+
+def sync_bm25(
+    store: ChromaStore,
+    path: Path | None,
+    params: BM25Params | None = None,
+    *,
+    check_vectors: bool = False,
+) -> BM25Index:
+    """The BM25 index of ``store`` as :meth:`HybridIndex.open` makes it (loaded or rebuilt)."""
+    return HybridIndex.open(store, path, params, check_vectors=check_vectors).bm25
