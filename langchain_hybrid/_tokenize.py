@@ -61,6 +61,7 @@ STANDARD_VERSION = "2"
 """Version of the built-in rules (1 was the ``(?u)\\b\\w\\w+\\b`` pattern); saved with the index."""
 
 _MAX_STEMS = 500_000
+_MAX_CHUNKS = 200_000
 _MIN_LENGTH = 2  # words and identifier parts shorter than this are dropped (not CJK)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
@@ -88,12 +89,10 @@ def _chunk(word: str) -> str:
 
 
 _URL = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"'`]+"
-_ASCII_PATTERN = re.compile(_chunk(_ASCII_WORD))
-# ASCII text in one pass: group 1 a plain word or number (not joined to another), group 2 the rest
-_ASCII_SPLIT = re.compile(
-    r"([a-z]+|[A-Z][a-z]*|[A-Z]+|[0-9]+)(?!\w|[-.@]\w|\+\w+@\w)" rf"|({_chunk(_ASCII_WORD)})"
-)
-_PATTERN = re.compile(rf"[{_CJK}]+|{_chunk(_WORD)}")
+# One pass: group 1 a plain ASCII word or number (not joined to more), group 2 any other chunk
+_PLAIN = r"([a-z]+|[A-Z][a-z]*|[A-Z]+|[0-9]+)(?!\w|[-.@]\w|\+\w+@\w)"
+_ASCII_SPLIT = re.compile(rf"{_PLAIN}|({_chunk(_ASCII_WORD)})")
+_SPLIT = re.compile(rf"{_PLAIN}|([{_CJK}]+|{_chunk(_WORD)})")
 _URL_PATTERN = re.compile(rf"{_URL}|[{_CJK}]+|{_chunk(_WORD)}")
 _IS_CJK = re.compile(rf"[{_CJK}]").match
 _FIRST_CJK = "\u1100"  # no CJK character comes before it
@@ -325,6 +324,8 @@ class _Standard:
             self._stopwords = frozenset(config.stopwords or ())
         self._local = threading.local()
         self._stems: dict[str, str] = {}  # word -> stem (bounded; dict ops are thread-safe)
+        # chunk -> (words, exact tokens) of a chunk that is not a plain word (read-only lists)
+        self._chunks: dict[str, tuple[list[str], list[str]]] = {}
 
     def __call__(self, text: str) -> list[str]:
         return self._tokenize(text, query=False)
@@ -352,37 +353,41 @@ class _Standard:
                 [w for w in self._pattern.findall(text) if w not in self._stopwords]
             )
         exact: list[str] = []  # final as they are (whole identifiers, CJK grams)
-        if text.isascii() and "://" not in text:
-            words = self._ascii(text, exact)
-        else:
-            words = []  # to stopword-filter and stem
-            self._scan(text, words, exact, query=query)
+        words = self._words(text, exact, query=query)  # to stopword-filter and stem
         return self._stem_words(words) + exact if exact else self._stem_words(words)
 
-    def _ascii(self, text: str, exact: list[str]) -> list[str]:
-        """The fast path (most text): plain words in bulk, the other chunks one by one."""
+    def _words(self, text: str, exact: list[str], *, query: bool) -> list[str]:
+        """Plain ASCII words in bulk (one regex pass, a comprehension), other chunks one by one."""
+        if "://" in text:
+            words: list[str] = []
+            self._scan(text, words, exact, query=query)
+            return words
         stop = self._stopwords
-        pairs = _ASCII_SPLIT.findall(text)
+        pairs = (_ASCII_SPLIT if text.isascii() else _SPLIT).findall(text)
         if self.config.lowercase:
             words = [w for p, _ in pairs if len(p) > 1 and (w := p.lower()) not in stop]
         else:
             words = [p for p, _ in pairs if len(p) > 1 and p not in stop]
-        for _, chunk in pairs:
-            if chunk:
-                if chunk.isalpha():  # camel case: getByIds, HTTPServerError
-                    self._identifier(chunk, words, exact)
-                else:
-                    self._word(chunk, words, exact)
+        chunks = self._chunks
+        for chunk in [c for _, c in pairs if c]:
+            if chunk[0] >= _FIRST_CJK and _IS_CJK(chunk):
+                self._cjk(chunk, exact, query=query)
+                continue
+            hit = chunks.get(chunk)  # identifiers repeat (mRNA, long-term, 0.05): cached
+            if hit is None:
+                hit = ([], [])
+                self._word(chunk, *hit)
+                if len(chunks) > _MAX_CHUNKS:
+                    chunks.clear()
+                chunks[chunk] = hit
+            words.extend(hit[0])
+            exact.extend(hit[1])
         return words
 
     def _scan(self, text: str, words: list[str], exact: list[str], *, query: bool) -> None:
+        """Text with a URL: chunk by chunk."""
         ascii_only = text.isascii()
-        if "://" in text:
-            pattern = _URL_PATTERN
-        elif ascii_only:
-            pattern = _ASCII_PATTERN
-        else:
-            pattern = _PATTERN
+        pattern = _URL_PATTERN
         lower = self.config.lowercase
         stop = self._stopwords
         for w in pattern.findall(text):  # the hot loop: plain words inline, the rest in _other
@@ -484,7 +489,7 @@ class _Standard:
             return
         if self.config.identifiers:
             exact.append(url.casefold() if self.config.lowercase else url)
-        self._scan(body.replace("://", " "), words, exact, query=query)
+        words.extend(self._words(body.replace("://", " "), exact, query=query))
 
     def _stem_words(self, words: list[str]) -> list[str]:
         if self.config.stemmer is None or not words:
