@@ -151,6 +151,15 @@ class TokenizerConfig(BaseModel):
     cjk_unigrams: bool = True
     options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
+    def __hash__(self) -> int:
+        """Hash as a frozen model does, with ``options`` (a dict) as sorted items."""
+        return hash(
+            tuple(
+                (k, tuple(sorted(v.items())) if isinstance(v, dict) else v)
+                for k, v in self.__dict__.items()
+            )
+        )
+
     @model_validator(mode="before")
     @classmethod
     def _resolve_version(cls, data: Any) -> Any:

@@ -424,6 +424,16 @@ def test_registered_tokenizer_is_used_and_recorded(tmp_path: Path) -> None:
         stale.search("e-4471", k=5)
 
 
+def test_configs_stay_hashable() -> None:
+    # options is a dict, yet configs (and BM25Params) hash, equal configs alike
+    one = TokenizerConfig(options={"a": 1, "b": "x"})
+    two = TokenizerConfig(options={"b": "x", "a": 1})
+    assert one == two
+    assert hash(one) == hash(two)
+    assert hash(BM25Params(tokenizer=one)) == hash(BM25Params(tokenizer=two))
+    assert len({one, two, TokenizerConfig()}) == 2
+
+
 def test_unknown_tokenizer_is_an_error_naming_the_registered_ones(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"registered: .*'standard'"):
         TokenizerConfig(name="no-such-tokenizer")
