@@ -618,20 +618,20 @@ def langchain_baseline(retriever: Any, dataset: BeirDataset) -> Callable[[str, i
     return search
 
 
-LegRuns = dict[str, dict[str, list[tuple[str, float]]]]  # leg -> query id -> (id, score)
+LegRuns = dict[str, dict[str, Any]]  # leg -> query id -> fusion.LegRun (hits and population)
 
 
 def leg_runs(
     retriever: Any, dataset: BeirDataset, depths: Iterable[int], *, progress: bool = False
 ) -> dict[int, LegRuns]:
-    """Each leg's ranked ``(id, score)`` lists for every query, at each candidate depth.
+    """Each leg's ranked list (a :class:`~langchain_hybrid.fusion.LegRun`) per query and depth.
 
     ``out[depth][leg][query_id]`` is what the retriever's leg search returns when a hybrid
     search fetches ``depth`` candidates per leg (the same calls; each query is embedded once).
     Depths are searched separately, not cut from the deepest list: Chroma searches HNSW with a
     beam of ``max(ef_search, n)``, so a deeper search need not start with a shallower one.
     """
-    from langchain_hybrid.retrievers import LEGS, SearchParams  # noqa: PLC0415
+    from langchain_hybrid.retrievers import LEGS, SearchParams, leg_run  # noqa: PLC0415
 
     wanted = sorted(set(depths))
     out: dict[int, LegRuns] = {d: {leg: {} for leg in LEGS} for d in wanted}
@@ -658,7 +658,7 @@ def leg_runs(
                 "vector": retriever.vector_leg_search(vector, params),
             }
             for leg in LEGS:
-                out[depth][leg][qid] = [(h.id, h.score) for h in hits[leg]]
+                out[depth][leg][qid] = leg_run(leg, hits[leg], depth)
     return out
 
 

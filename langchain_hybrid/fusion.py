@@ -1,24 +1,70 @@
 """Rank fusion: pure functions over ranked lists of ``(doc_id, score)``; no I/O.
 
 Every method has the signature ``fuse(runs, weights, *, rrf_k) -> list[Fused]``: ``runs`` holds
-one ranked list per leg (best first, ids unique within a list), ``weights`` one weight per leg.
-Results are sorted by fused score, descending; ties are broken by the best rank any leg gave the
-document, then by document id, so the order is fully deterministic. Documents are identified by
-id only, never by text.
+one ranked list per leg (best first, ids unique within a list), either a plain sequence of
+``(id, score)`` pairs or a :class:`LegRun`, which also says how many hits were asked for, what
+the leg scores a document it does not match, and the statistics of all its scores; ``weights``
+holds one weight per leg. Results are sorted by fused score, descending; ties are broken by the
+best rank any leg gave the document, then by document id, so the order is fully deterministic.
+Documents are identified by id only, never by text.
+
+The rule for short and degenerate lists (one hit, equal scores, two hits, an empty leg)
+    A leg ranks the whole collection and returns the top ``depth`` (``fetch_k``) of it. Two
+    things are needed beyond the hits: the statistics a score is normalised against, and the
+    leg's standing of a document the *other* leg returned. Both come from the leg's ranking of
+    the collection, never from the length of the list it happened to return:
+
+    * **Statistics: the population, when the leg knows it.** A z-score is defined against the
+      population the value is drawn from. The BM25 leg scores every live document (0 for one
+      sharing no token with the query) to pick its top ``depth``, so it reports the exact count,
+      sum and sum of squares of *all* its scores (:class:`Population`) at no extra cost. A top
+      list is a biased sample of that population whose mean and spread depend on ``depth`` and
+      on how many documents match: standardised over itself, a one-hit list, or hits with equal
+      scores, have standard deviation 0 and contribute nothing (the sole document holding a rare
+      identifier weighs 0, issue 12), and two or three hits reach z of only 1 to 1.4. Against
+      the population, the one document of ``N`` that matches has z ``sqrt(N - 1)``: the leg is
+      as sure as it can be, and says so. Montague & Aslam (CIKM 2001) standardised each run over
+      its retrieved list because TREC runs carry their top 1,000 scores only; a leg that has the
+      population uses it. A leg that does not (the vector leg: HNSW returns the top only) is
+      standardised over its hits, as before.
+    * **Credit for a document the leg did not return.** A list shorter than ``depth`` from a leg
+      with a floor (BM25: 0) is *complete*: every document not in it scores exactly the floor,
+      and is credited with it. A list of ``depth`` hits is *cut*: a document not in it scores at
+      most the last hit, and is credited with that bound (for min-max this is the usual "a
+      missing document scores the list's minimum", Fox & Shaw, TREC-2 1994; Bruch, Gai & Ingber,
+      TOIS 2023, show that the theoretical lower bound of BM25, 0, normalises better than a
+      list's minimum, which is what a complete list gives here). A plain sequence is taken as
+      cut. The old rule credited the list's mean (z-score 0), placing an absent document above
+      half of the leg's own hits.
+    * **Equal scores are equal evidence**: every method gives tied hits of one leg the same
+      value (``rrf``: the mean of their ranks, the fractional ranking of Kendall, 1945).
+    * A leg whose scores are all equal (population or list, hits and credit alike) cannot tell
+      documents apart: it adds the same to every document, so it cannot change the order.
+    * An empty list adds nothing to any document; if every list is empty the result is empty.
 
 Methods:
+    ``zscore`` (the default): each leg's scores standardised, ``(s - mean) / sigma`` over its
+        population (else its hits), then a weighted sum, each leg's credit going to the
+        documents it did not return. CombSUM over z-score normalised runs (Montague & Aslam,
+        CIKM 2001; the ``z_score`` technique of OpenSearch's hybrid search). Chosen on SciFact
+        train and an exact-match set, see the README.
     ``rrf``: weighted Reciprocal Rank Fusion (Cormack, Clarke & Büttcher, SIGIR 2009):
-        ``score(d) = sum_i w_i / (rrf_k + rank_i(d))``, ranks from 1.
-    ``relative_score``: each leg's scores min-max normalised to [0, 1], then a weighted sum
-        (Weaviate's relativeScoreFusion; a convex combination, Bruch et al., TOIS 2023).
-    ``zscore``: each leg's scores standardised to z-scores (mean 0, standard deviation 1 over
-        the leg's list), then a weighted sum; a document a leg did not return adds 0 (that leg's
-        mean) for it. CombSUM over z-score normalised runs (Montague & Aslam, CIKM 2001; the
-        ``z_score`` technique of OpenSearch's hybrid search). The default: best on SciFact train
-        (see the README).
+        ``score(d) = sum_i w_i / (rrf_k + rank_i(d))``, ranks from 1, tied scores sharing the
+        mean of their ranks; a document a leg did not return gets nothing from it.
+    ``relative_score``: each leg's scores min-max normalised to [0, 1] between its credit (the
+        floor of a complete list, the last hit of a cut one) and its best score, then a weighted
+        sum (Weaviate's relativeScoreFusion; Lee, SIGIR 1997; a convex combination, Bruch et
+        al.). Hits that all equal the credit normalise to 1.0, as does the credit.
     ``dbsf``: distribution-based score fusion (after Qdrant's DBSF): each leg's scores
-        normalised with the limits mean - 3 sigma and mean + 3 sigma (population sigma), clipped
-        to [0, 1], then a weighted sum; a leg whose scores are all equal normalises to 1.0.
+        normalised with the limits mean - 3 sigma and mean + 3 sigma of its hits (population
+        sigma; not of the leg's population, against which every top hit of a selective query
+        lies beyond 3 sigma), clipped to [0, 1], the credit likewise, then a weighted sum. Hits
+        of equal scores normalise to 1.0, and a credit below them (a complete list's floor) to
+        0.0.
+
+Fused scores are relative: the sum of the legs' weighted credits is left out (it is the same
+for every document), so a document only one leg returned is compared with one both returned on
+the same scale.
 """
 
 from __future__ import annotations
@@ -30,8 +76,70 @@ from typing import Literal, NamedTuple, TypeAlias
 
 from langchain_hybrid.errors import InvalidQueryError
 
-Run: TypeAlias = Sequence[tuple[str, float]]
+Hits: TypeAlias = Sequence[tuple[str, float]]
 FusionMethod: TypeAlias = Literal["zscore", "rrf", "relative_score", "dbsf"]
+
+
+class Population(NamedTuple):
+    """Statistics of every score a leg gave, not only of the hits it returned.
+
+    Attributes:
+        size: documents scored (the live documents that pass the filter).
+        total: the sum of their scores.
+        total_sq: the sum of their squared scores.
+    """
+
+    size: int
+    total: float
+    total_sq: float
+
+    def mean_sigma(self) -> tuple[float, float]:
+        """Mean and population standard deviation (``(0.0, 0.0)`` for no documents)."""
+        if self.size <= 0:
+            return 0.0, 0.0
+        mean = self.total / self.size
+        return mean, math.sqrt(max(self.total_sq / self.size - mean * mean, 0.0))
+
+
+class LegRun(NamedTuple):
+    """One leg's ranked hits, with what the leg knows about the documents it did not return.
+
+    Attributes:
+        hits: ``(id, score)`` pairs, best first.
+        depth: how many hits were asked for (``fetch_k``); ``None``: unknown (taken as cut).
+        floor: the score the leg gives a document it does not match (BM25: ``0.0``), so the
+            score of every document missing from a list shorter than ``depth``; ``None``: no
+            such score (the vector leg).
+        population: statistics of all the leg's scores (BM25 knows them); ``None``: unknown,
+            the hits' own statistics are used.
+    """
+
+    hits: Hits
+    depth: int | None = None
+    floor: float | None = None
+    population: Population | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every document missing from the list scores exactly the floor."""
+        return self.floor is not None and self.depth is not None and len(self.hits) < self.depth
+
+    def credit(self) -> float:
+        """The leg's score for a document it did not return: the floor, or the last hit's bound."""
+        if self.floor is not None and self.complete:
+            return self.floor
+        return min(score for _, score in self.hits)
+
+    def mean_sigma(self) -> tuple[float, float]:
+        """Mean and standard deviation of the population if known, else of the hits."""
+        if self.population is not None and self.population.size > 0:
+            return self.population.mean_sigma()
+        values = [score for _, score in self.hits]
+        mean = sum(values) / len(values)
+        return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+Run: TypeAlias = Hits | LegRun
 
 
 class Fused(NamedTuple):
@@ -41,85 +149,114 @@ class Fused(NamedTuple):
     score: float
 
 
+def as_leg_run(run: Run) -> LegRun:
+    """A :class:`LegRun` as is; a plain list of ``(id, score)`` pairs as a cut list."""
+    return run if isinstance(run, LegRun) else LegRun(run)
+
+
 def _order(scores: dict[str, float], best_rank: dict[str, int]) -> list[Fused]:
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], best_rank[kv[0]], kv[0]))
     return [Fused(doc_id, score) for doc_id, score in ranked]
 
 
-def _best_ranks(runs: Sequence[Run]) -> dict[str, int]:
+def _best_ranks(runs: Sequence[LegRun]) -> dict[str, int]:
     best: dict[str, int] = {}
     for run in runs:
-        for rank, (doc_id, _) in enumerate(run, start=1):
+        for rank, (doc_id, _) in enumerate(run.hits, start=1):
             if rank < best.get(doc_id, math.inf):
                 best[doc_id] = rank
     return best
 
 
+def fractional_ranks(hits: Hits) -> list[float]:
+    """Ranks from 1, runs of equal scores sharing the mean of their positions (1, 2.5, 2.5, 4)."""
+    ranks: list[float] = []
+    start = 0
+    while start < len(hits):
+        end = start + 1
+        while end < len(hits) and hits[end][1] == hits[start][1]:
+            end += 1
+        ranks.extend([(start + 1 + end) / 2] * (end - start))
+        start = end
+    return ranks
+
+
 def rrf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
-    """Weighted Reciprocal Rank Fusion: ``sum_i w_i / (rrf_k + rank_i)``, ranks from 1."""
+    """Weighted Reciprocal Rank Fusion: ``sum_i w_i / (rrf_k + rank_i)``, ranks from 1.
+
+    Tied scores within a leg share the mean of their ranks.
+    """
+    legs = [as_leg_run(run) for run in runs]
     scores: dict[str, float] = {}
-    for run, weight in zip(runs, weights, strict=True):
-        for rank, (doc_id, _) in enumerate(run, start=1):
+    for leg, weight in zip(legs, weights, strict=True):
+        for (doc_id, _), rank in zip(leg.hits, fractional_ranks(leg.hits), strict=True):
             scores[doc_id] = scores.get(doc_id, 0.0) + weight / (rrf_k + rank)
-    return _order(scores, _best_ranks(runs))
+    return _order(scores, _best_ranks(legs))
 
 
 def _weighted_sum(
     runs: Sequence[Run],
     weights: Sequence[float],
-    normalise: Callable[[list[float]], list[float]],
+    normalise: Callable[[LegRun], Callable[[float], float]],
 ) -> list[Fused]:
+    """``sum_i w_i * (norm_i(score_i(d)) - norm_i(credit_i))`` over the legs that returned d.
+
+    Giving each leg's normalised credit to the documents it did not return equals giving it to
+    every document (a constant, left out) plus ``value - credit`` to the ones it returned.
+    """
+    legs = [as_leg_run(run) for run in runs]
     scores: dict[str, float] = {}
-    for run, weight in zip(runs, weights, strict=True):
-        if not run:
+    for leg, weight in zip(legs, weights, strict=True):
+        if not leg.hits:
             continue
-        normalised = normalise([score for _, score in run])
-        for (doc_id, _), value in zip(run, normalised, strict=True):
-            scores[doc_id] = scores.get(doc_id, 0.0) + weight * value
-    return _order(scores, _best_ranks(runs))
+        norm = normalise(leg)
+        credit = norm(leg.credit())
+        for doc_id, score in leg.hits:
+            scores[doc_id] = scores.get(doc_id, 0.0) + weight * (norm(score) - credit)
+    return _order(scores, _best_ranks(legs))
 
 
-def _min_max(values: list[float]) -> list[float]:
-    low, high = min(values), max(values)
-    if high == low:
-        return [1.0] * len(values)
-    return [(v - low) / (high - low) for v in values]
+def _min_max(leg: LegRun) -> Callable[[float], float]:
+    low = leg.credit()
+    high = max(score for _, score in leg.hits)
+    if high <= low:
+        return lambda _: 1.0
+    return lambda v: (v - low) / (high - low)
 
 
-def _z(values: list[float]) -> list[float]:
-    mean = sum(values) / len(values)
-    sigma = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+def _z(leg: LegRun) -> Callable[[float], float]:
+    mean, sigma = leg.mean_sigma()
     if sigma == 0.0:
-        return [0.0] * len(values)
-    return [(v - mean) / sigma for v in values]
+        return lambda _: 0.0
+    return lambda v: (v - mean) / sigma
 
 
-def _three_sigma(values: list[float]) -> list[float]:
-    mean = sum(values) / len(values)
-    sigma = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-    if sigma == 0.0:
-        return [1.0] * len(values)
-    low, high = mean - 3 * sigma, mean + 3 * sigma
-    return [min(1.0, max(0.0, (v - low) / (high - low))) for v in values]
+def _three_sigma(leg: LegRun) -> Callable[[float], float]:
+    # the hits' own statistics, as Qdrant defines DBSF: against the population every top hit
+    # of a selective query lies beyond mean + 3 sigma and would clip to 1.0
+    mean, sigma = leg._replace(population=None).mean_sigma()
+    if sigma == 0.0:  # a step at the hits' common score: the floor of a complete list is below
+        common = min(score for _, score in leg.hits)
+        return lambda v: 1.0 if v >= common else 0.0
+    low = mean - 3 * sigma
+    return lambda v: min(1.0, max(0.0, (v - low) / (6 * sigma)))
 
 
 def relative_score(
     runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60
 ) -> list[Fused]:
-    """Min-max normalise each leg's scores to [0, 1], then sum them with the weights.
+    """Min-max normalise each leg between its credit and its best score, then sum with weights.
 
-    ``rrf_k`` is accepted for a uniform signature and ignored. A leg whose scores are all
-    equal normalises to 1.0.
+    ``rrf_k`` is accepted for a uniform signature and ignored.
     """
     del rrf_k
     return _weighted_sum(runs, weights, _min_max)
 
 
 def zscore(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
-    """Standardise each leg's scores (z-scores over its list), then sum them with the weights.
+    """Standardise each leg's scores (over its population if known), then a weighted sum.
 
-    ``rrf_k`` is accepted for a uniform signature and ignored. A leg whose scores are all
-    equal contributes 0; fused scores can be negative.
+    ``rrf_k`` is accepted for a uniform signature and ignored. Fused scores can be negative.
     """
     del rrf_k
     return _weighted_sum(runs, weights, _z)

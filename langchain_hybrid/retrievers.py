@@ -62,7 +62,14 @@ from langchain_hybrid.filters import (
     parse_filter,
     validate_metadata,
 )
-from langchain_hybrid.fusion import FUSION_METHODS, FusionMethod, check_weights, fuse
+from langchain_hybrid.fusion import (
+    FUSION_METHODS,
+    FusionMethod,
+    LegRun,
+    Population,
+    check_weights,
+    fuse,
+)
 from langchain_hybrid.index import HybridIndex
 from langchain_hybrid.loaders import document_ids
 from langchain_hybrid.stores import ChromaStore, StoreConfig
@@ -151,6 +158,32 @@ class LegHit(NamedTuple):
     metadata: dict[str, Any]
 
 
+class LegHits(list[LegHit]):
+    """A leg's hits, best first, and the statistics of all its scores when the leg knows them.
+
+    The BM25 leg scores every live document to rank them, so it reports their
+    :class:`~langchain_hybrid.fusion.Population`; fusion standardises the leg against it.
+    """
+
+    population: Population | None = None
+
+
+def leg_run(leg: str, hits: Sequence[LegHit], depth: int) -> LegRun:
+    """What fusion needs of one leg's search at ``depth`` (``fetch_k``) candidates.
+
+    The BM25 leg scores 0 for every document it does not match (its floor: a list shorter than
+    ``depth`` holds every document it matched) and knows its population; the vector leg has
+    neither (see :mod:`langchain_hybrid.fusion`).
+    """
+    population = hits.population if isinstance(hits, LegHits) else None
+    return LegRun(
+        [(h.id, h.score) for h in hits],
+        depth,
+        0.0 if leg == "bm25" else None,
+        population,
+    )
+
+
 class _Leg(BaseRetriever):
     """One retrieval leg as a child retriever run, so traces and callbacks nest per leg."""
 
@@ -164,7 +197,7 @@ class _Leg(BaseRetriever):
     ) -> list[Document]:
         params: SearchParams = kwargs["params"]
         hits = self.parent.leg_search(self.leg, params)
-        return [_hit_document(hit) for hit in hits]
+        return [_hit_document(hit, hits) for hit in hits]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
@@ -185,22 +218,27 @@ class _Leg(BaseRetriever):
                 self.leg,
                 params,
             )
-        return [_hit_document(hit) for hit in hits]
+        return [_hit_document(hit, hits) for hit in hits]
 
 
-def _hit_document(hit: LegHit) -> Document:
+def _hit_document(hit: LegHit, hits: Sequence[LegHit] = ()) -> Document:
     metadata = {**hit.metadata, "_score": hit.score}
     if hit.text is None:
         metadata["_bare"] = True
+    if isinstance(hits, LegHits) and hits.population is not None:
+        metadata["_population"] = tuple(hits.population)
     return Document(id=hit.id, page_content=hit.text or "", metadata=metadata)
 
 
-def _leg_hits(documents: Sequence[Document]) -> list[LegHit]:
-    out = []
+def _leg_hits(documents: Sequence[Document]) -> LegHits:
+    out = LegHits()
     for doc in documents:
         metadata = dict(doc.metadata)
         score = float(metadata.pop("_score"))
         text = None if metadata.pop("_bare", False) else doc.page_content
+        population = metadata.pop("_population", None)
+        if population is not None:
+            out.population = Population(*population)
         out.append(LegHit(str(doc.id), score, text, metadata))
     return out
 
@@ -782,11 +820,17 @@ class HybridRetriever(BaseRetriever):
         ]
 
     def leg_search(self, leg: str, params: SearchParams) -> list[LegHit]:
-        """Run one leg's search (what the leg's child run does), best first."""
+        """Run one leg's search (what the leg's child run does), best first.
+
+        The BM25 leg's list is a :class:`LegHits` carrying the statistics of all its scores.
+        """
         if leg == "bm25":
-            return [
-                LegHit(*hit) for hit in self.bm25.search(params.query, params.fetch_k, params.node)
-            ]
+            found, population = self.bm25.search_population(
+                params.query, params.fetch_k, params.node
+            )
+            hits = LegHits(LegHit(*hit) for hit in found)
+            hits.population = population
+            return hits
         return self.vector_leg_search(self.embedding.embed_query(params.query), params)
 
     def vector_leg_search(self, embedding: Sequence[float], params: SearchParams) -> list[LegHit]:
@@ -922,7 +966,7 @@ class HybridRetriever(BaseRetriever):
             logger.warning("%s leg failed, returning the other leg's results: %s", leg, error)
         ranked = fuse(
             params.fusion,
-            [[(h.id, h.score) for h in runs.get(leg, [])] for leg in LEGS],
+            [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS],
             params.weights,
             rrf_k=params.rrf_k,
         )[: params.k]

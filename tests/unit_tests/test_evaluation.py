@@ -581,25 +581,23 @@ def test_eval_command_sweep_equals_normal_evaluations(
     embedding: HashEmbeddings,
 ) -> None:
     cache, out = tmp_path / "cache", tmp_path / "sweep.json"
-    code, stdout, stderr = run_eval(
-        capsys, harder, cache, "--sweep", "fusion=rrf,zscore", "rrf_k=10,60", "--json", str(out)
-    )
+    spec = ("fusion=rrf,zscore", "rrf_k=10,60", "weights=0.5:0.5,0:1")
+    code, stdout, stderr = run_eval(capsys, harder, cache, "--sweep", *spec, "--json", str(out))
     assert code == 0, stderr
-    assert stdout.splitlines()[0] == "harder (test, 4 rows)"
+    assert stdout.splitlines()[0] == "harder (test, 8 rows)"
     rows = json.loads(out.read_text())
-    assert {(r["fusion"], r["rrf_k"]) for r in rows} == {
-        ("rrf", 10.0),
-        ("rrf", 60.0),
-        ("zscore", 10.0),
-        ("zscore", 60.0),
+    assert {(r["fusion"], r["rrf_k"], tuple(r["weights"])) for r in rows} == {
+        (fusion, rrf_k, weights)
+        for fusion in ("rrf", "zscore")
+        for rrf_k in (10.0, 60.0)
+        for weights in ((0.5, 0.5), (0.0, 1.0))
     }
     assert len({r["ndcg@10"] for r in rows}) > 1
     indexed = embedding.embedded_documents
     for row in rows:
-        assert row["weights"] == [0.5, 0.5]
         assert row["fetch_k"] == 50
         settings = HybridConfig.model_validate(
-            {"fusion": {"method": row["fusion"], "rrf_k": row["rrf_k"]}}
+            {"fusion": {"method": row["fusion"], "rrf_k": row["rrf_k"], "weights": row["weights"]}}
         )
         (normal,) = run_evaluation(
             harder, embedding, modes=["hybrid"], settings=settings, cache_dir=cache

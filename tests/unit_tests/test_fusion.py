@@ -6,17 +6,23 @@ import math
 
 import pytest
 
+from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.errors import HybridRetrieverError, InvalidQueryError
+from langchain_hybrid.filters import parse_filter
 from langchain_hybrid.fusion import (
     FUSION_METHODS,
     Fused,
+    LegRun,
+    Population,
     check_weights,
     dbsf,
+    fractional_ranks,
     fuse,
     relative_score,
     rrf,
     zscore,
 )
+from langchain_hybrid.retrievers import HybridRetriever, LegHit, LegHits, leg_run
 
 # Scores are ignored by RRF; they are given in descending order to look like real runs.
 RUN_A = [("a", 0.9), ("b", 0.8), ("c", 0.7)]
@@ -106,9 +112,11 @@ def test_rrf_dedups_by_id() -> None:
 
 
 def test_rrf_identifies_documents_by_id_only() -> None:
-    # same score, different ids: two documents; different scores, same id: one document
+    # same score, different ids: two documents (tied: both rank 1.5); different scores, same
+    # id: one document
     fused = rrf([[("p", 1.0), ("q", 1.0)], [("p", 0.2)]], [1.0, 1.0])
-    assert as_dict(fused) == pytest.approx({"p": 2 / 61, "q": 1 / 62}, abs=1e-15)
+    assert as_dict(fused) == pytest.approx({"p": 1 / 61.5 + 1 / 61, "q": 1 / 61.5}, abs=1e-15)
+    assert ids_of(fused) == ["p", "q"]
 
 
 def test_rrf_empty_runs() -> None:
@@ -143,10 +151,18 @@ def test_relative_score_ties_use_best_rank_then_id() -> None:
     assert ids_of(fused) == ["a", "c", "b", "d"]
 
 
-def test_relative_score_all_equal_and_single_scores_normalise_to_one() -> None:
+def test_relative_score_all_equal_and_single_scores() -> None:
+    # plain lists are cut lists: a missing document may score as much as the last hit, so
+    # equal hits (and a single hit) are no better than it: every leg adds 0
     fused = relative_score([[("x", 3.0), ("y", 3.0)], [("z", -7.0)]], [1.0, 0.5])
-    assert as_dict(fused) == {"x": 1.0, "y": 1.0, "z": 0.5}
-    assert ids_of(fused) == ["x", "y", "z"]
+    assert as_dict(fused) == {"x": 0.0, "y": 0.0, "z": 0.0}
+    assert ids_of(fused) == ["x", "z", "y"]  # best rank (x, z: 1; y: 2), then id
+    # complete lists from a leg with floor 0: every other document scores 0, so the hits are
+    # the leg's best and normalise to 1.0 against a credit of 0.0
+    complete = relative_score(
+        [LegRun([("x", 3.0), ("y", 3.0)], 10, 0.0), LegRun([("z", 2.0)], 10, 0.0)], [1.0, 0.5]
+    )
+    assert as_dict(complete) == {"x": 1.0, "y": 1.0, "z": 0.5}
 
 
 def test_relative_score_negative_scores() -> None:
@@ -164,11 +180,13 @@ def test_relative_score_ignores_rrf_k_and_handles_empty_runs() -> None:
 # -------------------------------------------------------------------------------- dbsf
 def test_dbsf_golden_three_values() -> None:
     # mean 2, population sigma sqrt(2/3); limits 2 -+ 3 sigma; value -> 0.5 + (v - 2) / (6 sigma)
+    # a cut list credits a missing document with its last hit (1 -> 0.5 - 1 / (6 sigma)), and
+    # fused scores are relative to that credit
     sigma = math.sqrt(2 / 3)
     fused = dbsf([[("c", 3.0), ("b", 2.0), ("a", 1.0)]], [1.0])
-    expected = {"c": 0.5 + 1 / (6 * sigma), "b": 0.5, "a": 0.5 - 1 / (6 * sigma)}
+    expected = {"c": 2 / (6 * sigma), "b": 1 / (6 * sigma), "a": 0.0}
     assert as_dict(fused) == pytest.approx(expected, abs=1e-12)
-    assert as_dict(fused)["c"] == pytest.approx(0.704124, abs=1e-6)
+    assert as_dict(fused)["c"] == pytest.approx(0.408248, abs=1e-6)
     assert ids_of(fused) == ["c", "b", "a"]
 
 
@@ -176,13 +194,14 @@ def test_dbsf_clips_outliers_to_one() -> None:
     # ten scores 0 and one 1: mean 1/11, population sigma sqrt(10)/11.
     # z of the outlier = sqrt(10) > 3 -> (z + 3) / 6 > 1, clipped to 1.0.
     # z of each zero = -1/sqrt(10) -> (3 - 1/sqrt(10)) / 6 = 0.447296...
+    # the credit (the last hit, 0) normalises to that same low value: relative scores
     run = [("top", 1.0)] + [(f"z{i:02d}", 0.0) for i in range(10)]
     fused = dbsf([run], [1.0])
     scores = as_dict(fused)
-    assert scores["top"] == 1.0
     low = (3 - 1 / math.sqrt(10)) / 6
+    assert scores["top"] == pytest.approx(1.0 - low, abs=1e-12)
     for i in range(10):
-        assert scores[f"z{i:02d}"] == pytest.approx(low, abs=1e-12)
+        assert scores[f"z{i:02d}"] == 0.0
     assert ids_of(fused) == ["top"] + [f"z{i:02d}" for i in range(10)]
 
 
@@ -194,22 +213,26 @@ def test_dbsf_clips_low_outliers_to_zero() -> None:
 
 
 def test_dbsf_weighted_sum_of_two_legs() -> None:
-    sigma1 = math.sqrt(2 / 3)  # leg 1: 1, 2, 3
-    sigma2 = 5.0  # leg 2: 10, 0 -> mean 5, sigma 5; values 0.5 +- 5/30
+    sigma1 = math.sqrt(2 / 3)  # leg 1: 1, 2, 3; credit 1 -> 0.5 - 1 / (6 sigma1)
+    sigma2 = 5.0  # leg 2: 10, 0 -> mean 5, sigma 5; values 0.5 +- 5/30; credit 0 -> 1/3
     fused = dbsf([[("a", 3.0), ("b", 2.0), ("c", 1.0)], [("c", 10.0), ("d", 0.0)]], [2.0, 1.0])
     expected = {
-        "a": 2 * (0.5 + 1 / (6 * sigma1)),
-        "b": 2 * 0.5,
-        "c": 2 * (0.5 - 1 / (6 * sigma1)) + (0.5 + 5 / (6 * sigma2)),
-        "d": 0.5 - 5 / (6 * sigma2),
+        "a": 2 * (2 / (6 * sigma1)),
+        "b": 2 * (1 / (6 * sigma1)),
+        "c": 2 * 0.0 + (10 / (6 * sigma2)),
+        "d": 0.0,
     }
     assert as_dict(fused) == pytest.approx(expected, abs=1e-12)
     assert ids_of(fused) == sorted(expected, key=lambda i: -expected[i])
 
 
-def test_dbsf_all_equal_scores_normalise_to_one() -> None:
-    assert as_dict(dbsf([[("x", 2.0), ("y", 2.0)]], [0.5])) == {"x": 0.5, "y": 0.5}
-    assert as_dict(dbsf([[("only", -3.0)]], [1.0])) == {"only": 1.0}
+def test_dbsf_all_equal_scores() -> None:
+    # sigma 0: a step at the common score. Cut lists: the credit (the last hit) is on the
+    # step too, so the leg adds nothing; complete lists: the floor is below it, 1.0 each
+    assert as_dict(dbsf([[("x", 2.0), ("y", 2.0)]], [0.5])) == {"x": 0.0, "y": 0.0}
+    assert as_dict(dbsf([[("only", -3.0)]], [1.0])) == {"only": 0.0}
+    complete = dbsf([LegRun([("x", 2.0), ("y", 2.0)], 5, 0.0)], [0.5])
+    assert as_dict(complete) == {"x": 0.5, "y": 0.5}
     assert dbsf([[]], [1.0]) == []
 
 
@@ -292,16 +315,178 @@ def test_check_weights_rejects(weights: object, n_legs: int) -> None:
 
 
 def test_zscore_by_hand() -> None:
-    # leg A scores 3, 2, 1: mean 2, sigma sqrt(2/3); leg B scores 10, 0: mean 5, sigma 5
+    # leg A scores 3, 2, 1: mean 2, sigma sqrt(2/3), credit z(1) = -1/sigma_a;
+    # leg B scores 10, 0: mean 5, sigma 5, credit z(0) = -1. Scores are z minus the credit.
     a = [("a", 3.0), ("b", 2.0), ("c", 1.0)]
     b = [("c", 10.0), ("d", 0.0)]
     sigma_a = (2 / 3) ** 0.5
     fused = dict(zscore([a, b], (0.5, 0.5)))
-    assert fused["a"] == pytest.approx(0.5 * (1 / sigma_a))
-    assert fused["b"] == pytest.approx(0.0)
-    assert fused["c"] == pytest.approx(0.5 * (-1 / sigma_a) + 0.5 * 1.0)
-    assert fused["d"] == pytest.approx(-0.5)
-    # a 0.612, b 0, c -0.112 (its leg-B top score does not outweigh being last in A), d -0.5
-    assert [f.id for f in zscore([a, b], (0.5, 0.5))] == ["a", "b", "c", "d"]
+    assert fused["a"] == pytest.approx(0.5 * (2 / sigma_a))
+    assert fused["b"] == pytest.approx(0.5 * (1 / sigma_a))
+    assert fused["c"] == pytest.approx(0.5 * 0.0 + 0.5 * 2.0)
+    assert fused["d"] == pytest.approx(0.0)
+    # a 1.225, c 1.0, b 0.612, d 0: c, last in A (as low as a document A did not return) but
+    # first in B, beats b, middling in A and absent from B
+    assert [f.id for f in zscore([a, b], (0.5, 0.5))] == ["a", "c", "b", "d"]
     flat = zscore([[("x", 2.0), ("y", 2.0)]], (1.0,))
     assert [(f.id, f.score) for f in flat] == [("x", 0.0), ("y", 0.0)]  # tie: best rank, then id
+
+
+# ------------------------------------------------- what a leg knows beyond its hits
+def test_population_mean_sigma_by_hand() -> None:
+    # scores 0, 1, 2, 3: total 6, squares 14; mean 1.5, variance 14/4 - 2.25 = 1.25
+    assert Population(4, 6.0, 14.0).mean_sigma() == pytest.approx((1.5, math.sqrt(1.25)))
+    assert Population(0, 0.0, 0.0).mean_sigma() == (0.0, 0.0)
+    assert Population(3, 6.0, 12.0).mean_sigma() == (2.0, 0.0)  # all equal
+
+
+def test_leg_run_complete_and_credit() -> None:
+    hits = [("a", 4.0), ("b", 2.0)]
+    assert LegRun(hits, 5, 0.0).complete  # fewer than asked for, with a floor: exact
+    assert LegRun(hits, 5, 0.0).credit() == 0.0
+    assert not LegRun(hits, 2, 0.0).complete  # as many as asked for: cut
+    assert LegRun(hits, 2, 0.0).credit() == 2.0  # a missing document scores at most the last
+    assert not LegRun(hits, 5, None).complete  # no floor (vector leg): the bound is all we know
+    assert LegRun(hits, 5, None).credit() == 2.0
+    assert LegRun(hits).credit() == 2.0
+
+
+def test_fractional_ranks() -> None:
+    assert fractional_ranks([("a", 5.0), ("b", 3.0), ("c", 3.0), ("d", 1.0)]) == [1, 2.5, 2.5, 4]
+    assert fractional_ranks([("a", 2.0), ("b", 2.0), ("c", 2.0)]) == [2, 2, 2]
+    assert fractional_ranks([("a", 1.0)]) == [1]
+    assert fractional_ranks([]) == []
+
+
+def test_rrf_tied_scores_share_the_mean_rank() -> None:
+    fused = rrf([[("a", 5.0), ("b", 3.0), ("c", 3.0), ("d", 1.0)]], [1.0])
+    expected = {"a": 1 / 61, "b": 1 / 62.5, "c": 1 / 62.5, "d": 1 / 64}
+    assert as_dict(fused) == pytest.approx(expected, abs=1e-15)
+    assert ids_of(fused) == ["a", "b", "c", "d"]  # b, c tied: best rank, then id
+
+
+# One BM25 leg (a complete list: floor 0, depth 10) beside one vector leg (cut: 4 of 4 asked).
+VECTOR = LegRun([("v1", 0.9), ("v2", 0.5), ("x", 0.4), ("v3", 0.2)], 4)
+SIGMA_V = math.sqrt(0.065)  # vector: mean 0.5, variance (0.16 + 0 + 0.01 + 0.09) / 4
+# vector z minus its credit z(0.2) = (score - 0.2) / SIGMA_V
+V_REL = {"v1": 0.7 / SIGMA_V, "v2": 0.3 / SIGMA_V, "x": 0.2 / SIGMA_V, "v3": 0.0}
+
+
+def test_zscore_one_hit_stands_out_against_the_population() -> None:
+    # one document of 5 matches, score 4: mean 0.8, sigma sqrt(16/5 - 0.64) = 1.6;
+    # z(4) = 2 and the credit z(0) = -0.5: the sole match adds 2.5 (its list alone: 0)
+    bm25 = LegRun([("x", 4.0)], 10, 0.0, Population(5, 4.0, 16.0))
+    fused = zscore([bm25, VECTOR], [0.5, 0.5])
+    expected = {k: 0.5 * v for k, v in V_REL.items()}
+    expected["x"] += 0.5 * 2.5
+    assert as_dict(fused) == pytest.approx(expected, abs=1e-12)
+    # x 1.642, v1 1.373, v2 0.588, v3 0: the sure BM25 match beats the vector leg's top
+    assert ids_of(fused) == ["x", "v1", "v2", "v3"]
+    # standardised over its own one-element list, the same hit weighs nothing
+    assert as_dict(zscore([[("x", 4.0)]], [1.0])) == {"x": 0.0}
+
+
+def test_zscore_equal_scores_are_equal_evidence() -> None:
+    # two of 6 documents score 3: mean 1, sigma sqrt(18/6 - 1) = sqrt(2); each adds
+    # z(3) - z(0) = 3 / sqrt(2) (over the two-element list alone: sigma 0, nothing)
+    bm25 = LegRun([("a", 3.0), ("b", 3.0)], 10, 0.0, Population(6, 6.0, 18.0))
+    fused = zscore([bm25, VECTOR], [0.5, 0.5])
+    assert as_dict(fused)["a"] == pytest.approx(0.5 * 3 / math.sqrt(2), abs=1e-12)
+    assert as_dict(fused)["a"] == as_dict(fused)["b"]
+    assert ids_of(fused) == ["v1", "a", "b", "v2", "x", "v3"]  # 1.373, 1.061, 1.061, 0.588, ...
+
+
+def test_zscore_two_hits_by_hand() -> None:
+    # scores 4, 2 among 8 documents: mean 0.75, variance 20/8 - 0.5625 = 1.9375; a complete
+    # list with floor 0 adds (score - 0) / sigma
+    sigma = math.sqrt(1.9375)
+    bm25 = LegRun([("a", 4.0), ("b", 2.0)], 10, 0.0, Population(8, 6.0, 20.0))
+    assert as_dict(zscore([bm25], [1.0])) == pytest.approx({"a": 4 / sigma, "b": 2 / sigma})
+
+
+def test_zscore_cut_list_against_population_credits_the_last_hit() -> None:
+    # 3 hits asked for, 3 returned: a missing document scores at most 1; population of 10
+    # documents: total 9, squares 21 -> mean 0.9, variance 2.1 - 0.81 = 1.29
+    sigma = math.sqrt(1.29)
+    bm25 = LegRun([("a", 4.0), ("b", 2.0), ("c", 1.0)], 3, 0.0, Population(10, 9.0, 21.0))
+    fused = zscore([bm25], [1.0])
+    assert as_dict(fused) == pytest.approx({"a": 3 / sigma, "b": 1 / sigma, "c": 0.0})
+
+
+@pytest.mark.parametrize("method", sorted(FUSION_METHODS))
+def test_empty_legs(method: str) -> None:
+    empty = LegRun([], 10, 0.0, Population(5, 0.0, 0.0))
+    assert fuse(method, [empty, LegRun([], 4)], [0.5, 0.5]) == []
+    assert fuse(method, [[], []], [0.5, 0.5]) == []
+    # an empty leg adds nothing: the other leg's order and scores as if alone
+    assert fuse(method, [empty, VECTOR], [0.5, 0.5]) == fuse(method, [[], VECTOR], [0.5, 0.5])
+    assert ids_of(fuse(method, [empty, VECTOR], [0.5, 0.5])) == ["v1", "v2", "x", "v3"]
+
+
+def test_degenerate_lists_rrf_relative_score_dbsf_by_hand() -> None:
+    one = LegRun([("x", 4.0)], 10, 0.0, Population(5, 4.0, 16.0))
+    equal = LegRun([("a", 3.0), ("b", 3.0)], 10, 0.0, Population(6, 6.0, 18.0))
+    two = LegRun([("a", 4.0), ("b", 2.0)], 10, 0.0, Population(8, 6.0, 20.0))
+    # rrf: ranks only; ties share the mean rank
+    assert as_dict(rrf([one], [1.0])) == {"x": 1 / 61}
+    assert as_dict(rrf([equal], [1.0])) == {"a": 1 / 61.5, "b": 1 / 61.5}
+    assert as_dict(rrf([two], [1.0])) == {"a": 1 / 61, "b": 1 / 62}
+    # relative_score: between the floor (0, the credit of a complete list) and the best
+    assert as_dict(relative_score([one], [1.0])) == {"x": 1.0}
+    assert as_dict(relative_score([equal], [1.0])) == {"a": 1.0, "b": 1.0}
+    assert as_dict(relative_score([two], [1.0])) == {"a": 1.0, "b": 0.5}
+    # dbsf: the hits' mean +- 3 sigma; sigma 0 is a step above the floor
+    assert as_dict(dbsf([one], [1.0])) == {"x": 1.0}
+    assert as_dict(dbsf([equal], [1.0])) == {"a": 1.0, "b": 1.0}
+    # two hits 4, 2: mean 3, sigma 1, limits 0 and 6; the credit 0 normalises to 0
+    assert as_dict(dbsf([two], [1.0])) == pytest.approx({"a": 4 / 6, "b": 2 / 6})
+
+
+def test_bm25_population_is_exact_with_and_without_filter() -> None:
+    index = BM25Index()
+    index.add(
+        ["a", "b", "c", "d", "e"],
+        ["red apple pie", "green apple", "pear tart", "red wine", "apple apple cider"],
+        [{"k": 1}, {"k": 2}, {"k": 1}, {"k": 2}, {"k": 1}],
+    )
+    index.delete(["d"])
+    scores = index.scores("red apple")
+    hits, population = index.search_population("red apple", 2)
+    assert [h.id for h in hits] == [h.id for h in index.search("red apple", 2)]
+    assert population.size == 4  # live documents, "c" (no shared token) included at 0
+    assert population.total == pytest.approx(float(scores.sum()))
+    assert population.total_sq == pytest.approx(float((scores**2).sum()))
+    node = parse_filter({"k": 1})
+    hits, filtered = index.search_population("red apple", 10, node)
+    assert {h.id for h in hits} == {"a", "e"}
+    assert filtered.size == 3  # a, c, e pass the filter
+    kept = sum(scores[i] for i, doc_id in enumerate(["a", "b", "c", "d", "e"]) if doc_id in "ace")
+    assert filtered.total == pytest.approx(float(kept))
+    assert index.search_population("unknown words", 5) == ([], Population(4, 0.0, 0.0))
+
+
+def test_sole_exact_bm25_match_outranks_the_vector_top_under_the_defaults() -> None:
+    # issue 12: a word in one document only. The vector leg's list is 50 documents that do not
+    # hold it, with a clear winner; the BM25 leg returns the one document that does.
+    method = HybridRetriever.model_fields["fusion"].default
+    weights = HybridRetriever.model_fields["weights"].default
+    fetch_k = HybridRetriever.model_fields["fetch_k"].default
+    index = BM25Index()
+    ids = [f"d{i:03d}" for i in range(200)]
+    texts = [f"notes on topic {i % 7} and shared words like cache and pool" for i in range(200)]
+    texts[137] = "the zx4471 flag turns on the write barrier"
+    index.add(ids, texts)
+    found, population = index.search_population("zx4471", fetch_k)
+    bm25 = LegHits(LegHit(*hit) for hit in found)
+    bm25.population = population
+    assert [h.id for h in bm25] == ["d137"]
+    vector = [LegHit(f"d{i:03d}", 0.9 if i == 0 else 0.6 - i / 200, None, {}) for i in range(50)]
+    fused = fuse(
+        method, [leg_run("bm25", bm25, fetch_k), leg_run("vector", vector, fetch_k)], weights
+    )
+    assert [f.id for f in fused[:2]] == ["d137", "d000"]
+    # the old rule (its one-element list as the statistics) gave the sole match nothing
+    old = fuse(
+        method, [[(h.id, h.score) for h in bm25], [(h.id, h.score) for h in vector]], weights
+    )
+    assert old[0].id == "d000"
