@@ -12,7 +12,7 @@ export LANGCHAIN_HYBRID_MODEL_DIR := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup test lint unit bench bench-scale demo exact-match clean
+.PHONY: setup test lint unit bench bench-scale demo exact-match clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,12 @@ exact-match: setup
 
 clean:
 	rm -rf $(VENV) .benchmarks demo-index .pytest_cache .mypy_cache .ruff_cache
+
+# A longer fuzz run than CI's (README "Filters"; tests/unit_tests/test_fuzz.py and the filter
+# differential against Chroma): ten times the cases, new random ones on every run
+# (FUZZ_RANDOM=1; set FUZZ_RANDOM= to replay CI's derandomized cases). About 15 min on 2 cores.
+FUZZ_SCALE  ?= 10
+FUZZ_RANDOM ?= 1
+fuzz: setup
+	FUZZ_SCALE=$(FUZZ_SCALE) FUZZ_RANDOM=$(FUZZ_RANDOM) $(BIN)/pytest -q \
+		tests/unit_tests/test_fuzz.py tests/unit_tests/test_filters_differential.py

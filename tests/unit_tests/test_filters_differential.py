@@ -46,7 +46,7 @@ from langchain_hybrid.filters import (
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1.0"))
 EXAMPLES = 2_000  # hypothesis-generated filters
-BULK = 4_000  # seeded random filters of the same mix
+BULK = 5_000  # seeded random filters of the same mix
 
 # ------------------------------------------------------------------ the fixed metadata set
 INTS = [-3, -2, -1, 0, 1, 2, 3, 10**18, 2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63)]
@@ -279,7 +279,7 @@ def check_filter(where: Any, corpus: Corpus, outcomes: Counter[str]) -> None:
 def check_outcomes(outcomes: Counter[str], cases: int) -> None:
     """The run was as long as configured, and its filters mostly valid and discriminating."""
     assert outcomes["cases"] >= cases, outcomes
-    assert outcomes["both accept"] >= outcomes["cases"] // 2, outcomes
+    assert outcomes["both accept"] >= outcomes["cases"] // 3, outcomes
     assert outcomes["discriminating"] >= outcomes["both accept"] // 2, outcomes
     assert outcomes["both reject"] >= outcomes["cases"] // 20, outcomes
 

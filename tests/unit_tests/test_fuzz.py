@@ -17,6 +17,7 @@ ran at least its configured number of cases; the module prints the total at tear
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import uuid
@@ -344,7 +345,7 @@ def check_search(r: HybridRetriever, mode: str, query: object, kwargs: dict[str,
 
 
 # ---------------------------------------------------------------------- searches
-QUERY_EXAMPLES = 600
+QUERY_EXAMPLES = 1000
 
 
 def test_queries_and_search_arguments(retriever: HybridRetriever) -> None:
@@ -365,7 +366,7 @@ def test_queries_and_search_arguments(retriever: HybridRetriever) -> None:
     run_counted("queries", QUERY_EXAMPLES, run)
 
 
-FILTER_EXAMPLES = 400
+FILTER_EXAMPLES = 1000
 
 
 def test_filters(retriever: HybridRetriever) -> None:
@@ -377,6 +378,12 @@ def test_filters(retriever: HybridRetriever) -> None:
     @example(mode="invoke", where={"$and": [{"source": "faq"}, {}]}, query="coffee")
     @example(mode="invoke", where={"$or": []}, query="coffee")
     @example(mode="invoke", where=[{"source": "faq"}], query="coffee")
+    # issue 13: filters must mean one thing in both legs (rejected, or answered by both)
+    @example(mode="invoke", where={"year": {"$in": [2019, 2024.5]}}, query="coffee")
+    @example(mode="invoke", where={"year": 2019.5}, query="coffee")
+    @example(mode="ainvoke", where={"tags": {"$contains": 1.0}}, query="coffee")
+    @example(mode="invoke", where={"chroma:document": "x"}, query="coffee")
+    @example(mode="bm25", where={"year": {"$nin": [2019.0, 2024.5]}}, query="coffee")
     def run(mode: str, where: object, query: str) -> None:
         CASES["filters"] += 1
         check_search(retriever, mode, query, {"filter": where})
@@ -545,7 +552,7 @@ def check_delete(r: HybridRetriever, ids: object, *, refill: bool) -> None:
     assert r.store.count() == len(r.bm25)
 
 
-DELETE_EXAMPLES = 250
+DELETE_EXAMPLES = 400
 
 
 def test_deletes_and_reads_by_id(retriever: HybridRetriever) -> None:
@@ -573,7 +580,7 @@ def check_get_by_ids(r: HybridRetriever, ids: list[str]) -> None:
     assert all(isinstance(d, Document) for d in found)
 
 
-READ_EXAMPLES = 100
+READ_EXAMPLES = 300
 
 
 def test_get_by_ids_reads_any_list_of_ids(retriever: HybridRetriever) -> None:
@@ -723,7 +730,7 @@ def check_config(r: HybridRetriever, source: object, environ: object, overrides:
     assert not any("degraded" in d.metadata for d in docs), "an accepted config degrades"
 
 
-CONFIG_EXAMPLES = 400
+CONFIG_EXAMPLES = 500
 
 
 def test_load_config(retriever: HybridRetriever, tmp_path: Path) -> None:
@@ -756,3 +763,147 @@ def test_load_config(retriever: HybridRetriever, tmp_path: Path) -> None:
         check_config(retriever, source, environ, overrides)
 
     run_counted("config", CONFIG_EXAMPLES, run)
+
+
+# ---------------------------------------------------------------------- on-disk damage
+DAMAGE_EXAMPLES = 120
+DAMAGE_DOCS = 30
+
+
+@pytest.fixture(scope="module")
+def damage_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
+    """A persisted index whose BM25 files hold a segment and a log with two records."""
+    root = tmp_path_factory.mktemp("damage")
+    docs = [
+        Document(id=f"dm-{i}", page_content=f"{text} {i}", metadata={"source": s, "year": y})
+        for i, (_, text, s, y) in enumerate(BASE * (DAMAGE_DOCS // len(BASE)))
+    ]
+    built = HybridRetriever.from_documents(
+        docs, embedding=HashEmbeddings(), persist_directory=root, collection_name="kb"
+    )
+    primary = built.bm25_path
+    assert primary is not None
+    for path in primary.iterdir():  # files this test made: the next save writes a full segment
+        if not path.name.startswith("."):
+            path.unlink()
+    for late in ("router", "coffee", "grind"):  # a segment, then one log record per write
+        built.add_documents([Document(id=f"dm-late-{late}", page_content=f"a late {late} note")])
+    files = {p.name: p.read_bytes() for p in primary.iterdir() if not p.name.startswith(".")}
+    assert any(name.endswith(".log") and data for name, data in files.items()), sorted(files)
+    lengths = next(data for name, data in files.items() if name.startswith("dl-"))
+    assert len(lengths) > 128 + 8 * DAMAGE_DOCS // 2, "the segment holds the documents"
+    return root, files
+
+
+damage_kinds = st.sampled_from(
+    ["truncate", "flip", "empty", "junk", "delete", "append", "json", "swap"]
+)
+
+
+@st.composite
+def damages(draw: st.DrawFn, names: list[str]) -> tuple[str, str, int, bytes]:
+    return (
+        draw(st.sampled_from(names)),
+        draw(damage_kinds),
+        draw(st.integers(0, 2**31)),
+        draw(st.binary(min_size=1, max_size=64)),
+    )
+
+
+def damage(files: dict[str, bytes], name: str, kind: str, seed: int, junk: bytes) -> None:
+    """Change ``files[name]`` in one way, in place (``files`` is this case's copy)."""
+    data = files[name]
+    at = seed % (len(data) + 1)
+    if kind == "truncate":
+        files[name] = data[:at]
+    elif kind == "flip" and data:
+        at %= len(data)
+        files[name] = data[:at] + bytes([data[at] ^ (1 + seed % 255)]) + data[at + 1 :]
+    elif kind == "empty":
+        files[name] = b""
+    elif kind == "junk":
+        files[name] = junk
+    elif kind == "delete":
+        del files[name]
+    elif kind == "append":
+        files[name] = data + junk
+    elif kind == "json" and name.endswith(".json"):
+        files[name] = mutate_json(data, seed)
+    elif kind == "swap":  # another file's content under this name (right size or not)
+        others = sorted(n for n in files if n != name)
+        if others:
+            files[name] = files[others[seed % len(others)]]
+
+
+def mutate_json(data: bytes, seed: int) -> bytes:
+    """Replace one value of a JSON document by a value of another type (valid JSON, wrong)."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return data[: len(data) // 2]
+    slots: list[tuple[Any, Any]] = []
+
+    def walk(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            slots.append((node, key))
+            if isinstance(value, (dict, list)):
+                walk(value)
+
+    if isinstance(document, (dict, list)):
+        walk(document)
+    if not slots:
+        return b"{}"
+    node, key = slots[seed % len(slots)]
+    node[key] = [None, -1, 2**64, "x", [], {}, 1.5, True][seed % 8]
+    return json.dumps(document).encode()
+
+
+def test_damaged_bm25_files(damage_source: tuple[Path, dict[str, bytes]]) -> None:
+    """Opening over damaged BM25 files repairs from Chroma or raises a typed error.
+
+    Each case damages one file of a segment + log index in one way (truncated, a byte flipped,
+    emptied, replaced by junk or by another file, deleted, appended to, a JSON value of the
+    wrong type) in its own copy; the index must open holding exactly Chroma's ids and answer
+    from both legs, or raise a typed error.
+    """
+    root, pristine = damage_source
+    late = ["dm-late-router", "dm-late-coffee", "dm-late-grind"]
+    chroma_ids = sorted([f"dm-{i}" for i in range(DAMAGE_DOCS)] + late)
+    outcomes: Counter[str] = Counter()
+    reference = HybridRetriever.load(root, collection_name="kb", embedding=HashEmbeddings())
+    expected = [
+        (d.id, round(d.metadata["bm25_score"] or 0, 6))
+        for d in reference.invoke("router note", k=3)
+    ]
+
+    @fuzz_settings(DAMAGE_EXAMPLES)
+    @given(hurt=damages(sorted(pristine)))
+    def run(hurt: tuple[str, str, int, bytes]) -> None:
+        CASES["disk damage"] += 1
+        files = dict(pristine)
+        damage(files, *hurt)
+        case = root / "cases" / uuid.uuid4().hex[:12]
+        case.mkdir(parents=True)
+        for name, data in files.items():
+            (case / name).write_bytes(data)
+        try:
+            opened = HybridRetriever.load(
+                root, collection_name="kb", embedding=HashEmbeddings(), bm25_path=case
+            )
+            hits = opened.invoke("router note", k=3)
+        except HybridRetrieverError as e:
+            outcomes[type(e).__name__] += 1
+            return
+        except Exception as e:
+            raise unexpected(e) from e
+        assert sorted(opened.bm25.ids) == chroma_ids, hurt
+        assert not any("degraded" in d.metadata for d in hits), hurt
+        repaired = (case / "manifest.json").read_bytes() != pristine["manifest.json"]
+        outcomes["repaired" if repaired else "loaded"] += 1
+        # .npy contents are hashed only on load(verify=True): a same-shaped swap loads as is
+        got = [(d.id, round(d.metadata["bm25_score"] or 0, 6)) for d in hits]
+        outcomes["scores differ from the undamaged index"] += got != expected
+
+    run_counted("disk damage", DAMAGE_EXAMPLES, run)
+    report(f"disk damage outcomes: {dict(outcomes)}")
