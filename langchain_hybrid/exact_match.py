@@ -47,6 +47,7 @@ from langchain_hybrid.errors import ConfigError
 from langchain_hybrid.evaluation import (
     MODES,
     BeirDataset,
+    default_cache_dir,
     format_table,
     load_beir,
     mode_search,
@@ -710,8 +711,6 @@ def run_exact_match(
     :func:`~langchain_hybrid.evaluation.open_eval_index` (so a second run embeds nothing);
     BM25, fusion and HNSW settings come from ``settings`` as for the BEIR evaluation.
     """
-    from langchain_hybrid.evaluation import default_cache_dir  # noqa: PLC0415
-
     base = load_beir(dataset_dir, split)
     em = build_exact_match_set(base.corpus, base_size=base_size, per_shape=per_shape, seed=seed)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
