@@ -283,6 +283,8 @@ def registered_tokenizers() -> dict[str, str]:
 class Tokenizer:
     """Turn text into tokens as a :class:`TokenizerConfig` says. Thread-safe.
 
+    The tokens are a bag for BM25: their order is not the text's (plain words come first).
+
     A config naming a tokenizer that is not registered, or registered at another version (a
     saved index built by an older one), still makes a :class:`Tokenizer`, so the index can be
     loaded and found out of date; tokenizing with it raises :class:`ConfigError`.
