@@ -1212,6 +1212,39 @@ def _run_serve_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- quantize
+def _add_quantize(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "quantize",
+        help="make the int8 all-MiniLM-L6-v2 (embedding.precision: int8) from the fp32 files",
+        description=(
+            "Write model_int8.onnx, onnxruntime's dynamic int8 quantisation of the fp32 "
+            "model.onnx found as the embedding would find it (--model-dir, "
+            f"${MODEL_DIR_ENV_VAR}, Chroma's cache). Offline; needs the onnx package "
+            "(pip install langchain-hybrid[int8]). Without --out the file goes to "
+            "~/.cache/langchain-hybrid/models/, where precision int8 looks after the model "
+            "folder itself; an existing file is kept unless --force."
+        ),
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, default=None, help="folder to write model_int8.onnx to"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing file")
+    _common_options(parser, suppress=True)
+    parser.set_defaults(handler=_run_quantize)
+
+
+def _run_quantize(args: argparse.Namespace) -> int:
+    from langchain_hybrid.quantize import quantize_model  # noqa: PLC0415
+
+    model_dir = _settings(args).embedding.model_dir
+    path = quantize_model(
+        Path(model_dir) if model_dir else None, out_dir=args.out, overwrite=args.force
+    )
+    _print(str(path))
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     _add_index,
@@ -1221,6 +1254,7 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     _add_eval,
     _add_health,
     _add_serve_metrics,
+    _add_quantize,
 )
 """One function per subcommand: it adds the subparser and sets ``handler``."""
 

@@ -121,7 +121,8 @@ class EmbeddingSettings(BaseModel):
 
     ``minilm`` (default) is the bundled offline all-MiniLM-L6-v2 runner; the others are optional
     LangChain integrations (``pip install langchain-openai`` etc.) given ``model`` and
-    ``options`` (extra keyword arguments of the integration's class).
+    ``options`` (extra keyword arguments of the integration's class). ``precision`` and
+    ``threads`` apply to ``minilm`` only (``threads`` None: one per CPU this process may use).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -131,7 +132,18 @@ class EmbeddingSettings(BaseModel):
     model_dir: str | None = None
     batch_size: int = Field(default=32, gt=0)
     threads: int | None = Field(default=None, gt=0)
+    precision: Literal["fp32", "int8"] = "fp32"
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _precision_is_minilm(self) -> EmbeddingSettings:
+        if self.precision != "fp32" and self.provider != "minilm":
+            msg = (
+                f"precision {self.precision!r} applies to the minilm provider only "
+                f"(provider is {self.provider!r})"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class HybridConfig(BaseModel):
@@ -597,6 +609,7 @@ def make_embedding(settings: EmbeddingSettings) -> Embeddings:
             model_dir=Path(settings.model_dir) if settings.model_dir else None,
             batch_size=settings.batch_size,
             intra_op_threads=settings.threads,
+            precision=settings.precision,
             **settings.options,
         )
     module_name, class_name, model_key, package = _PROVIDERS[settings.provider]

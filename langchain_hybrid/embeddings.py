@@ -2,9 +2,13 @@
 
 This is the same model and the same files that ChromaDB's ``DefaultEmbeddingFunction``
 (``ONNXMiniLM_L6_V2``) downloads, run without torch or sentence-transformers: tokenize
-(truncate at ``max_length`` tokens, pad each batch only to its longest text), run the ONNX
-graph, mean-pool the last hidden state over the attention mask and L2-normalise. The vectors
-equal sentence-transformers' ``all-MiniLM-L6-v2`` output to float precision.
+(truncate at ``max_length`` tokens), group the texts of a call by token count so that each
+batch is padded only to its longest text and short texts never share a batch with long ones,
+run the ONNX graph, mean-pool the last hidden state over the attention mask and L2-normalise.
+The fp32 vectors equal sentence-transformers' ``all-MiniLM-L6-v2`` output to float precision.
+
+``precision="int8"`` runs the same model quantised with onnxruntime's dynamic quantisation
+(see :mod:`langchain_hybrid.quantize`, which also says where the file lives).
 
 Nothing is read at import time: the model directory is resolved, and the onnxruntime session
 and tokenizer created, on the first call to embed something.
@@ -17,13 +21,13 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from langchain_hybrid.errors import EmbeddingModelNotFoundError
+from langchain_hybrid.errors import EmbeddingMismatchError, EmbeddingModelNotFoundError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -37,6 +41,82 @@ MODEL_DIR_ENV_VAR = "LANGCHAIN_HYBRID_MODEL_DIR"
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json")
 """The files a model directory must hold to count."""
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+"""The model's name, the first part of :attr:`MiniLMEmbeddings.model_id`."""
+
+Precision = Literal["fp32", "int8"]
+"""Weights the model runs with: the shipped float32 graph, or its dynamic int8 quantisation."""
+
+
+EMBEDDING_METADATA_KEY = "langchain_hybrid_embedding"
+"""Collection metadata key under which an index records :func:`embedding_model_id`."""
+
+
+def embedding_model_id(embedding: Embeddings) -> str:
+    """Which model (and precision) makes an embedding's vectors.
+
+    Args:
+        embedding: Any LangChain embeddings object.
+
+    Returns:
+        Its ``model_id`` if it has one (``"all-MiniLM-L6-v2/fp32"``,
+        ``"all-MiniLM-L6-v2/int8"``), else its class name with its ``model`` or
+        ``model_name`` attribute, e.g. ``"OpenAIEmbeddings/text-embedding-3-small"``.
+    """
+    model_id = getattr(embedding, "model_id", None)
+    if isinstance(model_id, str) and model_id:
+        return model_id
+    name = type(embedding).__name__
+    for attribute in ("model", "model_name"):
+        value = getattr(embedding, attribute, None)
+        if isinstance(value, str) and value:
+            return f"{name}/{value}"
+    return name
+
+
+def check_embedding_model(
+    recorded: str | None, embedding: Embeddings, *, allow_mismatch: bool = False
+) -> None:
+    """Refuse to query (or extend) an index with vectors of another model or precision.
+
+    Args:
+        recorded: The model id the index records (None for an index from before ids were
+            recorded, or an empty one: nothing to check).
+        embedding: The embedding about to be used with the index.
+        allow_mismatch: Log a warning instead of raising.
+
+    Raises:
+        EmbeddingMismatchError: ``recorded`` differs from :func:`embedding_model_id`.
+    """
+    given = embedding_model_id(embedding)
+    if recorded is None or recorded == given:
+        return
+    msg = (
+        f"this index was embedded with {recorded!r} but the embedding in use is {given!r}: "
+        "their vectors do not rank against each other. Configure the recorded model (e.g. "
+        "`embedding.precision`), re-index, or override the check to accept the mismatch."
+    )
+    if allow_mismatch:
+        logger.warning("%s (overridden)", msg)
+        return
+    raise EmbeddingMismatchError(msg, recorded=recorded, given=given)
+
+
+def available_cores() -> int:
+    """The number of CPUs this process may run on (its affinity mask, else ``os.cpu_count()``).
+
+    onnxruntime's own default is one thread per *physical* core of the machine, which ignores
+    the affinity mask a container or ``taskset`` gives the process, and counts no
+    hyper-threads.
+
+    Returns:
+        At least 1.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS and Windows have no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
 
 
 class _Session(Protocol):
@@ -157,6 +237,11 @@ def resolve_model_dir(model_dir: Path | None = None) -> Path:
     return downloaded
 
 
+def _spans(total: int, size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of consecutive slices of at most ``size`` items covering ``total``."""
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
 class _Runtime:
     """The lazily created session and tokenizer of one embeddings instance.
 
@@ -166,13 +251,15 @@ class _Runtime:
     not either has loaded its model.
     """
 
-    __slots__ = ("input_names", "lock", "session", "tokenizer")
+    __slots__ = ("input_names", "lock", "model_path", "pad_id", "session", "tokenizer")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.session: _Session | None = None
         self.tokenizer: Tokenizer | None = None
         self.input_names: frozenset[str] = frozenset()
+        self.pad_id = 0
+        self.model_path: Path | None = None
 
     def __copy__(self) -> _Runtime:
         return _Runtime()
@@ -194,10 +281,13 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
 
     The default embedding of langchain-hybrid: the model Chroma uses by default, run directly
     with onnxruntime and ``tokenizers`` (no torch). Texts longer than ``max_length`` tokens are
-    truncated. Each batch is padded only to its longest text, and texts are sorted by length
-    within a call so that batches hold texts of similar length; results come back in input
-    order. The onnxruntime session is created once per instance on first use and shared by all
-    threads.
+    truncated. The texts of a call are tokenized once and grouped by token count, so each batch
+    holds texts of similar length and is padded only to its longest one; results come back in
+    input order. The onnxruntime session is created once per instance on first use and shared
+    by all threads; it runs one intra-op thread per CPU this process may use unless
+    ``intra_op_threads`` says otherwise. ``precision="int8"`` runs the dynamically quantised
+    model (about 3x faster on CPU, vectors within 0.99 cosine of fp32; see the README for the
+    measured retrieval quality).
 
     Setup:
         The model files are not bundled. They are found, in order, in ``model_dir``, the folder
@@ -218,8 +308,12 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
         max_length: int
             Tokens kept per text, at most 512 (default 256, as sentence-transformers).
         intra_op_threads: int | None
-            onnxruntime intra-op threads; None for onnxruntime's default (one per
-            physical core).
+            onnxruntime intra-op threads; None for one per CPU this process may run on
+            (:func:`available_cores`).
+        precision: "fp32" | "int8"
+            ``int8`` uses ``model_int8.onnx`` (beside ``model.onnx`` or in
+            ``~/.cache/langchain-hybrid/models``), made from the fp32 file on first use if
+            the ``onnx`` package is installed (``pip install langchain-hybrid[int8]``).
 
     Instantiate:
         .. code-block:: python
@@ -227,6 +321,8 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
             from langchain_hybrid.embeddings import MiniLMEmbeddings
 
             embeddings = MiniLMEmbeddings(batch_size=32, intra_op_threads=2)
+            fast = MiniLMEmbeddings(precision="int8")
+            fast.model_id  # "all-MiniLM-L6-v2/int8"
 
     Usage:
         .. code-block:: python
@@ -247,9 +343,25 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
     max_length: int = Field(256, gt=0, le=512)
     """Tokens kept per text (truncation length); the model's position table has 512."""
     intra_op_threads: int | None = Field(None, gt=0)
-    """onnxruntime ``SessionOptions.intra_op_num_threads``; None for onnxruntime's default."""
+    """onnxruntime ``SessionOptions.intra_op_num_threads``; None for :func:`available_cores`."""
+    precision: Precision = "fp32"
+    """``fp32`` (the shipped graph) or ``int8`` (its dynamic quantisation)."""
 
     _runtime: _Runtime = PrivateAttr(default_factory=_Runtime)
+
+    @property
+    def model_id(self) -> str:
+        """Which model and precision make the vectors, e.g. ``"all-MiniLM-L6-v2/int8"``.
+
+        Vectors of two embeddings are comparable only if their ``model_id`` is equal: an index
+        records the id of the model that embedded it and refuses queries embedded by another.
+        """
+        return f"{MODEL_NAME}/{self.precision}"
+
+    @property
+    def threads(self) -> int:
+        """The intra-op threads the session runs (or will run) with."""
+        return self.intra_op_threads if self.intra_op_threads is not None else available_cores()
 
     def __copy__(self) -> Self:
         """Copy the settings; the copy creates its own session on first use.
@@ -275,42 +387,52 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
         from tokenizers import Tokenizer  # noqa: PLC0415
 
         directory = resolve_model_dir(self.model_dir)
+        if self.precision == "int8":
+            from langchain_hybrid.quantize import ensure_int8_model  # noqa: PLC0415
+
+            model_path = ensure_int8_model(directory)
+        else:
+            model_path = directory / "model.onnx"
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         # The shipped tokenizer.json truncates and pads to a fixed 128; sentence-transformers
-        # uses 256, and padding every text to a fixed length wastes compute: pad to the longest.
+        # uses 256. Padding is done here, per batch of texts grouped by token count.
         tokenizer.enable_truncation(max_length=self.max_length)
-        pad_token = "[PAD]"  # noqa: S105 - a vocabulary token, not a password
-        pad_id = tokenizer.token_to_id(pad_token)
-        tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=pad_token)
+        tokenizer.no_padding()
+        pad_id = tokenizer.token_to_id("[PAD]")
 
         options = ort.SessionOptions()
         options.log_severity_level = 3  # the graph has unused initializers that warn on load
-        if self.intra_op_threads is not None:
-            options.intra_op_num_threads = self.intra_op_threads
+        options.intra_op_num_threads = self.threads
         session = ort.InferenceSession(
-            str(directory / "model.onnx"),
-            sess_options=options,
-            providers=["CPUExecutionProvider"],
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         runtime.input_names = frozenset(i.name for i in session.get_inputs())
         runtime.tokenizer = tokenizer
+        runtime.pad_id = 0 if pad_id is None else pad_id
+        runtime.model_path = model_path
         runtime.session = session  # last: a non-None session means the runtime is ready
         logger.debug(
-            "Loaded all-MiniLM-L6-v2 from %s (inputs %s, max_length %d)",
-            directory,
+            "Loaded %s from %s (inputs %s, max_length %d, %d threads)",
+            self.model_id,
+            model_path,
             sorted(runtime.input_names),
             self.max_length,
+            self.threads,
         )
 
     @staticmethod
-    def _embed_batch(runtime: _Runtime, texts: list[str]) -> npt.NDArray[np.float32]:
-        session, tokenizer = runtime.session, runtime.tokenizer
-        if session is None or tokenizer is None:  # pragma: no cover - _load() sets both
+    def _embed_batch(runtime: _Runtime, token_ids: list[list[int]]) -> npt.NDArray[np.float32]:
+        """Embed one batch of token id lists, padded here to the longest of them."""
+        session = runtime.session
+        if session is None:  # pragma: no cover - _load() sets it
             msg = "the embedding session is not loaded"
             raise RuntimeError(msg)
-        encodings = tokenizer.encode_batch(texts)
-        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        width = max(len(ids) for ids in token_ids)
+        input_ids = np.full((len(token_ids), width), runtime.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(token_ids), width), dtype=np.int64)
+        for row, ids in enumerate(token_ids):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
         feeds = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -342,14 +464,18 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
         if not texts:
             return []
         runtime = self._load()
-        # Batches of similar length waste less on padding; restore input order at the end.
-        order = np.argsort([len(text) for text in texts], kind="stable")
+        tokenizer = runtime.tokenizer
+        if tokenizer is None:  # pragma: no cover - _load() sets it
+            msg = "the embedding tokenizer is not loaded"
+            raise RuntimeError(msg)
+        # Tokenize the whole call once, then batch texts of similar token count: no batch pads
+        # a short text to a long one. Input order is restored at the end.
+        token_ids = [encoding.ids for encoding in tokenizer.encode_batch(texts)]
+        order = np.argsort([len(ids) for ids in token_ids], kind="stable")
         sorted_vectors = np.concatenate(
             [
-                self._embed_batch(runtime, [texts[i] for i in batch])
-                for batch in np.array_split(
-                    order, range(self.batch_size, len(order), self.batch_size)
-                )
+                self._embed_batch(runtime, [token_ids[i] for i in order[start:end]])
+                for start, end in _spans(len(order), self.batch_size)
             ]
         )
         vectors = np.empty_like(sorted_vectors)

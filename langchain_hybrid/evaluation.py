@@ -477,12 +477,19 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
 
 # ---------------------------------------------------------------------- indexes and modes
 def embedding_id(embedding: Any) -> str:
-    """A stable name for an embedding model, for cache keys."""
+    """A stable name for an embedding model, for cache keys.
+
+    A ``precision`` other than ``fp32`` (``MiniLMEmbeddings(precision="int8")``) is appended;
+    fp32 keeps the name it had before precisions existed, so existing caches stay valid.
+    """
     name = type(embedding).__name__
     for attribute in ("model", "model_name", "max_length"):
         value = getattr(embedding, attribute, None)
         if value is not None:
             name += f"-{value}"
+    precision = getattr(embedding, "precision", None)
+    if precision is not None and precision != "fp32":
+        name += f"-{precision}"
     return name
 
 

@@ -6,6 +6,7 @@ import copy
 import os
 import pickle
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,13 +20,29 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 from pydantic import ValidationError
 
+from langchain_hybrid import cli
+from langchain_hybrid.config import EmbeddingSettings, make_embedding
 from langchain_hybrid.embeddings import (
     MODEL_DIR_ENV_VAR,
     MiniLMEmbeddings,
+    available_cores,
+    check_embedding_model,
     chroma_cache_dir,
+    embedding_model_id,
     resolve_model_dir,
 )
-from langchain_hybrid.errors import EmbeddingModelNotFoundError, HybridRetrieverError
+from langchain_hybrid.errors import (
+    EmbeddingMismatchError,
+    EmbeddingModelNotFoundError,
+    HybridRetrieverError,
+)
+from langchain_hybrid.evaluation import embedding_id
+from langchain_hybrid.quantize import (
+    INT8_FILENAME,
+    find_int8_model,
+    int8_cache_dir,
+    quantize_model,
+)
 
 # Reference values from shared/models/README.md (equal to sentence-transformers + torch).
 WEATHER = "The weather is lovely today."
@@ -391,6 +408,7 @@ def test_nothing_read_at_construction() -> None:
         {"max_length": 0},
         {"max_length": 513},
         {"intra_op_threads": 0},
+        {"precision": "int4"},
         {"batch_sise": 8},
     ],
 )
@@ -460,3 +478,230 @@ class TestMiniLMStandardIntegration(EmbeddingsIntegrationTests):
     @property
     def embedding_model_params(self) -> dict[str, object]:
         return {"model_dir": _standard_model_dir(), "batch_size": 8}
+
+
+# --- threads, token-length grouping ------------------------------------------------------------
+
+
+def test_threads_default_to_the_cpus_this_process_may_use() -> None:
+    assert available_cores() == len(os.sched_getaffinity(0))
+    assert MiniLMEmbeddings().threads == available_cores()
+    assert MiniLMEmbeddings(intra_op_threads=3).threads == 3
+
+
+@pytest.mark.model
+def test_session_runs_with_the_machines_threads(embeddings: MiniLMEmbeddings) -> None:
+    session = embeddings._load().session
+    assert session is not None
+    options = session.get_session_options()  # type: ignore[attr-defined]
+    assert options.intra_op_num_threads == available_cores()
+
+
+class _RecordingSession:
+    """The real onnxruntime session, recording the shape of each batch it is given."""
+
+    def __init__(self, session: object) -> None:
+        self.session = session
+        self.shapes: list[tuple[int, int]] = []
+
+    def run(self, output_names: list[str] | None, input_feed: dict[str, object]) -> list[object]:
+        ids = input_feed["input_ids"]
+        assert isinstance(ids, np.ndarray)
+        self.shapes.append((int(ids.shape[0]), int(ids.shape[1])))
+        return self.session.run(output_names, input_feed)  # type: ignore[attr-defined]
+
+
+@pytest.mark.model
+def test_batches_grouped_by_token_count(model_dir: Path) -> None:
+    # Character length misleads: a short code or dotted name is many word pieces, a long
+    # run of one common word is few. Grouping by token count pads each batch to a text of the
+    # same token count, so no padding at all here.
+    fresh = MiniLMEmbeddings(model_dir=model_dir, batch_size=2)
+    runtime = fresh._load()
+    tokenizer = runtime.tokenizer
+    assert tokenizer is not None
+    many_pieces = ["q7x9z2k4", "a.b.c.d.e"]  # few characters, many tokens
+    few_pieces = ["the " * 3, "and " * 3]  # more characters, few tokens
+    texts = [many_pieces[0], few_pieces[0], many_pieces[1], few_pieces[1]]
+    lengths = [len(tokenizer.encode(text).ids) for text in texts]
+    assert lengths[0] > lengths[1]
+    assert len(texts[0]) < len(texts[1])  # sorted by characters, they would be mixed
+    recording = _RecordingSession(runtime.session)
+    runtime.session = recording
+    vectors = np.array(fresh.embed_documents(texts))
+    padded = sum(rows * width for rows, width in recording.shapes)
+    optimal = sum(
+        len(batch) * max(batch)
+        for batch in (sorted(lengths)[i : i + 2] for i in range(0, len(lengths), 2))
+    )
+    assert len(recording.shapes) == 2
+    assert padded == optimal
+    singles = np.array([fresh.embed_query(text) for text in texts])
+    np.testing.assert_allclose(vectors, singles, atol=1e-5)
+
+
+@pytest.mark.model
+def test_call_sorted_by_token_count_once(embeddings: MiniLMEmbeddings) -> None:
+    # 40 texts of random lengths, batches of 8: every batch's width is the longest of the
+    # 8 consecutive token counts in sorted order, never more.
+    texts = [
+        _passage(100 + i, int(n))
+        for i, n in enumerate(np.random.default_rng(0).integers(1, 120, 40))
+    ]
+    runtime = embeddings._load()
+    tokenizer = runtime.tokenizer
+    assert tokenizer is not None
+    lengths = sorted(len(tokenizer.encode(text).ids) for text in texts)
+    copy8 = embeddings.model_copy(update={"batch_size": 8})
+    copy_runtime = copy8._load()
+    recording = _RecordingSession(copy_runtime.session)
+    copy_runtime.session = recording
+    copy8.embed_documents(texts)
+    assert [width for _, width in recording.shapes] == [
+        max(lengths[i : i + 8]) for i in range(0, 40, 8)
+    ]
+
+
+# --- int8 ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def int8_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder (links to the fp32 files) with ``model_int8.onnx`` quantised into it."""
+    directory = tmp_path_factory.mktemp("int8-model")
+    for name in ("model.onnx", "tokenizer.json"):
+        (directory / name).symlink_to(model_dir / name)
+    made = quantize_model(directory, out_dir=directory)
+    assert made == directory / INT8_FILENAME
+    return directory
+
+
+@pytest.fixture(scope="session")
+def int8(int8_dir: Path) -> MiniLMEmbeddings:
+    return MiniLMEmbeddings(model_dir=int8_dir, precision="int8")
+
+
+def test_model_id() -> None:
+    assert MiniLMEmbeddings().model_id == "all-MiniLM-L6-v2/fp32"
+    assert MiniLMEmbeddings(precision="int8").model_id == "all-MiniLM-L6-v2/int8"
+    assert embedding_model_id(MiniLMEmbeddings(precision="int8")) == "all-MiniLM-L6-v2/int8"
+
+
+@pytest.mark.model
+def test_int8_close_to_fp32(int8: MiniLMEmbeddings, embeddings: MiniLMEmbeddings) -> None:
+    texts = [WEATHER, SUNNY, STADIUM, "Hi", _passage(12, 60), _passage(13, 300)]
+    low, full = np.array(int8.embed_documents(texts)), np.array(embeddings.embed_documents(texts))
+    np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-5)
+    cosines = (low * full).sum(axis=1)
+    assert cosines.min() > 0.95
+    assert not np.allclose(low, full, atol=1e-4)  # really another model
+    # The reference pairs keep their order: similar stays similar.
+    sims = low[:3] @ low[:3].T
+    assert sims[0, 1] > sims[1, 2] > sims[0, 2]
+
+
+@pytest.mark.model
+def test_int8_runs_the_int8_file(int8: MiniLMEmbeddings, int8_dir: Path) -> None:
+    int8.embed_query(WEATHER)
+    assert int8._runtime.model_path == int8_dir / INT8_FILENAME
+    assert (int8_dir / INT8_FILENAME).stat().st_size < (int8_dir / "model.onnx").stat().st_size / 3
+
+
+@pytest.mark.model
+def test_int8_order_preserved(int8: MiniLMEmbeddings) -> None:
+    texts = [_passage(14, 200), "cat", _passage(15, 10), WEATHER, _passage(16, 70)]
+    singles = np.array([int8.embed_query(text) for text in texts])
+    batched = np.array(int8.model_copy(update={"batch_size": 2}).embed_documents(texts))
+    # Activations are quantised with one scale per batch (dynamic quantisation), so a text's
+    # int8 vector depends a little on its batch mates: measured cosine 0.985-1.0 here.
+    assert ((batched * singles).sum(axis=1)).min() > 0.97
+    assert (batched @ singles.T).argmax(axis=1).tolist() == list(range(len(texts)))
+
+
+@pytest.mark.model
+def test_quantize_keeps_an_existing_file(int8_dir: Path) -> None:
+    target = int8_dir / INT8_FILENAME
+    before = target.stat().st_mtime_ns
+    assert quantize_model(int8_dir, out_dir=int8_dir) == target
+    assert target.stat().st_mtime_ns == before
+    assert not [p for p in int8_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_int8_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    directory = _fake_model_dir(tmp_path / "model")
+    assert find_int8_model(directory) is None
+    cached = int8_cache_dir(directory) / INT8_FILENAME
+    assert cached.parent.parent == tmp_path / "home/.cache/langchain-hybrid/models"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert find_int8_model(directory) == cached
+    (directory / INT8_FILENAME).write_bytes(b"")
+    assert find_int8_model(directory) == directory / INT8_FILENAME  # beside the fp32 file wins
+
+
+def test_int8_cache_key_follows_the_fp32_file(tmp_path: Path) -> None:
+    directory = _fake_model_dir(tmp_path / "model")
+    first = int8_cache_dir(directory)
+    assert first == int8_cache_dir(directory)
+    (directory / "model.onnx").write_bytes(b"another model")
+    assert int8_cache_dir(directory) != first
+
+
+def test_int8_without_onnx_says_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if the int8 extra were not installed
+    directory = _fake_model_dir(tmp_path / "model")
+    with pytest.raises(EmbeddingModelNotFoundError) as info:
+        MiniLMEmbeddings(model_dir=directory, precision="int8").embed_query(WEATHER)
+    message = str(info.value)
+    for hint in ("langchain-hybrid[int8]", "langchain-hybrid quantize", INT8_FILENAME):
+        assert hint in message
+    with pytest.raises(EmbeddingModelNotFoundError, match="onnx package"):
+        quantize_model(directory)
+    assert not (tmp_path / "home").exists()  # nothing written
+
+
+# --- the model id an index records -----------------------------------------------------------
+
+
+def test_check_embedding_model(caplog: pytest.LogCaptureFixture) -> None:
+    fp32, int8_model = MiniLMEmbeddings(), MiniLMEmbeddings(precision="int8")
+    check_embedding_model("all-MiniLM-L6-v2/fp32", fp32)
+    check_embedding_model(None, int8_model)  # an index that records nothing
+    with pytest.raises(EmbeddingMismatchError) as info:
+        check_embedding_model("all-MiniLM-L6-v2/fp32", int8_model)
+    assert isinstance(info.value, HybridRetrieverError)
+    assert isinstance(info.value, ValueError)
+    assert (info.value.recorded, info.value.given) == (
+        "all-MiniLM-L6-v2/fp32",
+        "all-MiniLM-L6-v2/int8",
+    )
+    assert "all-MiniLM-L6-v2/int8" in str(info.value)
+    check_embedding_model("all-MiniLM-L6-v2/fp32", int8_model, allow_mismatch=True)
+    assert "overridden" in caplog.text
+
+
+def test_config_precision(tmp_path: Path) -> None:
+    made = make_embedding(EmbeddingSettings(precision="int8", threads=1, model_dir=str(tmp_path)))
+    assert isinstance(made, MiniLMEmbeddings)
+    assert (made.precision, made.threads, made.model_dir) == ("int8", 1, tmp_path)
+    with pytest.raises(ValidationError, match="minilm provider only"):
+        EmbeddingSettings(provider="openai", precision="int8")
+    with pytest.raises(ValidationError):
+        EmbeddingSettings(precision="int4")  # type: ignore[arg-type]
+
+
+def test_eval_cache_keys_on_precision() -> None:
+    assert embedding_id(MiniLMEmbeddings()) == "MiniLMEmbeddings-256"  # as before precisions
+    assert embedding_id(MiniLMEmbeddings(precision="int8")) == "MiniLMEmbeddings-256-int8"
+
+
+@pytest.mark.model
+def test_cli_quantize(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert cli.main(["quantize", "--model-dir", str(model_dir), "--out", str(out)]) == 0
+    assert (out / INT8_FILENAME).is_file()
+    assert str(out / INT8_FILENAME) in capsys.readouterr().out
+    assert cli.main(["quantize", "--model-dir", str(tmp_path / "nothing"), "--out", str(out)]) == 1
+    assert "does not hold" in capsys.readouterr().err

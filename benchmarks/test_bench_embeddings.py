@@ -1,0 +1,235 @@
+"""Embedding speed: fp32 and int8 all-MiniLM-L6-v2, before and after token-length batching.
+
+The same ``BENCH_EMBED_PASSAGES`` SciFact passages (title + abstract, the first of
+``corpus.jsonl``; 1000, or 32 with ``--benchmark-disable``) are embedded by four variants in
+the ``embed-passages`` group, each timed over ``BENCH_EMBED_ROUNDS`` whole passes (1):
+
+* ``fp32_before`` (the baseline): the previous code path, kept here: texts sorted by
+  *character* length within the call, padding by the tokenizer, onnxruntime's default thread
+  count (one per physical core of the machine, whatever the process's affinity);
+* ``fp32``: :class:`MiniLMEmbeddings` now: the call tokenized once and batched by *token*
+  count, one intra-op thread per CPU this process may use;
+* ``int8_before`` / ``int8``: the same two paths on the dynamically quantised model.
+
+Passages per second = ``docs`` / p50 seconds; the report's ratio column compares each with
+the fp32 baseline measured in the same run. ``extra_info["padding_share"]`` is the share of
+the tokens fed to the model that were padding. The ``embed-query`` group times one short query
+(SciFact's test queries, in turn) per round, fp32 against int8: ``BENCH_EMBED_QUERY_ROUNDS``
+(300) rounds after 20 warm-up rounds.
+
+Every variant's vectors are checked: unit norm, fp32 paths equal to each other (1e-5), int8
+within 0.95 cosine of fp32 on every passage. The machine's other processes share its cores,
+so the ratios are more robust than the absolute figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from itertools import cycle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from tokenizers import Tokenizer
+
+from langchain_hybrid.embeddings import MiniLMEmbeddings
+from langchain_hybrid.quantize import INT8_FILENAME, quantize_model
+
+pytestmark = pytest.mark.model
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+GROUP, QUERY_GROUP = "embed-passages", "embed-query"
+CHECKED = 32  # passages whose vectors every variant is checked on
+MAX_LENGTH, BATCH_SIZE = 256, 32
+FP32: dict[str, np.ndarray] = {}  # "vectors": fp32 vectors of every passage, once computed
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _scifact() -> Path:
+    configured = os.environ.get("LANGCHAIN_HYBRID_SCIFACT")
+    path = Path(configured) if configured else SHARED / "data" / "scifact"
+    if not (path / "corpus.jsonl").is_file():
+        pytest.fail(f"SciFact (BEIR layout) not found at {path}: set LANGCHAIN_HYBRID_SCIFACT")
+    return path
+
+
+def _read_jsonl(path: Path, limit: int, text: Callable[[dict[str, Any]], str]) -> list[str]:
+    out: list[str] = []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if len(out) == limit:
+                break
+            out.append(text(json.loads(line)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def passages(pytestconfig: pytest.Config) -> list[str]:
+    disabled = bool(pytestconfig.getoption("benchmark_disable", default=False))
+    count = _env_int("BENCH_EMBED_PASSAGES", CHECKED if disabled else 1_000)
+    return _read_jsonl(
+        _scifact() / "corpus.jsonl",
+        count,
+        lambda row: f"{row.get('title', '')} {row['text']}".strip(),
+    )
+
+
+@pytest.fixture(scope="module")
+def queries() -> list[str]:
+    return _read_jsonl(_scifact() / "queries.jsonl", 300, lambda row: str(row["text"]))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder linking the fp32 files, with ``model_int8.onnx`` quantised into it."""
+    configured = os.environ.get("LANGCHAIN_HYBRID_MODEL_DIR")
+    source = Path(configured) if configured else SHARED / "models/all-MiniLM-L6-v2/onnx"
+    if not (source / "model.onnx").is_file():
+        pytest.fail(f"all-MiniLM-L6-v2 not found at {source}: set LANGCHAIN_HYBRID_MODEL_DIR")
+    directory = tmp_path_factory.mktemp("minilm")
+    for name in ("model.onnx", "tokenizer.json"):
+        (directory / name).symlink_to(source / name)
+    quantize_model(directory, out_dir=directory)
+    return directory
+
+
+class Before:
+    """The embedding code path before token-length batching and machine-sized threads."""
+
+    def __init__(self, model_file: Path, tokenizer_file: Path) -> None:
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.enable_truncation(max_length=MAX_LENGTH)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(model_file), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self.input_names})[
+            0
+        ]
+        weights = mask[:, :, np.newaxis].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        order = np.argsort([len(text) for text in texts], kind="stable")
+        batches = np.array_split(order, range(BATCH_SIZE, len(order), BATCH_SIZE))
+        stacked = np.concatenate([self._batch([texts[i] for i in batch]) for batch in batches])
+        vectors = np.empty_like(stacked)
+        vectors[order] = stacked
+        result: list[list[float]] = vectors.tolist()
+        return result
+
+
+def _padding_share(tokenizer_file: Path, texts: list[str], *, by_tokens: bool) -> float:
+    """Share of the fed tokens that are padding when batching sorted by tokens or characters."""
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.enable_truncation(max_length=MAX_LENGTH)
+    tokenizer.no_padding()
+    lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(texts)])
+    key = lengths if by_tokens else np.array([len(text) for text in texts])
+    ordered = lengths[np.argsort(key, kind="stable")]
+    fed = sum(
+        len(batch) * int(batch.max())
+        for batch in np.array_split(ordered, range(BATCH_SIZE, len(ordered), BATCH_SIZE))
+    )
+    return round(1 - int(lengths.sum()) / fed, 4)
+
+
+@pytest.fixture(scope="module")
+def variants(model_dir: Path) -> dict[str, Any]:
+    tokenizer_file = model_dir / "tokenizer.json"
+    return {
+        "fp32_before": Before(model_dir / "model.onnx", tokenizer_file),
+        "fp32": MiniLMEmbeddings(model_dir=model_dir, batch_size=BATCH_SIZE),
+        "int8_before": Before(model_dir / INT8_FILENAME, tokenizer_file),
+        "int8": MiniLMEmbeddings(model_dir=model_dir, batch_size=BATCH_SIZE, precision="int8"),
+    }
+
+
+@pytest.fixture(scope="module")
+def expected(variants: dict[str, Any], passages: list[str], model_dir: Path) -> dict[str, Any]:
+    """fp32 vectors of the checked passages, and the padding share of each batching."""
+    tokenizer_file = model_dir / "tokenizer.json"
+    return {
+        "reference": np.array(variants["fp32"].embed_documents(passages[:CHECKED])),
+        "padding_share": {
+            by_tokens: _padding_share(tokenizer_file, passages, by_tokens=by_tokens)
+            for by_tokens in (False, True)
+        },
+    }
+
+
+@pytest.mark.benchmark(group=GROUP)
+@pytest.mark.parametrize("variant", ["fp32_before", "fp32", "int8_before", "int8"])
+def test_embed_passages(
+    benchmark: Any,
+    variant: str,
+    variants: dict[str, Any],
+    passages: list[str],
+    expected: dict[str, Any],
+) -> None:
+    model = variants[variant]
+    model.embed_documents(passages[:2])  # load the session outside the timing
+    benchmark.extra_info.update(
+        docs=len(passages),
+        padding_share=expected["padding_share"][not variant.endswith("before")],
+    )
+    if variant == "fp32_before":
+        benchmark.extra_info["role"] = "baseline"
+    rounds = _env_int("BENCH_EMBED_ROUNDS", 1)
+    vectors = np.array(
+        benchmark.pedantic(
+            model.embed_documents, args=(passages,), rounds=rounds, warmup_rounds=0, iterations=1
+        )
+    )
+    assert vectors.shape == (len(passages), 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    checked = vectors[:CHECKED]
+    if variant.startswith("fp32"):
+        np.testing.assert_allclose(checked, expected["reference"], atol=1e-5)
+        FP32["vectors"] = vectors
+    else:
+        if "vectors" not in FP32:  # the fp32 benchmarks were deselected
+            FP32["vectors"] = np.array(variants["fp32"].embed_documents(passages))
+        cosines = (vectors * FP32["vectors"]).sum(axis=1)
+        assert cosines.min() > 0.95, f"int8 cosine to fp32: min {cosines.min():.4f}"
+        benchmark.extra_info["cosine_to_fp32"] = {
+            "min": round(float(cosines.min()), 4),
+            "mean": round(float(cosines.mean()), 4),
+        }
+
+
+@pytest.mark.benchmark(group=QUERY_GROUP)
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_embed_query(
+    benchmark: Any, precision: str, variants: dict[str, Any], queries: list[str]
+) -> None:
+    model: MiniLMEmbeddings = variants[precision]
+    if precision == "fp32":
+        benchmark.extra_info["role"] = "baseline"
+    texts = cycle(queries)
+    rounds = _env_int("BENCH_EMBED_QUERY_ROUNDS", 300)
+    benchmark.pedantic(
+        lambda: model.embed_query(next(texts)), rounds=rounds, warmup_rounds=20, iterations=1
+    )
+    vector = np.array(model.embed_query(queries[0]))
+    fp32 = np.array(variants["fp32"].embed_query(queries[0]))
+    assert vector.shape == (384,)
+    assert float(vector @ fp32) > (0.999 if precision == "fp32" else 0.95)
