@@ -28,9 +28,12 @@ The generation a reader sees is the larger of the collection's and the intent ma
 intent older than the collection's generation, or of another collection, is spent and ignored).
 So readers see exactly what they saw when both markers lived in the collection metadata: odd
 while a write is under way, or after its writer died mid-write; even and at the value BM25 was
-saved with once it completed. The odd marker costs a file write instead of a Chroma ``modify``
-(about 12 ms on an embedded 10k-100k collection here), which halves the protocol's share of a
-write: ``benchmarks/write_budget.py`` measures it.
+saved with once it completed. The odd marker costs a file write and an ``fdatasync`` (0.1 ms on
+an idle disk, a few ms under load) instead of a Chroma ``modify`` (12 ms or more on an embedded
+10k-100k collection here): ``benchmarks/write_budget.py`` measured the protocol at 0.56-0.72x
+of the two-``modify`` one in the same run, about 30% of a one-document write instead of ~40%.
+The even marker stays a ``modify`` of the collection metadata, because HTTP clients and
+``chroma_staleness_check`` (``cache.py``) read the generation there.
 
 Replica feed: a change-feed consumer (a replica that applies the records "these ids changed"
 written by the primary) plugs in at :meth:`HybridIndex.apply_changes`, which brings the given
