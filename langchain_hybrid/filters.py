@@ -237,11 +237,11 @@ def _condition(key: str, op: object, operand: object) -> Condition:
 class MetadataColumns:
     """Metadata of every slot of an index, stored by key and type for vectorised filtering.
 
-    Each key has up to four typed columns (ints as int64 with a presence mask, floats as float64
-    with NaN for absent, booleans as int8 with -1 for absent, strings as int32 codes with -1 for
-    absent) plus a sparse map for list values. Ints and floats are kept apart because Chroma
-    compares them differently (see the module docstring). Slots are appended and never reused;
-    deleted slots are masked by the caller.
+    Each key has up to four typed columns, allocated on first use (ints as int64 with a presence
+    mask, floats as float64 with NaN for absent, booleans as int8 with -1 for absent, strings as
+    int32 codes with -1 for absent) plus a sparse map for list values. Ints and floats are kept
+    apart because Chroma compares them differently (see the module docstring). Slots are
+    appended and never reused; deleted slots are masked by the caller.
     """
 
     __slots__ = ("_capacity", "_columns", "_size")
@@ -320,33 +320,55 @@ def truncate_to_int64(value: float) -> int:
     return int(value)
 
 
-class _Column:
-    """Typed columns for one metadata key."""
+_FILL: dict[str, Any] = {"int": 0, "has_int": False, "float": np.nan, "bool": -1, "code": -1}
+_DTYPE: dict[str, Any] = {
+    "int": np.int64,
+    "has_int": np.bool_,
+    "float": np.float64,
+    "bool": np.int8,
+    "code": np.int32,
+}
 
-    __slots__ = ("bools", "codes", "floats", "has_int", "ints", "lists", "vocab")
+
+class _Column:
+    """Typed columns for one metadata key, each allocated when a value of its type first comes.
+
+    ``int`` (int64, with ``has_int`` marking presence), ``float`` (NaN for absent), ``bool``
+    (int8, -1 for absent) and ``code`` (int32 codes of strings in ``vocab``, -1 for absent); most
+    keys hold one type, so most columns cost one array.
+    """
+
+    __slots__ = ("arrays", "capacity", "lists", "vocab")
 
     def __init__(self, capacity: int) -> None:
-        self.ints = np.zeros(capacity, dtype=np.int64)
-        self.has_int = np.zeros(capacity, dtype=bool)
-        self.floats = np.full(capacity, np.nan)
-        self.bools = np.full(capacity, -1, dtype=np.int8)
-        self.codes = np.full(capacity, -1, dtype=np.int32)
+        self.capacity = capacity
+        self.arrays: dict[str, npt.NDArray[Any]] = {}
         self.vocab: dict[str, int] = {}
         # list values as (exact type, value) pairs: membership is type-strict, like Chroma's
         self.lists: dict[int, frozenset[tuple[str, Scalar]]] = {}
 
+    def _array(self, name: str) -> npt.NDArray[Any]:
+        array = self.arrays.get(name)
+        if array is None:
+            array = self.arrays[name] = np.full(self.capacity, _FILL[name], dtype=_DTYPE[name])
+        return array
+
+    def view(self, name: str, size: int) -> npt.NDArray[Any]:
+        """The first ``size`` slots of a typed column (all absent if it was never allocated)."""
+        array = self.arrays.get(name)
+        if array is None:
+            return np.full(size, _FILL[name], dtype=_DTYPE[name])
+        return array[:size]
+
     def grow(self, capacity: int) -> None:
-        extra = capacity - len(self.floats)
-        self.ints = np.concatenate([self.ints, np.zeros(extra, dtype=np.int64)])
-        self.has_int = np.concatenate([self.has_int, np.zeros(extra, dtype=bool)])
-        self.floats = np.concatenate([self.floats, np.full(extra, np.nan)])
-        self.bools = np.concatenate([self.bools, np.full(extra, -1, dtype=np.int8)])
-        self.codes = np.concatenate([self.codes, np.full(extra, -1, dtype=np.int32)])
+        for name, array in self.arrays.items():
+            extra = np.full(capacity - len(array), _FILL[name], dtype=_DTYPE[name])
+            self.arrays[name] = np.concatenate([array, extra])
+        self.capacity = capacity
 
     def take(self, slots: npt.NDArray[np.int64]) -> _Column:
-        out = _Column(0)
-        out.ints, out.has_int = self.ints[slots], self.has_int[slots]
-        out.floats, out.bools, out.codes = self.floats[slots], self.bools[slots], self.codes[slots]
+        out = _Column(len(slots))
+        out.arrays = {name: array[slots] for name, array in self.arrays.items()}
         out.vocab = self.vocab
         position = {int(old): new for new, old in enumerate(slots)}
         out.lists = {position[s]: v for s, v in self.lists.items() if s in position}
@@ -354,14 +376,14 @@ class _Column:
 
     def set(self, slot: int, value: object) -> None:
         if isinstance(value, bool):
-            self.bools[slot] = int(value)
+            self._array("bool")[slot] = int(value)
         elif isinstance(value, int):
-            self.ints[slot] = value
-            self.has_int[slot] = True
+            self._array("int")[slot] = value
+            self._array("has_int")[slot] = True
         elif isinstance(value, float):
-            self.floats[slot] = value
+            self._array("float")[slot] = value
         elif isinstance(value, str):
-            self.codes[slot] = self.vocab.setdefault(value, len(self.vocab))
+            self._array("code")[slot] = self.vocab.setdefault(value, len(self.vocab))
         elif isinstance(value, (list, tuple)):
             self.lists[slot] = frozenset((_exact_type(v), v) for v in value)
 
@@ -372,10 +394,10 @@ class _Column:
         values = node.value if isinstance(node.value, tuple) else (node.value,)
         kind = _exact_type(values[0])
         if kind == "bool":
-            return np.isin(self.bools[:size], [int(v) for v in values])
+            return np.isin(self.view("bool", size), [int(v) for v in values])
         if kind == "str":
             codes = [self.vocab[v] for v in values if isinstance(v, str) and v in self.vocab]
-            return np.isin(self.codes[:size], codes)
+            return np.isin(self.view("code", size), codes)
         # numbers: an int operand meets float fields as a float; a float operand meets int
         # fields truncated (Chroma's casts, see the module docstring)
         if kind == "int":
@@ -383,14 +405,15 @@ class _Column:
         else:
             as_ints = np.array([truncate_to_int64(float(v)) for v in values], dtype=np.int64)
         as_floats = np.array([float(v) for v in values])
-        ints, has_int, floats = self.ints[:size], self.has_int[:size], self.floats[:size]
-        with np.errstate(invalid="ignore"):
-            if op in {"$eq", "$in"}:
-                return (has_int & np.isin(ints, as_ints)) | np.isin(floats, as_floats)
-            compare = _ORDER[op]
-            int_mask: BoolArray = has_int & compare(ints, as_ints[0])
-            float_mask: BoolArray = compare(floats, as_floats[0])
-            return int_mask | float_mask
+        mask: BoolArray | None = None
+        ints, floats = self.arrays.get("int"), self.arrays.get("float")
+        with np.errstate(invalid="ignore"):  # NaN (absent) compares False
+            if ints is not None:
+                mask = self.arrays["has_int"][:size] & _number_match(op, ints[:size], as_ints)
+            if floats is not None:
+                matched = _number_match(op, floats[:size], as_floats)
+                mask = matched if mask is None else mask | matched
+        return mask if mask is not None else np.zeros(size, dtype=bool)
 
     def _contains(self, value: Scalar | tuple[Scalar, ...], size: int) -> BoolArray:
         mask = np.zeros(size, dtype=bool)
@@ -401,6 +424,16 @@ class _Column:
             if slot < size and wanted in items:
                 mask[slot] = True
         return mask
+
+
+def _number_match(op: str, column: npt.NDArray[Any], operands: npt.NDArray[Any]) -> BoolArray:
+    if op in {"$eq", "$in"}:
+        if len(operands) == 1:
+            equal: BoolArray = column == operands[0]
+            return equal
+        return np.isin(column, operands)
+    ordered: BoolArray = _ORDER[op](column, operands[0])
+    return ordered
 
 
 _ORDER: dict[str, Callable[[Any, Any], BoolArray]] = {
