@@ -1060,6 +1060,16 @@ def check_ids(ids: Sequence[object]) -> None:
         seen.add(doc_id)
 
 
+def _json_array_bytes(items: Sequence[object], chunk: int = 1024) -> bytes:
+    """A JSON array of ``items``, encoded ``chunk`` items per call.
+
+    One ``json.dumps`` of a large list is one long C call that holds the GIL: in chunks,
+    queries running in other threads during a merge get their turn in between.
+    """
+    parts = [_json_bytes(list(items[i : i + chunk]))[1:-1] for i in range(0, len(items), chunk)]
+    return b"[" + b", ".join(parts) + b"]"
+
+
 def _read_verified(path: Path, digest: str) -> bytes:
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != digest:
@@ -1238,7 +1248,7 @@ def _write_segment(  # noqa: PLR0917 - private; each argument is a distinct part
         return name
 
     write("vocab", "json", _json_bytes(words))
-    write("docs", "json", _json_bytes(docs))
+    write("docs", "json", _json_array_bytes(docs))
     for kind, array in data.items():
         write(kind, "npy", np.ascontiguousarray(array, dtype=_ARRAYS[kind][0]))
     log = write("log", "log", b"")
