@@ -261,9 +261,11 @@ class HybridRetriever(BaseRetriever):
         rrf_k: the RRF constant (default 60; used when ``fusion="rrf"``).
         weights: ``(bm25, vector)`` fusion weights (default ``(0.5, 0.5)``); a leg weighted 0
             is not run.
-        fusion: ``"zscore"`` (default: each leg's scores standardised, then summed with the
-            weights; best on SciFact train, see the README) | ``"relative_score"`` (min-max)
-            | ``"rrf"`` (weighted Reciprocal Rank Fusion) | ``"dbsf"``.
+        fusion: ``"zscore"`` (default: each leg's scores standardised, BM25's against all
+            its scores, then summed with the weights; chosen on SciFact train and an
+            exact-match set, see the README and :mod:`langchain_hybrid.fusion`) |
+            ``"relative_score"`` (min-max) | ``"rrf"`` (weighted Reciprocal Rank Fusion) |
+            ``"dbsf"``.
         on_leg_error: ``"degrade"`` (return the other leg's results, marked
             ``metadata["degraded"] = "<failed leg>"``) or ``"raise"``.
 
