@@ -28,9 +28,10 @@ and accent stripping:
   ``CJKBigramFilter`` does. Documents also index each character (``cjk_unigrams``), and a query
   emits a unigram only for a run of one character, so a one-character query still matches
   while longer queries match on bigrams alone (the unigram + bigram scheme of LUCENE-4286).
-* Accent stripping removes the combining diacritics of Latin, Greek and Cyrillic letters
-  (``café`` matches ``cafe``) but not the Japanese voicing marks (``ガ`` stays ``ガ``, so
-  ``カラス`` and ``ガラス`` differ) nor any other script's marks; Hangul stays composed.
+* Accent stripping removes the diacritics of Latin, Greek and Cyrillic letters (``café``
+  matches ``cafe``), Hebrew points and Arabic harakat, but not the Japanese voicing marks
+  (``ガ`` stays ``ガ``, so ``カラス`` and ``ガラス`` differ) nor Indic vowel signs; Hangul stays
+  composed. Words keep their combining marks (``हिन्दी`` is one word, not fragments).
 
 A ``token_pattern`` replaces these rules with a plain regular expression (the tokenizer of
 earlier releases is ``token_pattern: '(?u)\b\w\w+\b'``).
@@ -79,8 +80,21 @@ _CJK = (
     "\uff66-\uff9f"  # half-width Katakana
     "\U00020000-\U0003134f"  # Han extensions B to H
 )
+# combining marks inside words (Python's \w has none): Indic vowel signs and viramas, Thai and
+# Lao vowels and tones, Hebrew points, Arabic harakat, Latin/Greek/Cyrillic diacritics (unless
+# stripped): with them a word stays one word
+_MARKS = (
+    "\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7"
+    "\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed"
+    "\u0900-\u0963\u0966-\u0dff"  # Devanagari to Sinhala, but for the dandas
+    "\u0e31\u0e34-\u0e3a\u0e47-\u0e4e\u0eb1\u0eb4-\u0ebc\u0ec8-\u0ecd"
+    "\u1000-\u109f\u17b4-\u17d3\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+)
+_HAS_MARKS = re.compile(f"[{_MARKS}]").search
 _ASCII_WORD = r"\w+"
 _WORD = rf"[^\W{_CJK}]+"
+_MARKED_WORD = rf"(?:[^\W{_CJK}]|[{_MARKS}])+"
+_LETTERS_MARKS = re.compile(rf"(?:[^\W\d_]|[{_MARKS}])+").fullmatch
 
 
 def _chunk(word: str) -> str:
@@ -90,18 +104,29 @@ def _chunk(word: str) -> str:
 
 _URL = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"'`]+"
 # One pass: group 1 a plain ASCII word or number (not joined to more), group 2 any other chunk
-_PLAIN = r"([a-z]+|[A-Z][a-z]*|[A-Z]+|[0-9]+)(?!\w|[-.@]\w|\+\w+@\w)"
-_ASCII_SPLIT = re.compile(rf"{_PLAIN}|({_chunk(_ASCII_WORD)})")
+# (not followed by what would extend it into a chunk; a superset is fine, only slower)
+_ASCII_PLAIN = r"([a-z]+|[A-Z][a-z]*|[A-Z]+|[0-9]+)(?!\w|[-.@]\w|\+\w+@\w)"
+_W_OR_MARK = rf"(?:\w|[{_MARKS}])"
+_PLAIN = (
+    rf"([a-z]+|[A-Z][a-z]*|[A-Z]+|[0-9]+)"
+    rf"(?!{_W_OR_MARK}|[-.@]{_W_OR_MARK}|\+{_W_OR_MARK}+@{_W_OR_MARK})"
+)
+_ASCII_SPLIT = re.compile(rf"{_ASCII_PLAIN}|({_chunk(_ASCII_WORD)})")
 _SPLIT = re.compile(rf"{_PLAIN}|([{_CJK}]+|{_chunk(_WORD)})")
-_URL_PATTERN = re.compile(rf"{_URL}|[{_CJK}]+|{_chunk(_WORD)}")
+_SPLIT_MARKS = re.compile(rf"{_PLAIN}|([{_CJK}]+|{_chunk(_MARKED_WORD)})")
+_URL_PATTERN = re.compile(rf"{_URL}|[{_CJK}]+|{_chunk(_MARKED_WORD)}")
 _IS_CJK = re.compile(rf"[{_CJK}]").match
 _FIRST_CJK = "\u1100"  # no CJK character comes before it
 _JOINERS = re.compile(r"[-.@+_]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")  # ASCII pieces
-_LETTERS_DIGITS = re.compile(r"[^\W\d_]+|\d+")  # pieces of a non-ASCII identifier
+_LETTERS_DIGITS = re.compile(rf"(?:[^\W\d_]|[{_MARKS}])+|\d+")  # pieces of a non-ASCII one
 _HEX = re.compile(r"(?:0[xX])?[0-9a-fA-F]+")
-# combining diacritics (Latin, Greek, Cyrillic); not U+3099/U+309A nor other scripts' marks
-_DIACRITICS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+# stripped diacritics: Latin, Greek, Cyrillic accents, Hebrew points, Arabic harakat (optional
+# in writing); not the Japanese voicing marks nor Indic vowel signs (they make other words)
+_DIACRITICS = re.compile(
+    "[\u0300-\u036f\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0610-\u061a"
+    "\u064b-\u065f\u0670\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+"
+)
 _URL_TRAIL = ".,;:!?'\")]}>"
 _ENGLISH = "english"
 _HEX_PIECES = 2  # a hexadecimal run that splits into more letter/digit pieces is kept whole
@@ -110,6 +135,11 @@ _HEX_PIECES = 2  # a hexadecimal run that splits into more letter/digit pieces i
 def _plain(word: str) -> bool:
     """A word of letters that is not camel case (lower, Title, UPPER, or not ASCII)."""
     return word.islower() or word.istitle() or word.isupper() or not word.isascii()
+
+
+def _marked(word: str) -> bool:
+    """A word of letters and combining marks (Hindi, Thai, pointed Hebrew): a plain word."""
+    return not word.isascii() and _LETTERS_MARKS(word) is not None
 
 
 class TokenizerConfig(BaseModel):
@@ -374,7 +404,10 @@ class _Standard:
             self._scan(text, words, exact, query=query)
             return words
         stop = self._stopwords
-        pairs = (_ASCII_SPLIT if text.isascii() else _SPLIT).findall(text)
+        if text.isascii():
+            pairs = _ASCII_SPLIT.findall(text)
+        else:  # a word class with combining marks is slower: only where there are some
+            pairs = (_SPLIT_MARKS if _HAS_MARKS(text) else _SPLIT).findall(text)
         if self.config.lowercase:
             words = [w for p, _ in pairs if len(p) > 1 and (w := p.lower()) not in stop]
         else:
@@ -436,7 +469,7 @@ class _Standard:
 
     def _word(self, w: str, words: list[str], exact: list[str]) -> None:
         """A word, or an identifier if it is not a plain word (no CJK, no URL)."""
-        if w.isdigit() or (w.isalpha() and _plain(w)):
+        if w.isdigit() or (w.isalpha() and _plain(w)) or _marked(w):
             self._part(w, words)
         else:
             self._compound(w, words, exact)
@@ -480,7 +513,7 @@ class _Standard:
         for segment in _JOINERS.split(w):
             if not segment:
                 continue
-            if segment.isdigit() or (segment.isalpha() and _plain(segment)):
+            if segment.isdigit() or (segment.isalpha() and _plain(segment)) or _marked(segment):
                 self._part(segment, words)
                 continue
             pieces = (_CAMEL if segment.isascii() else _LETTERS_DIGITS).findall(segment)

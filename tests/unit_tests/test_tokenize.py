@@ -307,6 +307,21 @@ def test_voicing_marks_are_kept() -> None:
     assert tok("Ёлка") == tok("елка")  # and Cyrillic ones, as before
 
 
+def test_words_keep_their_combining_marks() -> None:
+    tok = Tokenizer()
+    # Indic vowel signs and viramas are inside words (release 1 cut हिन्दी into fragments)
+    assert tok("हिन्दी भाषा बोलते हैं।") == ["हिन्दी", "भाषा", "बोलते", "हैं"]
+    assert tok("ภาษาไทย") == ["ภาษาไทย"]  # (Thai is unspaced: no bigrams for it yet)
+    # Hebrew points and Arabic harakat are optional in writing: stripped like accents
+    assert tok("שָׁלוֹם עולם") == tok("שלום עולם") == ["שלום", "עולם"]
+    assert tok("مَرْحَبًا") == tok("مرحبا") == ["مرحبا"]
+    kept = Tokenizer(TokenizerConfig(strip_accents=False, stemmer=None))
+    assert kept("שָׁלוֹם") == ["שָׁלוֹם"]  # kept, and still one word
+    assert sorted(tok("E-4471 हिन्दी-भाषा")) == sorted(
+        ["e-4471", "4471", "हिन्दी-भाषा", "हिन्दी", "भाषा"]
+    )
+
+
 CJK_CORPUS = {
     "tower": "東京タワーは港区にある電波塔です。",
     "kyoto": "京都の寺は秋がきれいです。",
@@ -521,7 +536,7 @@ def test_paths_agree(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet="aZbY09_-.@+ \n,;()xXé東京ガΩ", max_size=40))
+@given(st.text(alphabet="aZbY09_-.@+ \n,;()xXé東京ガΩभि\u05b8ש", max_size=40))
 def test_paths_agree_on_any_text(text: str) -> None:
     for tok in (Tokenizer(), Tokenizer(TokenizerConfig(lowercase=False, stopwords=None))):
         _same_on_every_path(tok, text)
