@@ -265,11 +265,16 @@ class ChromaStore:
                 self._pid = parent  # still unusable here: the next access tries again
                 raise
             return
-        where = "a client passed in" if not self._owns_client else f"{self._config.mode} mode"
+        if self._owns_client:
+            where = f"{self._config.mode} mode"
+            why = "Chroma's embedded client hangs after a fork"
+        else:
+            where = "a client passed in"
+            why = "a client passed in is not reconnected here (an embedded one would hang)"
         msg = (
             f"this Chroma store ({where}, {self._target()}) was opened in process {parent} and "
-            f"is used in process {child}, forked from it: Chroma's embedded client hangs after "
-            "a fork. Open the index in the child, not in the parent before forking "
+            f"is used in process {child}, forked from it: {why}. "
+            "Open the index in the child, not in the parent before forking "
             "(gunicorn: no --preload, or open it in post_fork; multiprocessing: open it in the "
             "worker function, or use the 'spawn' start method), or serve it with `chroma run` "
             "(store.mode: http)"
