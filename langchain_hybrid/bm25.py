@@ -892,6 +892,21 @@ class BM25Index:
         path = Path(directory)
         manifest = _read_manifest_json(path)
         try:
+            index = cls._open(path, manifest, verify=verify)
+        except IndexCorruptError:
+            # a writer may have merged meanwhile (and removed the files this manifest named)
+            again = _read_manifest_json(path)
+            if again == manifest:
+                raise
+            manifest = again
+            index = cls._open(path, manifest, verify=verify)
+        if manifest["format_version"] == _FORMAT_V1:
+            _convert(index, path, manifest)
+        return index
+
+    @classmethod
+    def _open(cls, path: Path, manifest: dict[str, Any], *, verify: bool) -> BM25Index:
+        try:
             params = BM25Params.model_validate(manifest["params"])
             index = cls(params)
             with index._lock:
@@ -916,8 +931,6 @@ class BM25Index:
         ) as e:
             msg = f"BM25 index in {path} is corrupt: {type(e).__name__}: {e}"
             raise IndexCorruptError(msg) from e
-        if manifest["format_version"] == _FORMAT_V1:
-            _convert(index, path, manifest)
         return index
 
     def _load_segment_locked(self, path: Path, manifest: dict[str, Any], *, verify: bool) -> None:

@@ -455,3 +455,27 @@ def test_format_1_with_a_pickle_bearing_npz_is_refused(tmp_path: Path) -> None:
     with pytest.raises(IndexCorruptError, match="corrupt"):
         BM25Index.load(tmp_path)
     assert zipfile.is_zipfile(tmp_path / name)
+
+
+def test_a_load_racing_with_a_merge_retries_with_the_new_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = BM25Index(PARAMS)
+    first.add(["a"], ["w1"])
+    first.save(tmp_path)
+    writer = BM25Index(PARAMS)
+    writer.add(["b"], ["w2"])
+    real = bm25_module._map_segment
+    merged: list[str] = []
+
+    def merge_meanwhile(path: Path, manifest: dict[str, Any], *, verify: bool) -> Any:
+        if not merged:  # another process merges after this load read the manifest
+            merged.append(manifest["log"])
+            writer.save(tmp_path)  # removes the files the manifest read first names
+        return real(path, manifest, verify=verify)
+
+    monkeypatch.setattr(bm25_module, "_map_segment", merge_meanwhile)
+    loaded = BM25Index.load(tmp_path)
+    assert loaded.ids == ["b"]
+    assert merged
+    assert not (tmp_path / merged[0]).exists()
