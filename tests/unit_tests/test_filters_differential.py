@@ -31,10 +31,12 @@ from typing import Any
 import chromadb
 import pytest
 from chromadb.config import Settings
-from helpers import report
+from helpers import HashEmbeddings, report
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from langchain_core.documents import Document
 
+from langchain_hybrid import HybridRetriever
 from langchain_hybrid.errors import InvalidFilterError
 from langchain_hybrid.filters import (
     MAX_DEPTH,
@@ -328,3 +330,41 @@ def test_seeded_random_filters_mean_the_same_in_both_legs(corpus: Corpus) -> Non
             raise AssertionError(msg) from e
     check_outcomes(outcomes, cases)
     report(f"fuzz cases run (filters vs Chroma, seeded): {dict(outcomes)}")
+
+
+RETRIEVER_FILTERS = 300
+
+
+def test_both_legs_of_the_retriever_answer_like_chroma() -> None:
+    """End to end: each leg of a real HybridRetriever returns only Chroma's matches.
+
+    Every document holds the query words, so an unfiltered BM25 leg returns all of them: with a
+    filter it must return exactly the ids Chroma's ``get`` selects, and the vector leg (Chroma's
+    filtered HNSW ``query``, approximate: it may return fewer) only ids from that set.
+    """
+    metadatas = build_metadata(seed=7)[:120]
+    docs = [
+        Document(id=f"r{i:03d}", page_content=f"router note {i}", metadata=m or {})
+        for i, m in enumerate(metadatas)
+    ]
+    retriever = HybridRetriever.from_documents(
+        docs, embedding=HashEmbeddings(), collection_name=f"legs-{uuid.uuid4().hex[:12]}"
+    )
+    collection = retriever.store.collection
+    rng = random.Random(11)  # noqa: S311 - test data, not secrets
+    checked = 0
+    while checked < RETRIEVER_FILTERS:
+        where = random_filter(rng, depth=2)
+        try:
+            parse_filter(where)
+        except InvalidFilterError:
+            continue
+        if where == {}:
+            continue
+        expected = set(collection.get(where=chroma_where(where), include=[])["ids"])
+        bm25 = retriever.search_leg("bm25", "router note", k=len(docs), filter=where)
+        assert {h.id for h in bm25} == expected, where
+        vector = retriever.search_leg("vector", "router note", k=len(docs), filter=where)
+        assert {h.id for h in vector} <= expected, where  # HNSW may stop short: a subset
+        checked += 1
+    report(f"filters checked through both legs of a retriever: {checked}")
