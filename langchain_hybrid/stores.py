@@ -183,7 +183,7 @@ class ChromaStore:
             CollectionConfigError: a creation-time-only HNSW setting differs from the existing
                 collection's.
         """
-        self._pid = os.getpid()  # the process the client belongs to (see `client`)
+        self._pid = _current_pid  # the process the client belongs to (see `client`)
         self._owns_client = client is None
         self.config = config or StoreConfig()
         self.client = client if client is not None else self._connect()
@@ -206,7 +206,7 @@ class ChromaStore:
     @property
     def config(self) -> StoreConfig:
         """The store settings, checked like :attr:`client`: any use in a forked child is."""
-        if self._pid != os.getpid():
+        if self._pid != _current_pid:
             self._after_fork()
         return self._config
 
@@ -216,7 +216,7 @@ class ChromaStore:
 
     @property
     def client(self) -> Any:
-        """The ``chromadb`` client, checked to belong to this process (one ``getpid`` call).
+        """The ``chromadb`` client, checked to belong to this process (one integer compare).
 
         ``client``, ``collection`` and ``config`` are checked on every access, so a store used
         in a forked child fails at its first use, before a write touches anything.
@@ -225,7 +225,7 @@ class ChromaStore:
             ForkedProcessError: an embedded store (or a client passed in) opened before a
                 fork is used in the child; an HTTP store this object connected reconnects.
         """
-        if self._pid != os.getpid():
+        if self._pid != _current_pid:
             self._after_fork()
         return self._client
 
@@ -236,7 +236,7 @@ class ChromaStore:
     @property
     def collection(self) -> Any:
         """The Chroma collection, checked like :attr:`client`."""
-        if self._pid != os.getpid():
+        if self._pid != _current_pid:
             self._after_fork()
         return self._collection
 
@@ -702,10 +702,14 @@ class ChromaStore:
 
 def _one_minus(distance: float) -> float:
     return 1.0 - distance
+_current_pid = os.getpid()
+"""This process's id, kept current by the fork hook (``os.getpid`` is a system call)."""
 
 
 def _from_squared_l2(distance: float) -> float:
     return 1.0 - distance / 2.0  # squared L2 of unit vectors is 2 - 2 cos
+    global _current_pid  # noqa: PLW0603 - one writer: the fork hook, in the new process
+    _current_pid = os.getpid()
 
 _inherited_databases: list[str] = []
 """Embedded Chroma databases (paths, or ``"ephemeral"``) open in the parent at the last fork."""
