@@ -702,21 +702,21 @@ class ChromaStore:
 
 def _one_minus(distance: float) -> float:
     return 1.0 - distance
-_current_pid = os.getpid()
-"""This process's id, kept current by the fork hook (``os.getpid`` is a system call)."""
 
 
 def _from_squared_l2(distance: float) -> float:
     return 1.0 - distance / 2.0  # squared L2 of unit vectors is 2 - 2 cos
-    global _current_pid  # noqa: PLW0603 - one writer: the fork hook, in the new process
-    _current_pid = os.getpid()
 
 _inherited_databases: list[str] = []
 """Embedded Chroma databases (paths, or ``"ephemeral"``) open in the parent at the last fork."""
+_current_pid = os.getpid()
+"""This process's id, kept current by the fork hook (``os.getpid`` is a system call)."""
 
 
 def _note_inherited_systems() -> None:
     """After a fork, in the child: remember which embedded Chroma databases the parent had open."""
+    global _current_pid  # noqa: PLW0603 - one writer: the fork hook, in the new process
+    _current_pid = os.getpid()
     shared = sys.modules.get("chromadb.api.shared_system_client")
     if shared is None:
         return
