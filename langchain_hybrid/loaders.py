@@ -177,8 +177,8 @@ def document_ids(documents: Sequence[Document]) -> list[str]:
         key = ("" if source is None else str(source), doc.page_content)
         position = seen.get(key, 0)
         seen[key] = position + 1
-        payload = json.dumps([key[0], position, key[1]], ensure_ascii=False)
-        ids.append(hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32])
+        payload = json.dumps([key[0], position, key[1]])  # ASCII: a lone surrogate hashes too
+        ids.append(hashlib.sha256(payload.encode("ascii")).hexdigest()[:32])
     return ids
 
 
