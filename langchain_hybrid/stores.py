@@ -707,6 +707,7 @@ def _one_minus(distance: float) -> float:
 def _from_squared_l2(distance: float) -> float:
     return 1.0 - distance / 2.0  # squared L2 of unit vectors is 2 - 2 cos
 
+
 _inherited_databases: list[str] = []
 """Embedded Chroma databases (paths, or ``"ephemeral"``) open in the parent at the last fork."""
 _current_pid = os.getpid()
@@ -752,7 +753,6 @@ def _refuse_embedded_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_note_inherited_systems)
-
 
 
 _SIMILARITY = {"cosine": _one_minus, "ip": _one_minus, "l2": _from_squared_l2}
