@@ -44,6 +44,11 @@ from langchain_hybrid.locking import (
 
 CHILD_TIMEOUT = 60.0  # seconds; a healthy child answers in about one
 
+# Python 3.12+ warns on forking a multi-threaded process: exactly the situation under test.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
+
 DOCS = [
     Document(id="net-1", page_content="The NX-220 router shows error E-4471", metadata={"n": 1}),
     Document(id="net-2", page_content="Reset the router by holding the button", metadata={"n": 2}),
