@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
 import sys
@@ -568,7 +569,7 @@ def test_saved_files_are_json_and_npy_without_pickle(tmp_path: Path) -> None:
     assert manifest["documents"] == len(index)
     assert manifest["params"] == index.params.model_dump(mode="json")
     names = _data_files(manifest)
-    assert set(names) == {"vocab", "docs", "log", *ARRAY_KINDS}
+    assert set(names) == {"vocab", "docs", "texts", "log", *ARRAY_KINDS}
     token = names["vocab"].split("-")[2].split(".")[0]
     for name, meta in manifest["files"].items():
         data = (path / name).read_bytes()
@@ -579,8 +580,14 @@ def test_saved_files_are_json_and_npy_without_pickle(tmp_path: Path) -> None:
     assert (path / manifest["log"]).read_bytes() == b""  # a fresh segment has an empty log
     vocab = json.loads((path / names["vocab"]).read_text(encoding="utf-8"))
     docs = json.loads((path / names["docs"]).read_text(encoding="utf-8"))
+    texts = (path / names["texts"]).read_text(encoding="utf-8")
     assert len(vocab) == index.vocabulary_size
     assert len(docs) == len(index)
+    assert [d[0] for d in docs] == index.ids
+    ptr = np.load(path / names["text_ptr"], allow_pickle=False)
+    assert [texts[a:b] for a, b in itertools.pairwise(ptr)] == [
+        h.text for h in index.get(index.ids)
+    ]
     arrays = {kind: np.load(path / names[kind], allow_pickle=False) for kind in ARRAY_KINDS}
     assert all(a.dtype.kind in "iuf" and a.ndim == 1 for a in arrays.values())
     assert len(arrays["doc_ptr"]) == len(index) + 1
@@ -591,7 +598,7 @@ def test_saved_files_are_json_and_npy_without_pickle(tmp_path: Path) -> None:
     )
 
 
-ARRAY_KINDS = ("doc_ptr", "terms", "tfs", "dl", "df", "csc_ptr", "csc_slots", "csc_tfs")
+ARRAY_KINDS = ("text_ptr", "doc_ptr", "terms", "tfs", "dl", "df", "csc_ptr", "csc_slots", "csc_tfs")
 
 
 def _data_files(manifest: dict[str, Any]) -> dict[str, str]:
@@ -623,8 +630,8 @@ def _truncate(prefix: str) -> Callable[[Path], None]:
     return truncate
 
 
-def _edit_docs(path: Path) -> None:
-    f = path / _name(path, "docs-")
+def _edit_texts(path: Path) -> None:
+    f = path / _name(path, "texts-")
     f.write_bytes(f.read_bytes().replace(b"replaced", b"REPLACED"))
 
 
@@ -669,7 +676,8 @@ def _drop_manifest_key(key: str) -> Callable[[Path], None]:
     [
         pytest.param(_truncate("csc_slots-"), id="truncated-npy"),
         pytest.param(_truncate("docs-"), id="truncated-docs"),
-        pytest.param(_edit_docs, id="edited-docs-json"),
+        pytest.param(_edit_texts, id="edited-texts"),
+        pytest.param(_rewrite_array("text_ptr-", lambda a: a[::-1].copy()), id="bad-text-ptr"),
         pytest.param(lambda p: (p / "manifest.json").write_bytes(b"\x00garbage{"), id="garbage"),
         pytest.param(lambda p: (p / "manifest.json").write_text("[1, 2]"), id="manifest-list"),
         pytest.param(lambda p: (p / "manifest.json").write_text(""), id="manifest-empty"),
@@ -729,8 +737,8 @@ def test_verified_load_checks_the_npy_checksums(tmp_path: Path) -> None:
 
 def test_load_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
     path, _, _ = saved(tmp_path)
-    _edit_docs(path)
-    with pytest.raises(IndexCorruptError, match=r"checksum mismatch .*docs-"):
+    _edit_texts(path)
+    with pytest.raises(IndexCorruptError, match=r"checksum mismatch .*texts-"):
         BM25Index.load(path)
 
 
@@ -792,7 +800,7 @@ def test_merge_writes_data_files_before_the_manifest(
     other.add(["extra"], ["t1"])
     other.save(path)
     assert written[-1] == "manifest.json"
-    assert len(written) == 12  # 2 JSON, 8 arrays, the empty log, the manifest
+    assert len(written) == 14  # 2 JSON, the texts, 9 arrays, the empty log, the manifest
     assert not set(written[:-1]) & old_files  # new names, old files untouched
     assert not old_files & {p.name for p in path.iterdir()}  # and removed after the commit
 
@@ -817,11 +825,11 @@ def test_interrupted_merge_leaves_the_old_index(
     assert results_of(BM25Index.load(path)) == expected  # the old index, intact
     gen = other.generation  # the new data files were written, under new names, before the crash
     new_files = {p.name for p in path.iterdir() if f"-{gen}-" in p.name}
-    assert len(new_files) == 11
+    assert len(new_files) == 13
     monkeypatch.setattr(bm25_module, "_atomic_write", real_write)
     other.save(path)  # the next save succeeds and cleans up
     assert "extra" in BM25Index.load(path)
-    assert len(list(path.iterdir())) == 12
+    assert len(list(path.iterdir())) == 14
 
 
 def test_interrupted_save_of_another_index_with_the_same_generation(
