@@ -602,6 +602,34 @@ class HybridRetriever(BaseRetriever):
                 ``failed_ids`` in neither.
             WriterLockError: another process is writing to this embedded index.
         """
+        ids, texts, metadatas = self._checked_documents(documents, ids)
+        if not ids:
+            return []
+        embeddings = self.embedding.embed_documents(texts)
+        self._write(ids, texts, embeddings, metadatas)
+        return ids
+
+    async def aadd_documents(
+        self, documents: Sequence[Document], *, ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """:meth:`add_documents` for async callers: nothing blocking runs on the event loop.
+
+        The texts are embedded with the model's ``aembed_documents`` and both legs are written
+        in a worker thread (the writer lock, Chroma's write, the BM25 save).
+        """
+        ids, texts, metadatas = self._checked_documents(documents, ids)
+        if not ids:
+            return []
+        embeddings = await self.embedding.aembed_documents(texts)
+        await asyncio.get_running_loop().run_in_executor(
+            _executor(), self._write, ids, texts, embeddings, metadatas
+        )
+        return ids
+
+    def _checked_documents(
+        self, documents: Sequence[Document], ids: Sequence[str] | None
+    ) -> tuple[list[str], list[str], list[dict[str, Any] | None]]:
+        """The ids, texts and metadatas of a write, validated (nothing is written on error)."""
         if not _is_sequence(documents):
             msg = f"add_documents takes a sequence of Documents, got {type(documents).__name__}"
             raise InvalidDocumentsError(msg)
@@ -627,15 +655,20 @@ class HybridRetriever(BaseRetriever):
         metadatas = [
             validate_metadata(d.metadata, f"document {i!r}") for d, i in zip(docs, ids, strict=True)
         ]
-        if not docs:
-            return []
-        embeddings = self.embedding.embed_documents(texts)
+        return ids, texts, metadatas
+
+    def _write(
+        self,
+        ids: list[str],
+        texts: list[str],
+        embeddings: list[list[float]],
+        metadatas: list[dict[str, Any] | None],
+    ) -> None:
         _check_embeddings(embeddings, len(texts))
         try:
             self.index.add(ids, texts, embeddings, metadatas)
         finally:
             self._invalidate()
-        return ids
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete documents by id from both legs; unknown ids are ignored.
@@ -643,13 +676,14 @@ class HybridRetriever(BaseRetriever):
         Raises:
             InvalidDocumentsError: ``ids`` is not a sequence of non-empty strings.
         """
-        if not _is_sequence(ids):
-            msg = f"delete takes a sequence of id strings, got {type(ids).__name__}"
-            raise InvalidDocumentsError(msg)
-        if not all(isinstance(i, str) and i and is_utf8(i) for i in ids):
-            msg = "document ids must be non-empty UTF-8 strings"
-            raise InvalidDocumentsError(msg)
-        ids = list(dict.fromkeys(ids))
+        self._delete(_checked_ids(ids))
+
+    async def adelete(self, ids: Sequence[str]) -> None:
+        """:meth:`delete` for async callers: both legs are written in a worker thread."""
+        checked = _checked_ids(ids)
+        await asyncio.get_running_loop().run_in_executor(_executor(), self._delete, checked)
+
+    def _delete(self, ids: list[str]) -> None:
         if not ids:
             return
         try:
@@ -944,7 +978,10 @@ class HybridRetriever(BaseRetriever):
             if isinstance(result, asyncio.CancelledError):
                 raise result
             outcomes[leg] = result if isinstance(result, BaseException) else _leg_hits(result)
-        return self._combine(params, outcomes)
+        # fusion is pure, but hydration may read texts from Chroma (a network call in HTTP mode)
+        return await asyncio.get_running_loop().run_in_executor(
+            _executor(), self._combine, params, outcomes
+        )
 
     def _combine(
         self, params: SearchParams, outcomes: Mapping[str, list[LegHit] | BaseException]
@@ -1013,6 +1050,21 @@ def _templates(documents: Iterable[Document]) -> tuple[DocumentTemplate, ...]:
 def _complete_answer(templates: tuple[DocumentTemplate, ...]) -> bool:
     """Whether an answer may be cached: degraded ones are not (the failed leg may be back)."""
     return not any("degraded" in t.fields["metadata"] for t in templates)
+
+
+def _checked_ids(ids: Sequence[str]) -> list[str]:
+    """The distinct ids of a delete, validated.
+
+    Raises:
+        InvalidDocumentsError: ``ids`` is not a sequence of non-empty UTF-8 strings.
+    """
+    if not _is_sequence(ids):
+        msg = f"delete takes a sequence of id strings, got {type(ids).__name__}"
+        raise InvalidDocumentsError(msg)
+    if not all(isinstance(i, str) and i and is_utf8(i) for i in ids):
+        msg = "document ids must be non-empty UTF-8 strings"
+        raise InvalidDocumentsError(msg)
+    return list(dict.fromkeys(ids))
 
 
 def _is_sequence(value: object) -> bool:
