@@ -12,7 +12,7 @@ export LANGCHAIN_HYBRID_MODEL_DIR := $(SHARED_MODEL)
 endif
 endif
 
-.PHONY: setup test lint unit bench bench-scale demo exact-match clean fuzz
+.PHONY: setup test lint unit bench bench-scale demo exact-match clean fuzz stress
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +65,10 @@ FUZZ_RANDOM ?= 1
 fuzz: setup
 	FUZZ_SCALE=$(FUZZ_SCALE) FUZZ_RANDOM=$(FUZZ_RANDOM) $(BIN)/pytest -q \
 		tests/unit_tests/test_fuzz.py tests/unit_tests/test_filters_differential.py
+
+# A longer crash run than CI's (tests/integration_tests/test_crash_safety.py): CRASH_POINTS
+# forked writers SIGKILLed at random points, a new seed every run. About 15 min on 2 cores.
+CRASH_POINTS ?= 250
+stress: setup
+	CRASH_POINTS=$(CRASH_POINTS) CRASH_SEED=$$RANDOM $(BIN)/pytest -q \
+		tests/integration_tests/test_crash_safety.py

@@ -22,7 +22,7 @@ the stale BM25 index itself (and is sometimes killed doing so).
 
 Processes: importing chromadb and the package takes seconds, so writers are forked from one
 "zygote" process (a ``python -c`` script that has imported everything but opened no Chroma client
-yet); a few kill points also use a fresh ``python -c`` process. ``CRASH_POINTS`` (default 22)
+yet); a few kill points also use a fresh ``python -c`` process. ``CRASH_POINTS`` (default 52)
 sets the number of forked kill points, ``CRASH_SEED`` the seed.
 """
 
@@ -53,7 +53,7 @@ from langchain_hybrid.retrievers import default_bm25_path
 from langchain_hybrid.stores import GENERATION_KEY
 
 TESTS = Path(__file__).resolve().parents[1]
-POINTS = int(os.environ.get("CRASH_POINTS", "22"))
+POINTS = int(os.environ.get("CRASH_POINTS", "52"))
 FRESH_POINTS = 1  # kill points that use a fresh `python -c` process instead of a fork
 SEED = int(os.environ.get("CRASH_SEED", "20240611"))
 COLLECTION = "kb"
