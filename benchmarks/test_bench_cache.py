@@ -52,7 +52,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_hybrid.cache import CachedVectorStore
 from langchain_hybrid.embeddings import MiniLMEmbeddings
 from langchain_hybrid.fusion import fuse
-from langchain_hybrid.retrievers import LEGS, HybridRetriever
+from langchain_hybrid.retrievers import LEGS, HybridRetriever, leg_run
 
 pytestmark = pytest.mark.model
 
@@ -218,7 +218,7 @@ def test_cache_hybrid_uncached(
         documents = retriever.invoke(query)
         assert len(documents) == K == len({d.id for d in documents}), query
         params = retriever._params(query, {})
-        runs = [[(h.id, h.score) for h in retriever.leg_search(leg, params)] for leg in LEGS]
+        runs = [leg_run(leg, retriever.leg_search(leg, params), params.fetch_k) for leg in LEGS]
         expected = fuse(retriever.fusion, runs, retriever.weights, rrf_k=retriever.rrf_k)[:K]
         assert [d.id for d in documents] == [f.id for f in expected], query
 

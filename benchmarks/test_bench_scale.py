@@ -50,8 +50,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
 from langchain_hybrid.cache import CachedEmbeddings, LRUCache
-from langchain_hybrid.fusion import fuse, rrf, zscore
-from langchain_hybrid.retrievers import LEGS, HybridRetriever
+from langchain_hybrid.fusion import LegRun, fuse, rrf, zscore
+from langchain_hybrid.retrievers import LEGS, HybridRetriever, leg_run
 
 with warnings.catch_warnings():  # langchain-community warns on import that it is sunset
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -189,19 +189,32 @@ def test_scale_leg(benchmark: Any, settings: BenchSettings, scale: Scale, leg: s
 
 
 # ------------------------------------------------------------------ fusion
-def _reference(method: str, runs: list[list[tuple[str, float]]]) -> dict[str, float]:
-    """Fused score of every document, computed independently (numpy, 0.5/0.5 weights)."""
+def _reference(method: str, runs: list[LegRun]) -> dict[str, float]:
+    """Fused score of every document, computed independently (numpy, 0.5/0.5 weights).
+
+    The rule of ``langchain_hybrid.fusion`` restated: ``rrf`` sums ``0.5 / (60 + rank)`` with
+    tied scores sharing the mean of their ranks; ``zscore`` sums, over the legs that returned a
+    document, ``0.5 * (score - credit) / sigma``, where sigma is the leg's population's (the BM25
+    leg) or its hits', and the credit is the floor of a complete list or the last hit's score.
+    """
     fused: dict[str, float] = {}
     for run in runs:
-        if not run:
+        if not run.hits:
             continue
+        scores = np.array([score for _, score in run.hits])
         if method == "rrf":
-            values = 0.5 / (60.0 + np.arange(1, len(run) + 1))
+            ranks = np.array([np.mean(np.flatnonzero(scores == v)) + 1.0 for v in scores])
+            values = 0.5 / (60.0 + ranks)
         else:
-            scores = np.array([s for _, s in run])
-            std = scores.std()
-            values = 0.5 * ((scores - scores.mean()) / std if std > 0 else np.zeros_like(scores))
-        for (doc_id, _), value in zip(run, values, strict=True):
+            if run.population is not None and run.population.size > 0:
+                size, total, total_sq = run.population
+                sigma = float(np.sqrt(max(total_sq / size - (total / size) ** 2, 0.0)))
+            else:
+                sigma = float(scores.std())
+            complete = run.floor is not None and len(run.hits) < (run.depth or 0)
+            credit = run.floor if complete else float(scores.min())
+            values = 0.5 * (scores - credit) / sigma if sigma > 0 else np.zeros_like(scores)
+        for (doc_id, _), value in zip(run.hits, values, strict=True):
             fused[doc_id] = fused.get(doc_id, 0.0) + float(value)
     return fused
 
@@ -210,12 +223,12 @@ def _reference(method: str, runs: list[list[tuple[str, float]]]) -> dict[str, fl
 def test_scale_fusion(benchmark: Any, settings: BenchSettings, scale: Scale, method: str) -> None:
     _need_vectors(scale)
     corpus, ours = scale.corpus, scale.ours
-    all_runs = [
-        [[(h.id, h.score) for h in ours.search_leg(leg, q, k=FETCH_K)] for leg in LEGS]
-        for q in corpus.queries[:FUSION_QUERIES]
-    ]
+    all_runs = []  # what the retriever fuses: BM25 with its population, floor and depth
+    for query in corpus.queries[:FUSION_QUERIES]:
+        params = ours._params(query, {"fetch_k": FETCH_K})
+        all_runs.append([leg_run(leg, ours.leg_search(leg, params), FETCH_K) for leg in LEGS])
     function = {"zscore": zscore, "rrf": rrf}[method]
-    lengths = [len(run) for runs in all_runs for run in runs]
+    lengths = [len(run.hits) for runs in all_runs for run in runs]
     benchmark.extra_info.update(scale.info("ours", mean_leg_length=round(float(np.mean(lengths)))))
     fused = benchmark.pedantic(
         function,
@@ -230,7 +243,9 @@ def test_scale_fusion(benchmark: Any, settings: BenchSettings, scale: Scale, met
         assert fused == fuse(method, runs, (0.5, 0.5))
         reference = _reference(method, runs)
         assert {f.id for f in fused} == set(reference)
-        np.testing.assert_allclose([f.score for f in fused], [reference[f.id] for f in fused])
+        np.testing.assert_allclose(
+            [f.score for f in fused], [reference[f.id] for f in fused], atol=1e-12
+        )
         scores = [f.score for f in fused]
         assert scores == sorted(scores, reverse=True)
 
@@ -243,7 +258,7 @@ def _ids(documents: list[Document]) -> list[str | None]:
 def _check_hybrid(ours: HybridRetriever, query: str, documents: list[Document]) -> None:
     """``documents`` are the fusion of the two legs, cut to ``k``, with their texts."""
     params = ours._params(query, {})
-    runs = [[(h.id, h.score) for h in ours.leg_search(leg, params)] for leg in LEGS]
+    runs = [leg_run(leg, ours.leg_search(leg, params), params.fetch_k) for leg in LEGS]
     expected = fuse(ours.fusion, runs, ours.weights, rrf_k=ours.rrf_k)[:K]
     assert _ids(documents) == [f.id for f in expected], query
     np.testing.assert_allclose(
