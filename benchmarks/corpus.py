@@ -28,7 +28,8 @@ import numpy.typing as npt
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from scipy import sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from langchain_hybrid._stopwords import ENGLISH_STOP_WORDS
 
 _ONSETS = "b c d f g h j k l m n p r s t v w z br cr dr fl gr pl pr st tr ch sh th sl sp".split()  # noqa: SIM905 - reads best as one string
 _VOWELS = "a e i o u a e i o ai ea ou io".split()  # noqa: SIM905 - as above

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import Stemmer
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from langchain_hybrid._stopwords import ENGLISH_STOP_WORDS
 from langchain_hybrid._tokenize import Tokenizer, TokenizerConfig
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 

@@ -52,6 +52,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from langchain_hybrid._stopwords import ENGLISH_STOP_WORDS
 from langchain_hybrid.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -358,9 +359,7 @@ class _Standard:
         self.config = config
         self._pattern = re.compile(config.token_pattern) if config.token_pattern else None
         if config.stopwords == _ENGLISH:
-            from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # noqa: PLC0415
-
-            self._stopwords: frozenset[str] = frozenset(ENGLISH_STOP_WORDS)
+            self._stopwords: frozenset[str] = ENGLISH_STOP_WORDS
         else:
             self._stopwords = frozenset(config.stopwords or ())
         self._local = threading.local()
