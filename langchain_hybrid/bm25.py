@@ -743,10 +743,13 @@ class BM25Index:
         :func:`langchain_hybrid.locking.save_lock` around it.
         """
         path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        with self._save_mutex:
-            if not self._append_to_log(path):
-                self._merge(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with self._save_mutex:
+                if not self._append_to_log(path):
+                    self._merge(path)
+        except OSError as e:
+            raise _unwritable(path, e) from e
 
     def _append_to_log(self, path: Path) -> bool:
         """Append the writes since the last save as one log record; ``False``: merge instead."""
@@ -1117,6 +1120,21 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.sha256.update(data)
         return self.file.write(data)
+
+
+def _unwritable(path: Path, error: OSError) -> IndexCorruptError:
+    """The typed error of a BM25 directory that cannot be written (nothing is deleted to fix it).
+
+    A file or a dangling link where the directory should be, a directory where the manifest
+    goes, a full disk or missing permissions: the index stays usable in memory, but it cannot
+    be saved until the path is repaired by hand (a save never removes what it did not write).
+    """
+    msg = (
+        f"cannot write the BM25 index in {path}: {type(error).__name__}: {error}; "
+        "move away whatever is in the way (nothing was deleted); Chroma holds every document, "
+        "and the next open after that rebuilds the BM25 files from it"
+    )
+    return IndexCorruptError(msg)
 
 
 def _atomic_write(path: Path, data: bytes | npt.NDArray[Any], *, sync_dir: bool = True) -> str:

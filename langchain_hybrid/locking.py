@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from langchain_hybrid.errors import WriterLockError
+from langchain_hybrid.errors import IndexCorruptError, WriterLockError
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +136,16 @@ def save_lock(directory: str | os.PathLike[str], timeout_seconds: float = 30.0) 
     which the next open detects and repairs: nothing is lost).
     """
     path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    with (path / SAVE_LOCK_NAME).open("a", encoding="utf-8") as handle:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = (path / SAVE_LOCK_NAME).open("a", encoding="utf-8")
+    except OSError as e:  # a file or a dangling link where the directory goes: nothing deleted
+        msg = (
+            f"cannot write the BM25 index in {path}: {type(e).__name__}: {e}; move away whatever "
+            "is in the way (nothing was deleted)"
+        )
+        raise IndexCorruptError(msg) from e
+    with handle:
         try:
             import fcntl  # noqa: PLC0415 - POSIX only; on other systems saves are not locked
         except ImportError:  # pragma: no cover - Windows

@@ -447,3 +447,31 @@ def test_the_tests_cannot_reach_the_network() -> None:
         socket.create_connection(("127.0.0.2", 9), 1),
     ):
         pass
+
+
+@pytest.mark.parametrize("shape", ["file", "dangling link", "manifest is a directory"])
+def test_an_unwritable_bm25_directory_is_a_typed_error_and_nothing_is_removed(
+    tmp_path: Path, shape: str
+) -> None:
+    directory = tmp_path / "index"
+    _built_index(directory)
+    bm25 = default_bm25_path(directory, "kb")
+    for child in bm25.iterdir():
+        child.unlink()
+    bm25.rmdir()
+    if shape == "file":
+        bm25.write_text("someone's notes")
+    elif shape == "dangling link":
+        bm25.symlink_to(tmp_path / "nowhere")
+    else:
+        (bm25 / "manifest.json").mkdir(parents=True)
+    with pytest.raises(IndexCorruptError, match="cannot write the BM25 index"):
+        HybridRetriever.load(directory, collection_name="kb", embedding=HashEmbeddings())
+    if shape == "file":
+        assert bm25.read_text() == "someone's notes"
+    elif shape == "dangling link":
+        assert bm25.is_symlink()
+        assert not (tmp_path / "nowhere").exists()
+    else:
+        assert (bm25 / "manifest.json").is_dir()
+    assert (directory / "chroma.sqlite3").is_file()
