@@ -1,4 +1,4 @@
-"""langchain-hybrid: a hybrid BM25 + ChromaDB retriever for LangChain, fused with RRF."""
+"""langchain-hybrid: a hybrid BM25 + ChromaDB retriever for LangChain, z-score fusion by default."""
 
 from langchain_hybrid._tokenize import TokenizerConfig, register_tokenizer
 from langchain_hybrid.bm25 import BM25Index, BM25Params
@@ -70,3 +70,6 @@ __all__ = [
     "register_tokenizer",
     "serve_metrics",
 ]
+
+__version__ = "0.2.0"
+"""The release (equal to ``pyproject.toml``'s version; a test keeps them in step)."""

@@ -248,12 +248,16 @@ def _valid_weights(value: object) -> tuple[float, ...]:
 
 
 class HybridRetriever(BaseRetriever):
-    """Hybrid retriever: exact BM25 + Chroma vector search, fused with (weighted) RRF.
+    r"""Hybrid retriever: exact BM25 + Chroma vector search in parallel, fused (z-score default).
 
     Setup:
-        .. code-block:: bash
+        Install from a checkout of the repository (not on PyPI yet); the offline embedding
+        model is found in ``$LANGCHAIN_HYBRID_MODEL_DIR`` or Chroma's cache.
 
-            pip install langchain-hybrid
+        ```bash
+        pip install -e .
+        export LANGCHAIN_HYBRID_MODEL_DIR=/path/to/all-MiniLM-L6-v2/onnx  # optional
+        ```
 
     Key init args (defaults for every call; each can be overridden per call):
         k: documents returned (default 4).
@@ -270,23 +274,50 @@ class HybridRetriever(BaseRetriever):
             ``metadata["degraded"] = "<failed leg>"``) or ``"raise"``.
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        from langchain_hybrid import HybridRetriever
 
-            from langchain_hybrid import HybridRetriever
-
-            retriever = HybridRetriever.from_documents(
-                docs, embedding=emb, persist_directory="./index", collection_name="kb",
-                k=4, fetch_k=50, rrf_k=60, weights=(0.5, 0.5))
-            # later, in another process: nothing is embedded or tokenized again
-            retriever = HybridRetriever.load("./index", collection_name="kb", embedding=emb)
+        retriever = HybridRetriever.from_documents(
+            docs, embedding=emb, persist_directory="./index", collection_name="kb",
+            k=4, fetch_k=50, weights=(0.5, 0.5))
+        # later, in another process: nothing is embedded or tokenized again
+        retriever = HybridRetriever.load("./index", collection_name="kb", embedding=emb)
+        ```
 
     Usage:
-        .. code-block:: python
+        ```python
+        ids = retriever.add_documents(more_docs)
+        retriever.delete(ids[:2])
+        hits = retriever.invoke("router error E-4471", k=5, filter={"source": "faq"})
+        hits[0].metadata["hybrid_score"], hits[0].metadata["bm25_rank"]
+        ```
 
-            ids = retriever.add_documents(more_docs)
-            retriever.delete(ids[:2])
-            hits = retriever.invoke("query", k=5, filter={"source": "faq"})
-            hits[0].metadata["hybrid_score"], hits[0].metadata["bm25_rank"]
+    Async:
+        ```python
+        hits = await retriever.ainvoke("router error E-4471", k=5)
+        ids = await retriever.aadd_documents(more_docs)  # never blocks the event loop
+        await retriever.adelete(ids)
+        ```
+
+    Use within a chain:
+        ```python
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.prompts import ChatPromptTemplate
+        from langchain_core.runnables import RunnablePassthrough
+
+        prompt = ChatPromptTemplate.from_template("Context: {context}\n\nQuestion: {question}")
+
+        def format_docs(docs):
+            return "\n\n".join(d.page_content for d in docs)
+
+        chain = (
+            {"context": retriever | format_docs, "question": RunnablePassthrough()}
+            | prompt
+            | llm
+            | StrOutputParser()
+        )
+        chain.invoke("What does error E-4471 mean?")
+        ```
 
     Every returned ``Document`` has ``id`` set and metadata keys ``hybrid_score``,
     ``bm25_rank``, ``bm25_score``, ``vector_rank``, ``vector_score`` (``None`` for a leg that did

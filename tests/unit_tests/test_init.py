@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import langchain_hybrid
 
@@ -57,3 +58,10 @@ def test_import_pulls_in_no_optional_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_version_is_pyprojects() -> None:
+    import tomllib  # noqa: PLC0415 - Python 3.11+, where the tests run
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert langchain_hybrid.__version__ == pyproject["project"]["version"]
