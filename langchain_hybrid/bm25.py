@@ -748,7 +748,7 @@ class BM25Index:
             with self._save_mutex:
                 if not self._append_to_log(path):
                     self._merge(path)
-        except OSError as e:
+        except (FileExistsError, IsADirectoryError, NotADirectoryError) as e:
             raise _unwritable(path, e) from e
 
     def _append_to_log(self, path: Path) -> bool:
@@ -1126,8 +1126,8 @@ def _unwritable(path: Path, error: OSError) -> IndexCorruptError:
     """The typed error of a BM25 directory that cannot be written (nothing is deleted to fix it).
 
     A file or a dangling link where the directory should be, a directory where the manifest
-    goes, a full disk or missing permissions: the index stays usable in memory, but it cannot
-    be saved until the path is repaired by hand (a save never removes what it did not write).
+    goes: the index stays usable in memory, but it cannot be saved until the path is repaired
+    by hand (a save never removes what it did not write). Other ``OSError`` (a full disk) pass.
     """
     msg = (
         f"cannot write the BM25 index in {path}: {type(error).__name__}: {error}; "

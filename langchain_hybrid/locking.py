@@ -139,7 +139,7 @@ def save_lock(directory: str | os.PathLike[str], timeout_seconds: float = 30.0) 
     try:
         path.mkdir(parents=True, exist_ok=True)
         handle = (path / SAVE_LOCK_NAME).open("a", encoding="utf-8")
-    except OSError as e:  # a file or a dangling link where the directory goes: nothing deleted
+    except (FileExistsError, IsADirectoryError, NotADirectoryError) as e:  # something in the way
         msg = (
             f"cannot write the BM25 index in {path}: {type(e).__name__}: {e}; move away whatever "
             "is in the way (nothing was deleted)"
