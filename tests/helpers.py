@@ -13,6 +13,8 @@ from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
+from langchain_hybrid._tokenize import TokenizerConfig
+
 _WORD = re.compile(r"\w+")
 
 FIGURES: list[str] = []
@@ -76,3 +78,14 @@ def hold_writer_lock(directory: Path) -> subprocess.Popen[str]:
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "locked"
     return process
+
+
+IDENTITY = TokenizerConfig(
+    lowercase=False,
+    stopwords=None,
+    stemmer=None,
+    token_pattern=r"\S+",  # noqa: S106 - a regex, not a secret
+    normalize=None,
+    strip_accents=False,
+)
+"""A tokenizer that splits on whitespace and changes nothing: BM25 tests score exact tokens."""

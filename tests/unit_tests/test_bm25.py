@@ -25,6 +25,7 @@ from typing import Any
 import bm25s
 import numpy as np
 import pytest
+from helpers import IDENTITY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -34,15 +35,6 @@ from langchain_hybrid._tokenize import TokenizerConfig
 from langchain_hybrid.bm25 import BM25Hit, BM25Index, BM25Params, check_ids
 from langchain_hybrid.errors import IndexCorruptError, InvalidDocumentsError
 from langchain_hybrid.filters import parse_filter
-
-IDENTITY = TokenizerConfig(
-    lowercase=False,
-    stopwords=None,
-    stemmer=None,
-    token_pattern=r"\S+",  # noqa: S106 - a regex, not a secret
-    normalize=None,
-    strip_accents=False,
-)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -20,21 +20,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import IDENTITY
 
 from langchain_hybrid import bm25 as bm25_module
-from langchain_hybrid._tokenize import TokenizerConfig
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.errors import IndexCorruptError
 from langchain_hybrid.locking import save_lock
 
-IDENTITY = TokenizerConfig(
-    lowercase=False,
-    stopwords=None,
-    stemmer=None,
-    token_pattern=r"\S+",  # noqa: S106 - a regex, not a secret
-    normalize=None,
-    strip_accents=False,
-)
 PARAMS = BM25Params(k1=1.2, b=0.7, tokenizer=IDENTITY)
 WORDS = [f"w{i}" for i in range(300)]
 

@@ -1322,25 +1322,23 @@ def test_scalar_keys_cover_only_scalar_calls() -> None:
 
 
 # ------------------------------------------------------------ LangChain's standard suites
-class TestCachedEmbeddingsStandardUnit(EmbeddingsUnitTests):
+class _CachedEmbeddingsUnderTest:
+    """What langchain-tests' embeddings suites build: the cache around hashing embeddings."""
+
+    @property
+    def embeddings_class(self) -> type[CachedEmbeddings]:
+        return CachedEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, object]:
+        return {"inner": HashEmbeddings(), "max_entries": 100}
+
+
+class TestCachedEmbeddingsStandardUnit(_CachedEmbeddingsUnderTest, EmbeddingsUnitTests):
     """langchain-tests' unit suite for the query-embedding cache."""
 
-    @property
-    def embeddings_class(self) -> type[CachedEmbeddings]:
-        return CachedEmbeddings
 
-    @property
-    def embedding_model_params(self) -> dict[str, object]:
-        return {"inner": HashEmbeddings(), "max_entries": 100}
-
-
-class TestCachedEmbeddingsStandardIntegration(EmbeddingsIntegrationTests):
+class TestCachedEmbeddingsStandardIntegration(
+    _CachedEmbeddingsUnderTest, EmbeddingsIntegrationTests
+):
     """langchain-tests' integration suite: sync and async, query and documents, cached."""
-
-    @property
-    def embeddings_class(self) -> type[CachedEmbeddings]:
-        return CachedEmbeddings
-
-    @property
-    def embedding_model_params(self) -> dict[str, object]:
-        return {"inner": HashEmbeddings(), "max_entries": 100}

@@ -456,28 +456,24 @@ def _standard_model_dir() -> Path:
 SHARED_MODEL = Path(__file__).resolve().parents[3] / "shared/models/all-MiniLM-L6-v2/onnx"
 
 
-class TestMiniLMStandardUnit(EmbeddingsUnitTests):
+class _MiniLMUnderTest:
+    """What langchain-tests' embeddings suites build: the real model, small batches."""
+
+    @property
+    def embeddings_class(self) -> type[MiniLMEmbeddings]:
+        return MiniLMEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, object]:
+        return {"model_dir": _standard_model_dir(), "batch_size": 8}
+
+
+class TestMiniLMStandardUnit(_MiniLMUnderTest, EmbeddingsUnitTests):
     """langchain-tests' unit suite: construction from parameters (nothing loaded yet)."""
 
-    @property
-    def embeddings_class(self) -> type[MiniLMEmbeddings]:
-        return MiniLMEmbeddings
 
-    @property
-    def embedding_model_params(self) -> dict[str, object]:
-        return {"model_dir": _standard_model_dir(), "batch_size": 8}
-
-
-class TestMiniLMStandardIntegration(EmbeddingsIntegrationTests):
+class TestMiniLMStandardIntegration(_MiniLMUnderTest, EmbeddingsIntegrationTests):
     """langchain-tests' integration suite on the real model: sync and async, query and docs."""
-
-    @property
-    def embeddings_class(self) -> type[MiniLMEmbeddings]:
-        return MiniLMEmbeddings
-
-    @property
-    def embedding_model_params(self) -> dict[str, object]:
-        return {"model_dir": _standard_model_dir(), "batch_size": 8}
 
 
 # --- threads, token-length grouping ------------------------------------------------------------

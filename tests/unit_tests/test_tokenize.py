@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import IDENTITY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -26,14 +27,6 @@ from langchain_hybrid.config import load_config
 from langchain_hybrid.errors import ConfigError
 
 RELEASE_1 = r"(?u)\b\w\w+\b"  # the default pattern of release 1
-IDENTITY = TokenizerConfig(
-    lowercase=False,
-    stopwords=None,
-    stemmer=None,
-    token_pattern=r"\S+",  # noqa: S106 - a regex, not a secret
-    normalize=None,
-    strip_accents=False,
-)
 
 
 def test_tokenizer_lowercases_and_removes_stopwords() -> None:
