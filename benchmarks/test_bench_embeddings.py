@@ -17,6 +17,12 @@ the tokens fed to the model that were padding. The ``embed-query`` group times o
 (SciFact's test queries, in turn) per round, fp32 against int8: ``BENCH_EMBED_QUERY_ROUNDS``
 (300) rounds after 20 warm-up rounds.
 
+``test_embed_interleaved`` runs the four variants in turn, round after round, on the first 200
+passages (``BENCH_EMBED_INTERLEAVED``, ``BENCH_EMBED_INTERLEAVED_ROUNDS`` = 3) and stores each
+one's median passages/s and speed relative to ``fp32_before`` in
+``extra_info["interleaved"]``: load from other jobs then hits every variant alike, which one
+variant after another does not.
+
 Every variant's vectors are checked: unit norm, fp32 paths equal to each other (1e-5), int8
 within 0.95 cosine of fp32 on every passage. The machine's other processes share its cores,
 so the ratios are more robust than the absolute figures.
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from itertools import cycle
 from pathlib import Path
@@ -233,3 +240,43 @@ def test_embed_query(
     fp32 = np.array(variants["fp32"].embed_query(queries[0]))
     assert vector.shape == (384,)
     assert float(vector @ fp32) > (0.999 if precision == "fp32" else 0.95)
+
+
+@pytest.mark.benchmark(group="embed-interleaved")
+def test_embed_interleaved(
+    benchmark: Any, variants: dict[str, Any], passages: list[str], expected: dict[str, Any]
+) -> None:
+    """The four variants in turn, round after round: load from other jobs hits them alike.
+
+    ``extra_info["interleaved"]``: median passages/s of each variant over
+    ``BENCH_EMBED_INTERLEAVED_ROUNDS`` (3) rounds of the first ``BENCH_EMBED_INTERLEAVED``
+    (200) passages, and each one's speed relative to ``fp32_before``.
+    """
+    texts = passages[: _env_int("BENCH_EMBED_INTERLEAVED", 200)]
+    rounds = _env_int("BENCH_EMBED_INTERLEAVED_ROUNDS", 3)
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    outputs: dict[str, np.ndarray] = {}
+
+    def cycle_once() -> None:
+        for name, model in variants.items():
+            start = time.perf_counter()
+            outputs[name] = np.array(model.embed_documents(texts))
+            seconds[name].append(time.perf_counter() - start)
+
+    benchmark.pedantic(cycle_once, rounds=rounds, warmup_rounds=0, iterations=1)
+    speed = {name: len(texts) / float(np.median(times)) for name, times in seconds.items()}
+    benchmark.extra_info["interleaved"] = {
+        name: {
+            "passages_per_s": round(value, 2),
+            "speedup_vs_fp32_before": round(value / speed["fp32_before"], 3),
+        }
+        for name, value in speed.items()
+    }
+    benchmark.extra_info["docs"] = len(texts)
+    reference = expected["reference"][: len(texts)]
+    for name, vectors in outputs.items():
+        checked = vectors[: len(reference)]
+        if name.startswith("fp32"):
+            np.testing.assert_allclose(checked, reference, atol=1e-5)
+        else:
+            assert (checked * reference).sum(axis=1).min() > 0.95
