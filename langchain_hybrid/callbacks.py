@@ -852,6 +852,8 @@ class HealthMonitor:
         self.extra_checks = tuple(extra_checks)
         self._odd_lock = threading.Lock()
         self._odd_since: tuple[int, float] | None = None  # (odd generation, first seen)
+        self._last: tuple[float, HealthStatus] | None = None  # (monotonic time, result)
+        self._last_lock = threading.Lock()
 
     @classmethod
     def from_config(
@@ -900,6 +902,21 @@ class HealthMonitor:
         return cls(retriever, metrics, settings.monitoring)
 
     # ------------------------------------------------------------------ checks
+    def recent_health_check(self) -> HealthStatus:
+        """The last result if younger than ``settings.health_cache_seconds``, else a new one.
+
+        For scrapes: several Prometheus servers (or a short scrape interval) then read Chroma
+        at most once per ``health_cache_seconds``. :meth:`health_check` always runs the rules.
+        """
+        ttl = self.settings.health_cache_seconds
+        with self._last_lock:
+            last = self._last
+            if ttl > 0 and last is not None and time.monotonic() - last[0] < ttl:
+                return last[1]
+            status = self.health_check()
+            self._last = (time.monotonic(), status)
+            return status
+
     def health_check(self) -> HealthStatus:
         """Run every rule (see the class docstring); never raises."""
         retriever = self.retriever
@@ -1200,8 +1217,9 @@ class PrometheusExporter:
     * gauge ``_in_flight_retrievals``;
     * with a monitor: gauges ``_health_status`` (0 healthy, 1 degraded, 2 unhealthy) and
       ``_health_check_status`` {check} (same values; skipped checks are left out). The health
-      checks run on every scrape (a heartbeat and three reads of the collection; while a write
-      is under way, a non-blocking probe of the writer lock and one more read).
+      checks (a heartbeat and three reads of the collection; while a write is under way, a
+      non-blocking probe of the writer lock and one more read) run at most once per
+      ``monitoring.health_cache_seconds`` (default 2 s): scrapes in between reuse the result.
 
     Raises:
         ConfigError: ``prometheus_client`` is not installed
@@ -1301,7 +1319,7 @@ class PrometheusExporter:
             value=snapshot["in_flight"],
         )
         if self.monitor is not None:
-            status = self.monitor.health_check()
+            status = self.monitor.recent_health_check()
             yield core.GaugeMetricFamily(
                 f"{ns}_health_status",
                 "Overall health: 0 healthy, 1 degraded, 2 unhealthy.",
@@ -1398,7 +1416,7 @@ def serve_metrics(
 
     Args:
         handler: the metrics handler attached to your chains.
-        monitor: also serve the health gauges (the checks run on each scrape).
+        monitor: also serve the health gauges (see :meth:`HealthMonitor.recent_health_check`).
         port: the TCP port (``0``: any free port, see :attr:`MetricsServer.port`).
         addr: the address to bind.
         registry: the registry to serve (default: a new one holding only these metrics; pass

@@ -111,6 +111,8 @@ class MonitoringSettings(BaseModel):
     error_rate_threshold: float = Field(default=0.05, ge=0, le=1)
     degraded_rate_threshold: float = Field(default=0.05, ge=0, le=1)
     min_requests: int = Field(default=20, ge=1)
+    health_cache_seconds: float = Field(default=2.0, ge=0, allow_inf_nan=False)
+    """How long a scrape reuses the last health result (0: run the checks on every scrape)."""
 
 
 EmbeddingProvider = Literal["minilm", "openai", "huggingface", "ollama", "fastembed"]

@@ -756,7 +756,8 @@ def test_serve_metrics_exposes_the_snapshot(retriever: HybridRetriever) -> None:
 
 def test_prometheus_health_gauge_follows_the_store(retriever: HybridRetriever) -> None:
     metrics = RetrievalMetricsHandler()
-    with serve_metrics(metrics, HealthMonitor(retriever, metrics), port=0) as server:
+    fresh = MonitoringSettings(health_cache_seconds=0)  # every scrape runs the checks
+    with serve_metrics(metrics, HealthMonitor(retriever, metrics, fresh), port=0) as server:
         assert sample(families(server.url)["langchain_hybrid_health_status"]) == 0
         retriever.store.begin_write()  # under way: still healthy
         assert sample(families(server.url)["langchain_hybrid_health_status"]) == 0
@@ -1059,3 +1060,32 @@ def test_cli_serve_metrics(capsys: pytest.CaptureFixture[str]) -> None:
     assert codes == [0]
     assert f"serving http://127.0.0.1:{port}/metrics" in capsys.readouterr().out
     assert run_cli(capsys, "serve-metrics", "--seconds", "0")[0] == 2
+
+
+def test_scrapes_reuse_a_recent_health_result(retriever: HybridRetriever) -> None:
+    runs: list[float] = []
+
+    def counting_rule() -> HealthCheck:
+        runs.append(time.monotonic())
+        return HealthCheck("counted", "healthy", "ran")
+
+    metrics = RetrievalMetricsHandler()
+    cached = HealthMonitor(
+        retriever,
+        metrics,
+        MonitoringSettings(health_cache_seconds=30),
+        extra_checks=[counting_rule],
+    )
+    with serve_metrics(metrics, cached, port=0) as server:
+        for _ in range(3):
+            assert sample(families(server.url)["langchain_hybrid_health_status"]) == 0
+    assert len(runs) == 1, "three scrapes within 30 s read the index once"
+    cached.health_check()
+    assert len(runs) == 2, "health_check itself always runs the rules"
+    fresh = HealthMonitor(
+        retriever, metrics, MonitoringSettings(health_cache_seconds=0), extra_checks=[counting_rule]
+    )
+    with serve_metrics(metrics, fresh, port=0) as server:
+        for _ in range(3):
+            families(server.url)
+    assert len(runs) == 5
