@@ -280,12 +280,12 @@ def register_tokenizer(name: str, version: str | int, factory: TokenizerFactory)
             callable.
 
     Example:
-        .. code-block:: python
+        ```python
+        from langchain_hybrid import register_tokenizer
 
-            from langchain_hybrid import register_tokenizer
-
-            register_tokenizer("whitespace", 1, lambda config: str.split)
-            params = BM25Params(tokenizer=TokenizerConfig(name="whitespace"))
+        register_tokenizer("whitespace", 1, lambda config: str.split)
+        params = BM25Params(tokenizer=TokenizerConfig(name="whitespace"))
+        ```
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         msg = f"tokenizer name {name!r} must be 1-64 letters, digits or '_.:-'"

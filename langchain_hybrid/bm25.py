@@ -254,20 +254,20 @@ class BM25Index:
         params: :class:`BM25Params` (``k1``, ``b`` and the tokenizer settings).
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        from langchain_hybrid.bm25 import BM25Index, BM25Params
 
-            from langchain_hybrid.bm25 import BM25Index, BM25Params
-
-            index = BM25Index(BM25Params(k1=0.9, b=0.4))
+        index = BM25Index(BM25Params(k1=0.9, b=0.4))
+        ```
 
     Usage:
-        .. code-block:: python
-
-            index.add(["a", "b"], ["red apples", "green pears"], [{"c": "red"}, None])
-            index.search("apple", k=5)            # [BM25Hit(id="a", score=..., ...)]
-            index.delete(["a"])
-            index.save("./index/bm25/kb")
-            same = BM25Index.load("./index/bm25/kb")
+        ```python
+        index.add(["a", "b"], ["red apples", "green pears"], [{"c": "red"}, None])
+        index.search("apple", k=5)            # [BM25Hit(id="a", score=..., ...)]
+        index.delete(["a"])
+        index.save("./index/bm25/kb")
+        same = BM25Index.load("./index/bm25/kb")
+        ```
 
     Thread-safe: every operation holds the index's lock (a search holds it for about a
     millisecond at 100k documents).

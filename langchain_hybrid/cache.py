@@ -250,9 +250,9 @@ class LRUCache(Generic[V]):
     as given: store immutable values, or copy on the way in and out (the wrappers below do).
 
     Setup:
-        .. code-block:: bash
-
-            pip install langchain-hybrid
+        ```bash
+        pip install langchain-hybrid
+        ```
 
     Key init args:
         max_entries: the most entries kept; the least recently used is evicted first.
@@ -263,20 +263,20 @@ class LRUCache(Generic[V]):
         clock: a monotonic clock in seconds (default ``time.monotonic``); inject one in tests.
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        from langchain_hybrid.cache import LRUCache, cache_key
 
-            from langchain_hybrid.cache import LRUCache, cache_key
-
-            cache: LRUCache[list[str]] = LRUCache(max_entries=1000, ttl_seconds=300)
+        cache: LRUCache[list[str]] = LRUCache(max_entries=1000, ttl_seconds=300)
+        ```
 
     Usage:
-        .. code-block:: python
-
-            key = cache_key("search", {"q": "router", "k": 4})
-            ids = cache.get_or_compute(key, lambda: expensive_search("router", 4))
-            ids = await cache.aget_or_compute(key, lambda: aexpensive_search("router", 4))
-            cache.bump()  # after a write: drop everything, fence computations in flight
-            cache.stats()  # {"hits": 1, "misses": 1, "hit_rate": 0.5, ...}
+        ```python
+        key = cache_key("search", {"q": "router", "k": 4})
+        ids = cache.get_or_compute(key, lambda: expensive_search("router", 4))
+        ids = await cache.aget_or_compute(key, lambda: aexpensive_search("router", 4))
+        cache.bump()  # after a write: drop everything, fence computations in flight
+        cache.stats()  # {"hits": 1, "misses": 1, "hit_rate": 0.5, ...}
+        ```
 
     Single flight: concurrent :meth:`get_or_compute` / :meth:`aget_or_compute` calls for a key
     that is missing run ``fn`` once; the others wait for it and get the same value, or the same
@@ -837,9 +837,9 @@ class CachedEmbeddings(Embeddings):
     ``CacheBackedEmbeddings.from_bytes_store(underlying, LocalFileStore(path))``.
 
     Setup:
-        .. code-block:: bash
-
-            pip install langchain-hybrid
+        ```bash
+        pip install langchain-hybrid
+        ```
 
     Key init args:
         inner: the embeddings to wrap.
@@ -848,19 +848,19 @@ class CachedEmbeddings(Embeddings):
         max_bytes: memory budget for the vectors (default ``None``).
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        from langchain_hybrid import MiniLMEmbeddings
+        from langchain_hybrid.cache import CachedEmbeddings
 
-            from langchain_hybrid import MiniLMEmbeddings
-            from langchain_hybrid.cache import CachedEmbeddings
-
-            embeddings = CachedEmbeddings(MiniLMEmbeddings(), max_entries=50_000)
+        embeddings = CachedEmbeddings(MiniLMEmbeddings(), max_entries=50_000)
+        ```
 
     Usage:
-        .. code-block:: python
-
-            vector = embeddings.embed_query("reset the router")  # computed
-            vector = embeddings.embed_query("reset the router")  # cached
-            embeddings.cache_stats()["hits"]  # 1
+        ```python
+        vector = embeddings.embed_query("reset the router")  # computed
+        vector = embeddings.embed_query("reset the router")  # cached
+        embeddings.cache_stats()["hits"]  # 1
+        ```
     """
 
     def __init__(
@@ -970,9 +970,9 @@ class CachedVectorStore(VectorStore):
     docstring for the race this ordering closes, and for ``staleness_check``.
 
     Setup:
-        .. code-block:: bash
-
-            pip install langchain-hybrid langchain-chroma
+        ```bash
+        pip install langchain-hybrid langchain-chroma
+        ```
 
     Key init args:
         inner: the store to wrap.
@@ -986,25 +986,25 @@ class CachedVectorStore(VectorStore):
             before every search).
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        import chromadb
+        from langchain_chroma import Chroma
+        from langchain_hybrid.cache import CachedVectorStore, chroma_staleness_check
 
-            import chromadb
-            from langchain_chroma import Chroma
-            from langchain_hybrid.cache import CachedVectorStore, chroma_staleness_check
-
-            chroma = Chroma("kb", embedding_function=emb, client=chromadb.PersistentClient("db"))
-            store = CachedVectorStore(
-                chroma, max_entries=10_000, ttl_seconds=600,
-                staleness_check=chroma_staleness_check(chroma), check_interval_seconds=1.0)
+        chroma = Chroma("kb", embedding_function=emb, client=chromadb.PersistentClient("db"))
+        store = CachedVectorStore(
+            chroma, max_entries=10_000, ttl_seconds=600,
+            staleness_check=chroma_staleness_check(chroma), check_interval_seconds=1.0)
+        ```
 
     Usage:
-        .. code-block:: python
-
-            store.add_documents(docs)
-            store.similarity_search("router error", k=4, filter={"source": "faq"})  # miss
-            store.similarity_search("router error", k=4, filter={"source": "faq"})  # hit
-            retriever = store.as_retriever(search_kwargs={"k": 4})
-            store.cache_stats()  # {"hits": 1, "misses": 1, "hit_rate": 0.5, ...}
+        ```python
+        store.add_documents(docs)
+        store.similarity_search("router error", k=4, filter={"source": "faq"})  # miss
+        store.similarity_search("router error", k=4, filter={"source": "faq"})  # hit
+        retriever = store.as_retriever(search_kwargs={"k": 4})
+        store.cache_stats()  # {"hits": 1, "misses": 1, "hit_rate": 0.5, ...}
+        ```
     """
 
     def __init__(

@@ -18,19 +18,19 @@ Four parts, each usable alone:
   exporter is created, never when this module is imported.
 
 Usage:
-    .. code-block:: python
+    ```python
+    from langchain_hybrid.callbacks import (
+        HealthMonitor, RetrievalMetricsHandler, serve_metrics)
 
-        from langchain_hybrid.callbacks import (
-            HealthMonitor, RetrievalMetricsHandler, serve_metrics)
+    metrics = RetrievalMetricsHandler()
+    chain = retriever | format_docs | prompt | llm
+    chain.invoke("question", config={"callbacks": [metrics]})
+    metrics.snapshot()["retrievers"]["HybridRetriever"]["latency_ms"]["p95"]
 
-        metrics = RetrievalMetricsHandler()
-        chain = retriever | format_docs | prompt | llm
-        chain.invoke("question", config={"callbacks": [metrics]})
-        metrics.snapshot()["retrievers"]["HybridRetriever"]["latency_ms"]["p95"]
-
-        monitor = HealthMonitor(retriever, metrics)
-        monitor.health_check().status          # "healthy" | "degraded" | "unhealthy"
-        server = serve_metrics(metrics, monitor, port=9464)   # GET /metrics
+    monitor = HealthMonitor(retriever, metrics)
+    monitor.health_check().status          # "healthy" | "degraded" | "unhealthy"
+    server = serve_metrics(metrics, monitor, port=9464)   # GET /metrics
+    ```
 """
 
 from __future__ import annotations
@@ -287,12 +287,12 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
         log_errors: also log each failed retrieval or leg at WARNING with its run name.
 
     Usage:
-        .. code-block:: python
-
-            metrics = RetrievalMetricsHandler(window=5_000)
-            retriever.invoke("query", config={"callbacks": [metrics]})
-            await chain.abatch(questions, config={"callbacks": [metrics]})
-            metrics.snapshot()["retrievers"]["HybridRetriever"]["legs"]["vector"]["errors"]
+        ```python
+        metrics = RetrievalMetricsHandler(window=5_000)
+        retriever.invoke("query", config={"callbacks": [metrics]})
+        await chain.abatch(questions, config={"callbacks": [metrics]})
+        metrics.snapshot()["retrievers"]["HybridRetriever"]["legs"]["vector"]["errors"]
+        ```
     """
 
     raise_error = False
@@ -820,12 +820,12 @@ class HealthMonitor:
         extra_checks: more rules.
 
     Usage:
-        .. code-block:: python
-
-            monitor = HealthMonitor(retriever, metrics, load_config("hybrid.yaml").monitoring)
-            status = monitor.health_check()
-            status.status, [c.name for c in status.checks if c.status != "healthy"]
-            print(monitor.report_json())
+        ```python
+        monitor = HealthMonitor(retriever, metrics, load_config("hybrid.yaml").monitoring)
+        status = monitor.health_check()
+        status.status, [c.name for c in status.checks if c.status != "healthy"]
+        print(monitor.report_json())
+        ```
     """
 
     def __init__(

@@ -1,13 +1,13 @@
 """The ``langchain-hybrid`` command line: index files, query, inspect the index and settings.
 
 Usage:
-    .. code-block:: bash
-
-        langchain-hybrid --path ./index index docs/ --glob '**/*.md'
-        langchain-hybrid query "reset the router" -k 5 --filter '{"source": "docs/faq.md"}'
-        langchain-hybrid stats --json
-        langchain-hybrid config show
-        langchain-hybrid config validate hybrid.yaml
+    ```bash
+    langchain-hybrid --path ./index index docs/ --glob '**/*.md'
+    langchain-hybrid query "reset the router" -k 5 --filter '{"source": "docs/faq.md"}'
+    langchain-hybrid stats --json
+    langchain-hybrid config show
+    langchain-hybrid config validate hybrid.yaml
+    ```
 
 Every subcommand is added by one function in :data:`COMMANDS` that builds its parser and sets
 its handler (``handler(args) -> exit code``). Errors are one line on stderr,

@@ -295,10 +295,10 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
         ``~/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx``; failing that, Chroma's
         downloader fetches them into that cache (needs internet once).
 
-        .. code-block:: bash
-
-            pip install langchain-hybrid
-            export LANGCHAIN_HYBRID_MODEL_DIR=/path/to/all-MiniLM-L6-v2/onnx  # optional
+        ```bash
+        pip install langchain-hybrid
+        export LANGCHAIN_HYBRID_MODEL_DIR=/path/to/all-MiniLM-L6-v2/onnx  # optional
+        ```
 
     Key init args:
         model_dir: Path | None
@@ -316,21 +316,21 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
             the ``onnx`` package is installed (``pip install langchain-hybrid[int8]``).
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        from langchain_hybrid.embeddings import MiniLMEmbeddings
 
-            from langchain_hybrid.embeddings import MiniLMEmbeddings
-
-            embeddings = MiniLMEmbeddings(batch_size=32, intra_op_threads=2)
-            fast = MiniLMEmbeddings(precision="int8")
-            fast.model_id  # "all-MiniLM-L6-v2/int8"
+        embeddings = MiniLMEmbeddings(batch_size=32, intra_op_threads=2)
+        fast = MiniLMEmbeddings(precision="int8")
+        fast.model_id  # "all-MiniLM-L6-v2/int8"
+        ```
 
     Usage:
-        .. code-block:: python
-
-            vectors = embeddings.embed_documents(["The weather is lovely today.", "Hi"])
-            query_vector = embeddings.embed_query("Is it sunny?")
-            vectors = await embeddings.aembed_documents(["runs in a worker thread"])
-            len(query_vector)  # 384
+        ```python
+        vectors = embeddings.embed_documents(["The weather is lovely today.", "Hi"])
+        query_vector = embeddings.embed_query("Is it sunny?")
+        vectors = await embeddings.aembed_documents(["runs in a worker thread"])
+        len(query_vector)  # 384
+        ```
 
     """
 

@@ -23,9 +23,9 @@ and counts how often the planted document comes first, in the top 3, in the top 
 3, every CJK term in the top 5). Everything is deterministic for a seed and a base corpus.
 
 Usage:
-    .. code-block:: bash
-
-        langchain-hybrid eval --dataset path/to/scifact --exact-match
+    ```bash
+    langchain-hybrid eval --dataset path/to/scifact --exact-match
+    ```
 """
 
 from __future__ import annotations

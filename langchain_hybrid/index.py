@@ -170,20 +170,20 @@ class HybridIndex:
         path: where the BM25 files live (``None``: in memory only).
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        from langchain_hybrid.index import HybridIndex
+        from langchain_hybrid.stores import ChromaStore, StoreConfig
 
-            from langchain_hybrid.index import HybridIndex
-            from langchain_hybrid.stores import ChromaStore, StoreConfig
-
-            store = ChromaStore(StoreConfig(path="./index", collection="kb"))
-            index = HybridIndex.open(store, Path("./index/bm25/kb"))
+        store = ChromaStore(StoreConfig(path="./index", collection="kb"))
+        index = HybridIndex.open(store, Path("./index/bm25/kb"))
+        ```
 
     Usage:
-        .. code-block:: python
-
-            index.add(ids, texts, embeddings, metadatas)
-            index.delete(ids)
-            index.status().in_sync
+        ```python
+        index.add(ids, texts, embeddings, metadatas)
+        index.delete(ids)
+        index.status().in_sync
+        ```
     """
 
     def __init__(self, store: ChromaStore, bm25: BM25Index, path: Path | None = None) -> None:

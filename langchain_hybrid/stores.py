@@ -148,18 +148,18 @@ class ChromaStore:
         config: a :class:`StoreConfig` (mode, location, collection, HNSW, batch size, timeout).
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        from langchain_hybrid.stores import ChromaStore, StoreConfig
 
-            from langchain_hybrid.stores import ChromaStore, StoreConfig
-
-            store = ChromaStore(StoreConfig(mode="persistent", path="./index", collection="kb"))
+        store = ChromaStore(StoreConfig(mode="persistent", path="./index", collection="kb"))
+        ```
 
     Usage:
-        .. code-block:: python
-
-            store.upsert(ids, texts, embeddings, metadatas)
-            store.query(query_embedding, n_results=50, where={"source": "faq"})
-            store.delete(ids)
+        ```python
+        store.upsert(ids, texts, embeddings, metadatas)
+        store.query(query_embedding, n_results=50, where={"source": "faq"})
+        store.delete(ids)
+        ```
     """
 
     def __init__(
