@@ -12,7 +12,6 @@ CJK terms in the top 5.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from langchain_hybrid.exact_match import SHAPES, format_report, run_exact_match
 
 pytestmark = pytest.mark.model
 
-SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
 BASE_SIZE = 500
 
 SIZES: dict[tuple[str, str], int] = {
@@ -38,24 +36,13 @@ FIRST_FLOOR: dict[str, dict[tuple[str, str], int]] = {"hybrid": SIZES, "bm25": S
 """mode -> (group, kind) -> queries whose planted document ranks first, as measured."""
 
 
-def _scifact() -> Path:
-    configured = os.environ.get("LANGCHAIN_HYBRID_SCIFACT")
-    path = Path(configured) if configured else SCIFACT
-    if not (path / "corpus.jsonl").is_file():
-        pytest.fail(
-            f"SciFact (BEIR layout) not found at {path}: set LANGCHAIN_HYBRID_SCIFACT "
-            "(or deselect with -m 'not model')"
-        )
-    return path
-
-
 @pytest.fixture(scope="module")
 def rows(
-    minilm: MiniLMEmbeddings, tmp_path_factory: pytest.TempPathFactory
+    minilm: MiniLMEmbeddings, scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> list[dict[str, Any]]:
     """The benchmark's rows for hybrid, BM25 and vector modes with the default settings."""
     out = run_exact_match(
-        _scifact(), minilm, cache_dir=tmp_path_factory.mktemp("exact"), base_size=BASE_SIZE
+        scifact_dir, minilm, cache_dir=tmp_path_factory.mktemp("exact"), base_size=BASE_SIZE
     )
     report("exact match (500 SciFact documents + planted), cells: top 1/3/5 counts")
     for line in format_report(out).splitlines():

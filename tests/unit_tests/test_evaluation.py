@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import statistics
 import tempfile
@@ -476,18 +475,6 @@ def test_sweep_equals_the_online_retriever(harder: Path, tmp_path: Path) -> None
 
 
 # ---------------------------------------------------------------------- the eval command
-@pytest.fixture
-def embedding(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HashEmbeddings:
-    """The CLI's embedding model replaced by a counting one; no settings from the environment."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("LANGCHAIN_HYBRID_"):
-            monkeypatch.delenv(name)
-    emb = HashEmbeddings()
-    monkeypatch.setattr(cli, "make_embedding", lambda _settings: emb)
-    return emb
-
-
 def run_eval(
     capsys: pytest.CaptureFixture[str], dataset: Path, cache: Path, *args: str
 ) -> tuple[int, str, str]:

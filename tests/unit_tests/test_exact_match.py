@@ -364,18 +364,6 @@ def test_run_on_a_real_index_matches_the_retriever(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- the eval command
-@pytest.fixture
-def embedding(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HashEmbeddings:
-    """The CLI's embedding model replaced by a counting one; no settings from the environment."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("LANGCHAIN_HYBRID_"):
-            monkeypatch.delenv(name)
-    emb = HashEmbeddings()
-    monkeypatch.setattr(cli, "make_embedding", lambda _settings: emb)
-    return emb
-
-
 def run_eval(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = cli.main(["eval", *args])
     captured = capsys.readouterr()
