@@ -27,7 +27,7 @@ from langchain_hybrid import ChromaStore, HybridRetriever, StoreConfig
 
 pytestmark = pytest.mark.server
 
-DELAY = 0.4  # seconds the proxy holds each answer of the server
+DELAY = 1.0  # seconds the proxy holds each answer of the server (a stall of half is a failure)
 TICK = 0.005
 
 
