@@ -1125,11 +1125,6 @@ def default_bm25_path(persist_directory: str | os.PathLike[str], collection: str
     return Path(persist_directory) / "bm25" / collection
 
 
-def documents_by_id(documents: Iterable[Document]) -> dict[str, Document]:
-    """Index documents by their ``id`` (helper for callers comparing result sets)."""
-    return {str(d.id): d for d in documents}
-
-
 _HANDLES = frozenset({"store", "bm25", "embedding", "cache"})
 
 
