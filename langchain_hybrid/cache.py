@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 V = TypeVar("V")
 R = TypeVar("R")
 
+CACHE_EVENT = "langchain_hybrid.cache"
+"""Custom callback event sent by every cached query: ``{"hit": bool}`` for the parent run."""
 _KEY_VERSION = "langchain-hybrid/cache-key/1"
 _DEFAULT_MAX_ENTRIES = 10_000
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None

@@ -37,7 +37,13 @@ from pydantic import (
 )
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
-from langchain_hybrid.cache import CachedEmbeddings, DocumentTemplate, LRUCache, cache_key
+from langchain_hybrid.cache import (
+    CACHE_EVENT,
+    CachedEmbeddings,
+    DocumentTemplate,
+    LRUCache,
+    cache_key,
+)
 from langchain_hybrid.config import (
     CacheSettings,
     HybridConfig,
@@ -79,8 +85,6 @@ logger = logging.getLogger(__name__)
 LEGS = ("bm25", "vector")
 MAX_K = 1_000_000  # k and fetch_k: Chroma takes n_results as a C long
 _MAX_RRF_K = 1e12
-CACHE_EVENT = "langchain_hybrid.cache"
-"""Custom callback event sent by every cached query: ``{"hit": bool}`` for the parent run."""
 _CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
