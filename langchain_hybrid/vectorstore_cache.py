@@ -45,7 +45,7 @@ from langchain_hybrid.cache import (
     cache_key,
 )
 from langchain_hybrid.errors import ConfigError
-from langchain_hybrid.stores import GENERATION_KEY
+from langchain_hybrid.index import change_signal
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -95,15 +95,17 @@ def _thaw(value: R) -> R:
     return value if kind in _IMMUTABLE else copy.deepcopy(value)
 
 
-def chroma_staleness_check(store: VectorStore) -> Callable[[], tuple[int, object]]:
+def chroma_staleness_check(store: VectorStore) -> Callable[[], tuple[int, int]]:
     """Build a ``staleness_check`` for a ``langchain_chroma.Chroma`` store.
 
-    The check returns ``(collection.count(), metadata["langchain_hybrid_generation"])``, read
-    fresh from the client each time (about 1 ms on an in-process client). It changes when
-    another writer adds or deletes documents, or bumps the generation as this package's
-    :class:`~langchain_hybrid.stores.ChromaStore` does before each write. It does *not* change
-    for an ``upsert``/``update`` of existing ids by a writer that leaves the generation alone:
-    those are only caught by the cache's TTL.
+    The check returns the change signal the retriever itself goes by
+    (:func:`langchain_hybrid.index.change_signal`): the collection's write generation (odd while
+    a write by this package is under way) and its document count, read fresh each time (about
+    1 ms on an in-process client). It changes when another writer adds or deletes documents, or
+    writes through this package (:class:`~langchain_hybrid.HybridRetriever`,
+    :class:`~langchain_hybrid.index.HybridIndex`), which moves the generation. It does *not*
+    change for an ``upsert``/``update`` of existing ids by a writer that leaves the generation
+    alone: those are only caught by the cache's TTL.
 
     Args:
         store: a ``langchain_chroma.Chroma`` (anything with its ``_client`` and
@@ -123,14 +125,7 @@ def chroma_staleness_check(store: VectorStore) -> Callable[[], tuple[int, object
             f"got {type(store).__name__}"
         )
         raise ConfigError(msg)
-    name = collection.name
-
-    def check() -> tuple[int, object]:
-        count = int(store._collection.count())  # type: ignore[attr-defined]  # noqa: SLF001
-        metadata = client.get_collection(name).metadata or {}
-        return count, metadata.get(GENERATION_KEY)
-
-    return check
+    return change_signal(client, collection.name)
 
 
 _UNSET: Any = object()

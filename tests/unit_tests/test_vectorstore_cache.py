@@ -12,6 +12,7 @@ import random
 import threading
 import uuid
 import warnings
+from pathlib import Path
 from typing import Any
 
 import chromadb
@@ -28,6 +29,7 @@ from langchain_tests.integration_tests import (
     VectorStoreIntegrationTests,
 )
 
+from langchain_hybrid import HybridRetriever
 from langchain_hybrid.cache import CachedEmbeddings, cache_key
 from langchain_hybrid.errors import ConfigError
 from langchain_hybrid.stores import GENERATION_KEY
@@ -681,3 +683,33 @@ def test_scalar_keys_cover_only_scalar_calls() -> None:
     assert _scalar_key("m", {"query": "a\x1fk=int:4"}, 0) != _scalar_key(
         "m", {"query": "a", "k": 4}, 0
     )
+
+
+def test_chroma_staleness_check_follows_a_hybrid_retrievers_writes(tmp_path: Path) -> None:
+    """The cached store around a retriever's collection goes by the retriever's change signal."""
+    retriever = HybridRetriever.from_documents(
+        CORPUS, embedding=HashEmbeddings(), persist_directory=tmp_path, collection_name="kb"
+    )
+    index = retriever.index
+    chroma = Chroma(
+        collection_name=retriever.store.config.chroma_collection,
+        embedding_function=HashEmbeddings(),
+        client=retriever.store.client,
+    )
+    check = chroma_staleness_check(chroma)
+    assert check() == (index.generation(), len(CORPUS))
+    store = CachedVectorStore(chroma, staleness_check=check, check_interval_seconds=0)
+    before = [d.id for d in store.similarity_search("router", k=2)]
+    assert before[0] == "net-1"
+    assert "cof-1" not in before
+    assert store.cache_stats()["hits"] == 0
+    assert store.similarity_search("router", k=2)[0].id == "net-1"
+    assert store.cache_stats()["hits"] == 1  # cached while nothing changed
+    write = index._begin()  # under way: its odd marker is a file beside Chroma's database
+    assert check()[0] == write.generation == index.generation()
+    index._finish(write)
+    # a count-neutral rewrite through the retriever: the generation alone tells
+    retriever.add_documents([Document(id="cof-1", page_content="router router router")])
+    assert check() == (index.generation(), len(CORPUS))
+    assert store.similarity_search("router", k=2) == chroma.similarity_search("router", k=2)
+    assert "cof-1" in [d.id for d in store.similarity_search("router", k=2)]
