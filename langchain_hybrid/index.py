@@ -701,15 +701,8 @@ def change_signal(client: Any, collection: str) -> Callable[[], tuple[int, int]]
         "hnsw": HNSWConfig(**{k: v for k, v in hnsw.items() if k in HNSWConfig.model_fields}),
         "tenant": client.tenant,
         "database": client.database,
+        **_client_location(settings),
     }
-    if "fastapi" in str(settings.chroma_api_impl).lower():
-        fields |= {"mode": "http", "host": settings.chroma_server_host or "localhost"}
-        if settings.chroma_server_http_port:
-            fields["port"] = int(settings.chroma_server_http_port)
-    elif settings.is_persistent:
-        fields |= {"mode": "persistent", "path": str(settings.persist_directory)}
-    else:
-        fields["mode"] = "ephemeral"
     try:
         config = StoreConfig(**fields)
     except ValidationError as e:
@@ -722,3 +715,14 @@ def change_signal(client: Any, collection: str) -> Callable[[], tuple[int, int]]
         return index.generation(), store.count()
 
     return read
+
+
+def _client_location(settings: Any) -> dict[str, Any]:
+    """The :class:`StoreConfig` mode and location fields of a client's ``Settings``."""
+    if "fastapi" in str(settings.chroma_api_impl).lower():
+        port = settings.chroma_server_http_port
+        host = settings.chroma_server_host or "localhost"
+        return {"mode": "http", "host": host, **({"port": int(port)} if port else {})}
+    if settings.is_persistent:
+        return {"mode": "persistent", "path": str(settings.persist_directory)}
+    return {"mode": "ephemeral"}

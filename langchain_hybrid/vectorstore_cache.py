@@ -166,7 +166,7 @@ class CachedVectorStore(VectorStore):
         ```python
         import chromadb
         from langchain_chroma import Chroma
-        from langchain_hybrid.cache import CachedVectorStore, chroma_staleness_check
+        from langchain_hybrid.vectorstore_cache import CachedVectorStore, chroma_staleness_check
 
         chroma = Chroma("kb", embedding_function=emb, client=chromadb.PersistentClient("db"))
         store = CachedVectorStore(
