@@ -143,8 +143,9 @@ class CachedVectorStore(VectorStore):
     the cache. ``get_by_ids`` passes through uncached.
 
     Writes (``add_texts``, ``add_documents``, ``delete`` and async forms) go to the wrapped
-    store, then bump the generation before returning, also when they raise. See the module
-    docstring for the race this ordering closes, and for ``staleness_check``.
+    store, then bump the generation before returning, also when they raise. See
+    :mod:`langchain_hybrid.cache` for the race this ordering closes, and this module's docstring
+    for ``staleness_check``.
 
     Setup:
         ```bash
