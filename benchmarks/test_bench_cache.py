@@ -49,10 +49,10 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
-from langchain_hybrid.cache import CachedVectorStore
 from langchain_hybrid.embeddings import MiniLMEmbeddings
 from langchain_hybrid.fusion import fuse
 from langchain_hybrid.retrievers import LEGS, HybridRetriever, leg_run
+from langchain_hybrid.vectorstore_cache import CachedVectorStore
 
 pytestmark = pytest.mark.model
 

@@ -37,8 +37,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableConfig
 
-from langchain_hybrid.callbacks import RetrievalMetricsHandler
-from langchain_hybrid.retrievers import CACHE_EVENT, HybridRetriever
+from langchain_hybrid.cache import CACHE_EVENT
+from langchain_hybrid.metrics import RetrievalMetricsHandler
+from langchain_hybrid.retrievers import HybridRetriever
 
 GROUP = "monitoring"
 K = 10

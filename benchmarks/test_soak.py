@@ -47,8 +47,8 @@ from langchain_core.runnables import RunnableConfig
 
 from langchain_hybrid import HybridRetriever
 from langchain_hybrid.cache import CachedEmbeddings
-from langchain_hybrid.callbacks import OTHER, RetrievalMetricsHandler
 from langchain_hybrid.config import CacheSettings
+from langchain_hybrid.metrics import OTHER, RetrievalMetricsHandler
 
 GROUP = "soak"
 DOCS = 2_000

@@ -2,14 +2,7 @@
 
 from langchain_hybrid._tokenize import TokenizerConfig, register_tokenizer
 from langchain_hybrid.bm25 import BM25Index, BM25Params
-from langchain_hybrid.cache import CachedEmbeddings, CachedVectorStore, LRUCache
-from langchain_hybrid.callbacks import (
-    HealthCheck,
-    HealthMonitor,
-    HealthStatus,
-    RetrievalMetricsHandler,
-    serve_metrics,
-)
+from langchain_hybrid.cache import CachedEmbeddings, LRUCache
 from langchain_hybrid.config import HybridConfig, load_config
 from langchain_hybrid.embeddings import MiniLMEmbeddings
 from langchain_hybrid.errors import (
@@ -29,9 +22,13 @@ from langchain_hybrid.errors import (
     StoreUnavailableError,
     WriterLockError,
 )
+from langchain_hybrid.exporters import serve_metrics
+from langchain_hybrid.health import HealthCheck, HealthMonitor, HealthStatus
+from langchain_hybrid.metrics import RetrievalMetricsHandler
 from langchain_hybrid.retrievers import HybridRetriever
 from langchain_hybrid.stores import ChromaStore, HNSWConfig, StoreConfig
 from langchain_hybrid.vectorstore import HybridVectorStore
+from langchain_hybrid.vectorstore_cache import CachedVectorStore
 
 __all__ = [
     "AllLegsFailedError",

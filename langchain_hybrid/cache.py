@@ -1,6 +1,4 @@
-"""Result caching with correct invalidation: an LRU cache, cached embeddings, a cached store.
-
-Three layers, each usable alone:
+"""Result caching with correct invalidation: collision-proof keys, an LRU cache, cached embeddings.
 
 * :func:`cache_key` turns call arguments into a collision-proof key: the SHA-256 of a canonical
   JSON encoding (sorted keys, no whitespace, shortest round-trip float ``repr``), never
@@ -8,8 +6,11 @@ Three layers, each usable alone:
 * :class:`LRUCache` is a thread-safe LRU map with an entry limit, an optional TTL and an
   optional byte budget, plus *single flight*: concurrent identical misses, from threads or
   coroutines, run the computation once.
-* :class:`CachedEmbeddings` and :class:`CachedVectorStore` wrap any LangChain ``Embeddings`` /
-  ``VectorStore`` by composition.
+* :class:`DocumentTemplate`: a cached ``Document`` as its fields, built afresh on every hit.
+* :class:`CachedEmbeddings` wraps any LangChain ``Embeddings`` and caches query vectors.
+
+The retriever's result cache is an :class:`LRUCache`; so is
+:class:`~langchain_hybrid.vectorstore_cache.CachedVectorStore`'s (in its own module).
 
 Write generations and the read/write race
 -----------------------------------------
@@ -21,19 +22,11 @@ generation is still the same, checked and stored under one lock. So a read that 
 write happened can return its value to its own caller (the two calls overlapped) but can never
 leave that value in the cache for later callers.
 
-:class:`CachedVectorStore` bumps *after* the wrapped write has run (in a ``finally``, so also when
-the write raises, since it may have applied in part) and before the write call returns. Bumping
-only before the write would be wrong: a read starting between the bump and the write would
-cache pre-write results under the new generation. The generation is also part of every key, so
-an entry from an older generation could not be found even if it survived.
-
-Writes made behind the wrapper's back (another process, or the wrapped store used directly) are
-caught by an optional ``staleness_check``: a callable whose value changes when the data does,
-evaluated at most every ``check_interval_seconds``; a change bumps the generation.
-:func:`chroma_staleness_check` builds one for ``langchain_chroma.Chroma`` from the collection's
-``count()`` and its ``langchain_hybrid_generation`` metadata key. Its limit: a write that
-changes neither (an ``upsert`` of existing ids by a client that does not bump the generation)
-is only caught when the TTL expires, so set ``ttl_seconds`` when other writers exist.
+A writer bumps *after* the write has run (in a ``finally``, so also when the write raises,
+since it may have applied in part) and before the write call returns. Bumping only before the
+write would be wrong: a read starting between the bump and the write would cache pre-write
+results under the new generation. The generation is also part of every key, so an entry from an
+older generation could not be found even if it survived.
 """
 
 from __future__ import annotations
@@ -47,28 +40,26 @@ import math
 import sys
 import threading
 import time
+import warnings
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar, cast
+from typing import Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar, cast
 
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.vectorstores import VectorStore
 
 from langchain_hybrid.errors import ConfigError
-from langchain_hybrid.stores import GENERATION_KEY
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 
 V = TypeVar("V")
 R = TypeVar("R")
 
+CACHE_EVENT = "langchain_hybrid.cache"
+"""Custom callback event sent by every cached query: ``{"hit": bool}`` for the parent run."""
 _KEY_VERSION = "langchain-hybrid/cache-key/1"
 _DEFAULT_MAX_ENTRIES = 10_000
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
@@ -105,23 +96,6 @@ def cache_key(*parts: object) -> str:
         allow_nan=True,
     )
     return hashlib.sha256(payload.encode("ascii")).hexdigest()
-
-
-def _scalar_key(method: str, params: Mapping[str, Any], generation: int) -> str | None:
-    """A cheap key for the common call, all arguments scalars and no extra keyword arguments.
-
-    Unambiguous: each value is typed and ``repr``-ed (which escapes control characters), the
-    parts are joined by a control character, and the first part is ``"s"``, which no
-    :func:`cache_key` (64 hex digits) can be. ``None`` for any other call.
-    """
-    parts = ["s", method, str(generation)]
-    for name, value in params.items():
-        if name == "kwargs" and not value:
-            continue
-        if type(value) not in _IMMUTABLE:
-            return None
-        parts.append(f"{name}={type(value).__name__}:{value!r}")
-    return "\x1f".join(parts)
 
 
 def _scalar(obj: object) -> tuple[bool, JSONValue]:
@@ -805,29 +779,6 @@ _OBJECT_NEW = object.__new__
 _OBJECT_SET = object.__setattr__
 
 
-def _freeze(value: object) -> object:
-    """What a cache stores of a search result: Documents as templates, the rest copied."""
-    if isinstance(value, Document):
-        return DocumentTemplate.of(value)
-    if type(value) is list:
-        return [_freeze(item) for item in value]
-    if type(value) is tuple:
-        return tuple(_freeze(item) for item in value)
-    return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
-
-
-def _thaw(value: R) -> R:
-    """A fresh copy of a stored search result (see :func:`_freeze`)."""
-    kind = type(value)
-    if kind is DocumentTemplate:
-        return cast("R", cast("DocumentTemplate", value).build())
-    if kind is list:
-        return cast("R", [_thaw(item) for item in cast("list[object]", value)])
-    if kind is tuple:
-        return cast("R", tuple(_thaw(item) for item in cast("tuple[object, ...]", value)))
-    return value if kind in _IMMUTABLE else copy.deepcopy(value)
-
-
 # ---------------------------------------------------------------------------------- embeddings
 class CachedEmbeddings(Embeddings):
     """Caches the query embeddings of any LangChain ``Embeddings`` in memory.
@@ -912,563 +863,30 @@ class CachedEmbeddings(Embeddings):
         return self._cache.stats()
 
 
-# ---------------------------------------------------------------------------------- store
-def chroma_staleness_check(store: VectorStore) -> Callable[[], tuple[int, object]]:
-    """Build a ``staleness_check`` for a ``langchain_chroma.Chroma`` store.
-
-    The check returns ``(collection.count(), metadata["langchain_hybrid_generation"])``, read
-    fresh from the client each time (about 1 ms on an in-process client). It changes when
-    another writer adds or deletes documents, or bumps the generation as this package's
-    :class:`~langchain_hybrid.stores.ChromaStore` does before each write. It does *not* change
-    for an ``upsert``/``update`` of existing ids by a writer that leaves the generation alone:
-    those are only caught by the cache's TTL.
-
-    Args:
-        store: a ``langchain_chroma.Chroma`` (anything with its ``_client`` and
-            ``_collection``).
-
-    Returns:
-        A callable for ``CachedVectorStore(staleness_check=...)``.
-
-    Raises:
-        ConfigError: ``store`` does not look like a ``langchain_chroma.Chroma``.
-    """
-    client = getattr(store, "_client", None)
-    collection = getattr(store, "_collection", None)
-    if client is None or collection is None or not hasattr(collection, "count"):
-        msg = (
-            "chroma_staleness_check() expects a langchain_chroma.Chroma store, "
-            f"got {type(store).__name__}"
-        )
-        raise ConfigError(msg)
-    name = collection.name
-
-    def check() -> tuple[int, object]:
-        count = int(store._collection.count())  # type: ignore[attr-defined]  # noqa: SLF001
-        metadata = client.get_collection(name).metadata or {}
-        return count, metadata.get(GENERATION_KEY)
-
-    return check
-
-
-_UNSET: Any = object()
-
-
-class CachedVectorStore(VectorStore):
-    """Caches the searches of any LangChain ``VectorStore``, invalidated on every write.
-
-    A ``VectorStore`` itself, so ``as_retriever()``, ``search()`` and chains use the cache.
-    Searches (``similarity_search``, ``..._with_score``, ``..._with_relevance_scores``,
-    ``..._by_vector``, ``max_marginal_relevance_search`` and ``..._by_vector``, and their async
-    forms) are cached under :func:`cache_key` of (method, query or vector, ``k``, every other
-    argument including a normalised ``filter``, write generation); sync and async forms share
-    entries. Results are copied in and out, so mutating a returned ``Document`` cannot corrupt
-    the cache. ``get_by_ids`` passes through uncached.
-
-    Writes (``add_texts``, ``add_documents``, ``delete`` and async forms) go to the wrapped
-    store, then bump the generation before returning, also when they raise. See the module
-    docstring for the race this ordering closes, and for ``staleness_check``.
-
-    Setup:
-        ```bash
-        pip install langchain-hybrid langchain-chroma
-        ```
-
-    Key init args:
-        inner: the store to wrap.
-        max_entries: most cached searches (default 10 000).
-        ttl_seconds: time to live of a result (default ``None``); set it when other writers
-            can change data in ways ``staleness_check`` does not see.
-        max_bytes: memory budget for cached results (default ``None``).
-        staleness_check: a callable whose value changes when the data changes behind the
-            wrapper's back (e.g. :func:`chroma_staleness_check`); a change drops the cache.
-        check_interval_seconds: how often ``staleness_check`` runs at most (default 1.0; 0:
-            before every search).
-
-    Instantiate:
-        ```python
-        import chromadb
-        from langchain_chroma import Chroma
-        from langchain_hybrid.cache import CachedVectorStore, chroma_staleness_check
-
-        chroma = Chroma("kb", embedding_function=emb, client=chromadb.PersistentClient("db"))
-        store = CachedVectorStore(
-            chroma, max_entries=10_000, ttl_seconds=600,
-            staleness_check=chroma_staleness_check(chroma), check_interval_seconds=1.0)
-        ```
-
-    Usage:
-        ```python
-        store.add_documents(docs)
-        store.similarity_search("router error", k=4, filter={"source": "faq"})  # miss
-        store.similarity_search("router error", k=4, filter={"source": "faq"})  # hit
-        retriever = store.as_retriever(search_kwargs={"k": 4})
-        store.cache_stats()  # {"hits": 1, "misses": 1, "hit_rate": 0.5, ...}
-        ```
-    """
-
-    def __init__(
-        self,
-        inner: VectorStore,
-        *,
-        max_entries: int = _DEFAULT_MAX_ENTRIES,
-        ttl_seconds: float | None = None,
-        max_bytes: int | None = None,
-        staleness_check: Callable[[], object] | None = None,
-        check_interval_seconds: float = 1.0,
-        sizeof: Callable[[object], int] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        """Wrap ``inner``; raises ``ConfigError`` for a bad store or setting."""
-        if not isinstance(inner, VectorStore):
-            msg = f"CachedVectorStore wraps a VectorStore, got {type(inner).__name__}"
-            raise ConfigError(msg)
-        if (
-            isinstance(check_interval_seconds, bool)
-            or not isinstance(check_interval_seconds, int | float)
-            or not check_interval_seconds >= 0
-        ):
-            msg = f"check_interval_seconds must be >= 0, got {check_interval_seconds!r}"
-            raise ConfigError(msg)
-        self._inner = inner
-        self._cache: LRUCache[object] = LRUCache(
-            max_entries, ttl_seconds=ttl_seconds, max_bytes=max_bytes, sizeof=sizeof, clock=clock
-        )
-        self._clock = clock
-        self._staleness_check = staleness_check
-        self._check_interval = float(check_interval_seconds)
-        self._check_lock = threading.Lock()
-        self._baseline: object = _UNSET
-        self._last_check = -math.inf
-
-    # ------------------------------------------------------------------ plumbing
-    @property
-    def inner(self) -> VectorStore:
-        """The wrapped store (writes made through it directly bypass invalidation)."""
-        return self._inner
-
-    @property
-    def cache(self) -> LRUCache[object]:
-        """The underlying result cache."""
-        return self._cache
-
-    @property
-    def embeddings(self) -> Embeddings | None:
-        """The wrapped store's embeddings."""
-        return self._inner.embeddings
-
-    def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        return self._inner._select_relevance_score_fn()  # noqa: SLF001
-
-    def cache_stats(self) -> dict[str, Any]:
-        """Return ``hits``, ``misses``, ``hit_rate``, ``evictions``, ``entries``, ``invalidations``.
-
-        If the wrapped store's embeddings are a :class:`CachedEmbeddings`, their statistics are
-        added under ``"embeddings"``.
-        """
-        stats = self._cache.stats()
-        out: dict[str, Any] = {
-            name: stats[name]
-            for name in ("hits", "misses", "hit_rate", "evictions", "entries", "invalidations")
-        }
-        embeddings = self._inner.embeddings
-        if isinstance(embeddings, CachedEmbeddings):
-            out["embeddings"] = embeddings.cache_stats()
-        return out
-
-    def invalidate(self) -> None:
-        """Drop every cached result and fence searches in flight (e.g. after an outside write)."""
-        self._cache.bump()
-
-    def _due(self) -> bool:
-        return (
-            self._staleness_check is not None
-            and self._clock() - self._last_check >= self._check_interval
-        )
-
-    def _check_staleness(self) -> None:
-        """Run ``staleness_check`` if due; bump the generation if its value changed."""
-        check = self._staleness_check
-        if check is None:
-            return
-        with self._check_lock:
-            now = self._clock()
-            if now - self._last_check < self._check_interval:
-                return  # another thread checked meanwhile
-            try:
-                value = check()
-            except Exception:
-                # Cannot vouch for the cache: drop it, keep the old baseline, retry next lookup.
-                logger.warning("staleness check failed; dropping the cache", exc_info=True)
-                self._cache.bump()
-                return
-            self._last_check = now
-            if value != self._baseline:  # also the first check (or after a failed one)
-                logger.debug("data changed behind the cache (%r -> %r)", self._baseline, value)
-                self._baseline = value
-                self._cache.bump()
-
-    async def _acheck_staleness(self) -> None:
-        if self._due():
-            await asyncio.get_running_loop().run_in_executor(None, self._check_staleness)
-
-    def _after_write(self) -> None:
-        """Invalidate after a write through the wrapper (also a failed one).
-
-        The staleness baseline is read *before* the bump, so an outside write that lands after
-        the read differs from it and is caught by the next check.
-        """
-        check = self._staleness_check
-        if check is None:
-            self._cache.bump()
-            return
-        with self._check_lock:
-            try:
-                self._baseline = check()
-                self._last_check = self._clock()
-            except Exception:
-                logger.warning("staleness check failed after a write", exc_info=True)
-                self._baseline = _UNSET
-                self._last_check = -math.inf
-            self._cache.bump()
-
-    async def _aafter_write(self) -> None:
-        if self._staleness_check is None:
-            self._cache.bump()
-        else:
-            await asyncio.get_running_loop().run_in_executor(None, self._after_write)
-
-    def _key(self, method: str, params: dict[str, Any], generation: int) -> str | None:
-        fast = _scalar_key(method, params, generation)
-        if fast is not None:
-            return fast
-        try:
-            return cache_key(method, params, generation)
-        except TypeError as e:
-            logger.debug("%s not cached: %s", method, e)
-            return None
-
-    def _cached(self, method: str, params: dict[str, Any], compute: Callable[[], R]) -> R:
-        if self._due():
-            self._check_staleness()
-        generation = self._cache.generation
-        key = self._key(method, params, generation)
-        if key is None:
-            return compute()
-
-        def fill() -> object:
-            return _freeze(compute())
-
-        value = self._cache.get_or_compute(key, fill, generation=generation)
-        return cast("R", _thaw(value))
-
-    async def _acached(
-        self, method: str, params: dict[str, Any], compute: Callable[[], Awaitable[R]]
-    ) -> R:
-        await self._acheck_staleness()
-        generation = self._cache.generation
-        key = self._key(method, params, generation)
-        if key is None:
-            return await compute()
-
-        async def fill() -> object:
-            return _freeze(await compute())
-
-        value = await self._cache.aget_or_compute(key, fill, generation=generation)
-        return cast("R", _thaw(value))
-
-    # ------------------------------------------------------------------ searches
-    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
-        """Cached ``similarity_search`` of the wrapped store."""
-        return self._cached(
-            "similarity_search",
-            {"query": query, "k": k, "kwargs": kwargs},
-            lambda: self._inner.similarity_search(query, k=k, **kwargs),
-        )
-
-    async def asimilarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
-        """Cached ``asimilarity_search`` of the wrapped store."""
-        return await self._acached(
-            "similarity_search",
-            {"query": query, "k": k, "kwargs": kwargs},
-            lambda: self._inner.asimilarity_search(query, k=k, **kwargs),
-        )
-
-    def similarity_search_with_score(
-        self, *args: Any, **kwargs: Any
-    ) -> list[tuple[Document, float]]:
-        """Cached ``similarity_search_with_score(query, k=4, **kwargs)`` of the wrapped store."""
-        params, call_args, call_kwargs = _query_params(args, kwargs)
-        return self._cached(
-            "similarity_search_with_score",
-            params,
-            lambda: self._inner.similarity_search_with_score(*call_args, **call_kwargs),
-        )
-
-    async def asimilarity_search_with_score(
-        self, *args: Any, **kwargs: Any
-    ) -> list[tuple[Document, float]]:
-        """Cached ``asimilarity_search_with_score`` of the wrapped store."""
-        params, call_args, call_kwargs = _query_params(args, kwargs)
-        return await self._acached(
-            "similarity_search_with_score",
-            params,
-            lambda: self._inner.asimilarity_search_with_score(*call_args, **call_kwargs),
-        )
-
-    def similarity_search_with_relevance_scores(
-        self, query: str, k: int = 4, **kwargs: Any
-    ) -> list[tuple[Document, float]]:
-        """Cached ``similarity_search_with_relevance_scores`` (``score_threshold`` is keyed)."""
-        return self._cached(
-            "similarity_search_with_relevance_scores",
-            {"query": query, "k": k, "kwargs": kwargs},
-            lambda: self._inner.similarity_search_with_relevance_scores(query, k=k, **kwargs),
-        )
-
-    async def asimilarity_search_with_relevance_scores(
-        self, query: str, k: int = 4, **kwargs: Any
-    ) -> list[tuple[Document, float]]:
-        """Cached ``asimilarity_search_with_relevance_scores`` of the wrapped store."""
-        return await self._acached(
-            "similarity_search_with_relevance_scores",
-            {"query": query, "k": k, "kwargs": kwargs},
-            lambda: self._inner.asimilarity_search_with_relevance_scores(query, k=k, **kwargs),
-        )
-
-    def similarity_search_by_vector(
-        self, embedding: list[float], k: int = 4, **kwargs: Any
-    ) -> list[Document]:
-        """Cached ``similarity_search_by_vector`` (the vector is part of the key)."""
-        return self._cached(
-            "similarity_search_by_vector",
-            {"embedding": embedding, "k": k, "kwargs": kwargs},
-            lambda: self._inner.similarity_search_by_vector(embedding, k=k, **kwargs),
-        )
-
-    async def asimilarity_search_by_vector(
-        self, embedding: list[float], k: int = 4, **kwargs: Any
-    ) -> list[Document]:
-        """Cached ``asimilarity_search_by_vector`` of the wrapped store."""
-        return await self._acached(
-            "similarity_search_by_vector",
-            {"embedding": embedding, "k": k, "kwargs": kwargs},
-            lambda: self._inner.asimilarity_search_by_vector(embedding, k=k, **kwargs),
-        )
-
-    def max_marginal_relevance_search(
-        self,
-        query: str,
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        **kwargs: Any,
-    ) -> list[Document]:
-        """Cached ``max_marginal_relevance_search`` (``fetch_k``, ``lambda_mult`` keyed)."""
-        return self._cached(
-            "max_marginal_relevance_search",
-            _mmr_params(
-                "query", query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, kwargs=kwargs
-            ),
-            lambda: self._inner.max_marginal_relevance_search(
-                query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, **kwargs
-            ),
-        )
-
-    async def amax_marginal_relevance_search(
-        self,
-        query: str,
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        **kwargs: Any,
-    ) -> list[Document]:
-        """Cached ``amax_marginal_relevance_search`` of the wrapped store."""
-        return await self._acached(
-            "max_marginal_relevance_search",
-            _mmr_params(
-                "query", query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, kwargs=kwargs
-            ),
-            lambda: self._inner.amax_marginal_relevance_search(
-                query, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, **kwargs
-            ),
-        )
-
-    def max_marginal_relevance_search_by_vector(
-        self,
-        embedding: list[float],
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        **kwargs: Any,
-    ) -> list[Document]:
-        """Cached ``max_marginal_relevance_search_by_vector`` of the wrapped store."""
-        return self._cached(
-            "max_marginal_relevance_search_by_vector",
-            _mmr_params(
-                "embedding", embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, kwargs=kwargs
-            ),
-            lambda: self._inner.max_marginal_relevance_search_by_vector(
-                embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, **kwargs
-            ),
-        )
-
-    async def amax_marginal_relevance_search_by_vector(
-        self,
-        embedding: list[float],
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        **kwargs: Any,
-    ) -> list[Document]:
-        """Cached ``amax_marginal_relevance_search_by_vector`` of the wrapped store."""
-        return await self._acached(
-            "max_marginal_relevance_search_by_vector",
-            _mmr_params(
-                "embedding", embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, kwargs=kwargs
-            ),
-            lambda: self._inner.amax_marginal_relevance_search_by_vector(
-                embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, **kwargs
-            ),
-        )
-
-    # ------------------------------------------------------------------ reads by id
-    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """Get documents by id from the wrapped store (not cached)."""
-        return self._inner.get_by_ids(ids)
-
-    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """Async get documents by id from the wrapped store (not cached)."""
-        return await self._inner.aget_by_ids(ids)
-
-    # ------------------------------------------------------------------ writes
-    def add_texts(
-        self,
-        texts: Iterable[str],
-        metadatas: list[dict[str, Any]] | None = None,
-        *,
-        ids: list[str] | None = None,
-        **kwargs: Any,
-    ) -> list[str]:
-        """Add texts to the wrapped store, then invalidate the cache."""
-        try:
-            return self._inner.add_texts(texts, metadatas, ids=ids, **kwargs)
-        finally:
-            self._after_write()
-
-    async def aadd_texts(
-        self,
-        texts: Iterable[str],
-        metadatas: list[dict[str, Any]] | None = None,
-        *,
-        ids: list[str] | None = None,
-        **kwargs: Any,
-    ) -> list[str]:
-        """Async add texts to the wrapped store, then invalidate the cache."""
-        try:
-            return await self._inner.aadd_texts(texts, metadatas, ids=ids, **kwargs)
-        finally:
-            await self._aafter_write()
-
-    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
-        """Add (or upsert by id) documents in the wrapped store, then invalidate the cache."""
-        try:
-            return self._inner.add_documents(documents, **kwargs)
-        finally:
-            self._after_write()
-
-    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
-        """Async add documents to the wrapped store, then invalidate the cache."""
-        try:
-            return await self._inner.aadd_documents(documents, **kwargs)
-        finally:
-            await self._aafter_write()
-
-    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete from the wrapped store, then invalidate the cache."""
-        try:
-            return self._inner.delete(ids, **kwargs)
-        finally:
-            self._after_write()
-
-    async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Async delete from the wrapped store, then invalidate the cache."""
-        try:
-            return await self._inner.adelete(ids, **kwargs)
-        finally:
-            await self._aafter_write()
-
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_texts(
-        cls,
-        texts: list[str],
-        embedding: Embeddings,
-        metadatas: list[dict[str, Any]] | None = None,
-        *,
-        ids: list[str] | None = None,
-        vectorstore_cls: type[VectorStore] | None = None,
-        max_entries: int = _DEFAULT_MAX_ENTRIES,
-        ttl_seconds: float | None = None,
-        max_bytes: int | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Build ``vectorstore_cls.from_texts(texts, embedding, ...)`` and wrap it.
-
-        Args:
-            texts: texts to add.
-            embedding: the embedding function of the new store.
-            metadatas: one metadata dict per text.
-            ids: one id per text.
-            vectorstore_cls: the ``VectorStore`` class to build (required), e.g. ``Chroma``.
-            max_entries: as in the constructor.
-            ttl_seconds: as in the constructor.
-            max_bytes: as in the constructor.
-            **kwargs: passed to ``vectorstore_cls.from_texts``.
-
-        Returns:
-            The cached store.
-
-        Raises:
-            ConfigError: ``vectorstore_cls`` is missing or not a ``VectorStore`` class.
-        """
-        if not (isinstance(vectorstore_cls, type) and issubclass(vectorstore_cls, VectorStore)):
-            msg = (
-                "CachedVectorStore wraps an existing store: use CachedVectorStore(store), or "
-                "pass vectorstore_cls=<a VectorStore class> to from_texts/from_documents"
-            )
-            raise ConfigError(msg)
-        inner = vectorstore_cls.from_texts(texts, embedding, metadatas, ids=ids, **kwargs)
-        return cls(inner, max_entries=max_entries, ttl_seconds=ttl_seconds, max_bytes=max_bytes)
-
-
-def _query_params(
-    args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[dict[str, Any], tuple[Any, ...], dict[str, Any]]:
-    """Normalise ``(query, k=4, **kwargs)`` given positionally or by keyword.
-
-    Returns the key parameters and the arguments to call the wrapped store with; unusual calls
-    (extra positional arguments, no query) are keyed and passed on exactly as given.
-    """
-    kwargs = dict(kwargs)
-    if len(args) > 2 or (not args and "query" not in kwargs):  # noqa: PLR2004
-        return {"args": list(args), "kwargs": kwargs}, args, kwargs
-    query = args[0] if args else kwargs.pop("query")
-    k = args[1] if len(args) > 1 else kwargs.pop("k", 4)
-    return {"query": query, "k": k, "kwargs": kwargs}, (query,), {"k": k, **kwargs}
-
-
-def _mmr_params(
-    name: str, query: object, *, k: int, fetch_k: int, lambda_mult: float, kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    return {name: query, "k": k, "fetch_k": fetch_k, "lambda_mult": lambda_mult, "kwargs": kwargs}
+_MOVED = {"CachedVectorStore", "chroma_staleness_check"}
+
+
+def __getattr__(name: str) -> object:
+    """Forward the names moved to :mod:`langchain_hybrid.vectorstore_cache` (deprecated)."""
+    if name not in _MOVED:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    warnings.warn(
+        f"import {name} from langchain_hybrid.vectorstore_cache (or from langchain_hybrid): "
+        "langchain_hybrid.cache no longer holds it",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from langchain_hybrid import vectorstore_cache  # noqa: PLC0415 - it imports this module
+
+    return getattr(vectorstore_cache, name)
 
 
 __all__ = [
+    "CACHE_EVENT",
     "CachedEmbeddings",
-    "CachedVectorStore",
+    "DocumentTemplate",
     "LRUCache",
     "cache_key",
-    "chroma_staleness_check",
     "estimate_size",
 ]

@@ -1112,18 +1112,13 @@ def _add_health(commands: Subcommands) -> None:
 
 
 def _run_health(args: argparse.Namespace) -> int:
-    from langchain_hybrid.callbacks import (  # noqa: PLC0415
-        HealthCheck,
-        HealthMonitor,
-        HealthStatus,
-    )
+    from langchain_hybrid.health import HealthCheck, HealthMonitor, HealthStatus  # noqa: PLC0415
 
     settings = _settings(args)
     try:
         monitor = HealthMonitor.from_config(
             settings,
             store=_open_store(settings, create=False),
-            embedding=make_embedding(settings.embedding),
         )
     except (HybridRetrieverError, OSError) as e:
         status = HealthStatus.from_checks(
@@ -1178,11 +1173,9 @@ def _add_serve_metrics(commands: Subcommands) -> None:
 
 
 def _run_serve_metrics(args: argparse.Namespace) -> int:
-    from langchain_hybrid.callbacks import (  # noqa: PLC0415
-        HealthMonitor,
-        RetrievalMetricsHandler,
-        serve_metrics,
-    )
+    from langchain_hybrid.exporters import serve_metrics  # noqa: PLC0415
+    from langchain_hybrid.health import HealthMonitor  # noqa: PLC0415
+    from langchain_hybrid.metrics import RetrievalMetricsHandler  # noqa: PLC0415
 
     if args.seconds is not None and not args.seconds > 0:
         msg = f"--seconds must be a positive number, got {args.seconds}"
@@ -1195,7 +1188,6 @@ def _run_serve_metrics(args: argparse.Namespace) -> int:
     monitor = HealthMonitor.from_config(
         settings,
         store=_open_store(settings, create=False),
-        embedding=make_embedding(settings.embedding),
         metrics=handler,
     )
     with serve_metrics(handler, monitor, port=args.port, addr=args.addr) as server:

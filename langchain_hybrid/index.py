@@ -32,8 +32,10 @@ saved with once it completed. The odd marker costs a file write and an ``fdatasy
 an idle disk, a few ms under load) instead of a Chroma ``modify`` (12 ms or more on an embedded
 10k-100k collection here): ``benchmarks/write_budget.py`` measured the protocol at 0.56-0.72x
 of the two-``modify`` one in the same run, about 30% of a one-document write instead of ~40%.
-The even marker stays a ``modify`` of the collection metadata, because HTTP clients and
-``chroma_staleness_check`` (``cache.py``) read the generation there.
+The even marker stays a ``modify`` of the collection metadata, because HTTP clients read the
+generation there. Readers outside a :class:`HybridIndex` (``chroma_staleness_check`` of
+:mod:`langchain_hybrid.vectorstore_cache`) read it through :func:`change_signal`, the same
+reading as :meth:`HybridIndex.refresh`.
 
 Replica feed: a change-feed consumer (a replica that applies the records "these ids changed"
 written by the primary) plugs in at :meth:`HybridIndex.apply_changes`, which brings the given
@@ -48,12 +50,21 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pydantic import ValidationError
+
 from langchain_hybrid.bm25 import BM25Index, BM25Params
-from langchain_hybrid.errors import BatchWriteError, HybridRetrieverError, IndexCorruptError
+from langchain_hybrid.errors import (
+    BatchWriteError,
+    ConfigError,
+    HybridRetrieverError,
+    IndexCorruptError,
+    IndexNotBuiltError,
+    StoreError,
+)
 from langchain_hybrid.locking import (
     acquire_writer_lock,
     holds_writer_lock,
@@ -61,7 +72,13 @@ from langchain_hybrid.locking import (
     writer_lock_free,
     writer_lock_if_free,
 )
-from langchain_hybrid.stores import ChromaStore, StoredDocument
+from langchain_hybrid.stores import (
+    ChromaStore,
+    HNSWConfig,
+    StoreConfig,
+    StoredDocument,
+    hnsw_from_legacy_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -641,3 +658,71 @@ def sync_bm25(
 ) -> BM25Index:
     """The BM25 index of ``store`` as :meth:`HybridIndex.open` makes it (loaded or rebuilt)."""
     return HybridIndex.open(store, path, params, check_vectors=check_vectors).bm25
+
+
+def change_signal(client: Any, collection: str) -> Callable[[], tuple[int, int]]:
+    """A reader of the change signal of a collection opened by another library's client.
+
+    The signal is the pair :meth:`HybridIndex.refresh` compares to notice writes: the write
+    generation readers go by (:meth:`HybridIndex.generation`, the odd marker of a write under
+    way included) and the document count. This gives the same reading for a ``chromadb`` client
+    opened elsewhere, such as ``langchain_chroma.Chroma``'s (see
+    :func:`~langchain_hybrid.vectorstore_cache.chroma_staleness_check`): the collection is
+    opened as a :class:`ChromaStore` with the HNSW settings it already has, so nothing is
+    created or modified, and each call of the returned function reads the pair afresh.
+
+    Args:
+        client: a ``chromadb`` client (embedded persistent, ephemeral, or HTTP).
+        collection: the collection's name in Chroma.
+
+    Returns:
+        A function returning ``(generation, documents)``.
+
+    Raises:
+        IndexNotBuiltError: the collection does not exist.
+        StoreError: Chroma failed (``StoreUnavailableError``: it cannot be reached).
+        ConfigError: the name is not one :class:`StoreConfig` accepts.
+    """
+    from chromadb.errors import NotFoundError  # noqa: PLC0415 - chromadb loads lazily here
+
+    try:
+        settings = client.get_settings()
+        found = client.get_collection(collection)
+    except NotFoundError as e:
+        msg = f"collection {collection!r} does not exist"
+        raise IndexNotBuiltError(msg) from e
+    except Exception as e:
+        msg = f"Chroma failed in get_collection: {type(e).__name__}: {e}"
+        raise StoreError(msg) from e
+    configuration = getattr(found, "configuration_json", None) or {}
+    hnsw = {**(configuration.get("hnsw") or {}), **hnsw_from_legacy_metadata(found.metadata)}
+    fields: dict[str, Any] = {
+        "collection": collection,
+        "hnsw": HNSWConfig(**{k: v for k, v in hnsw.items() if k in HNSWConfig.model_fields}),
+        "tenant": client.tenant,
+        "database": client.database,
+        **_client_location(settings),
+    }
+    try:
+        config = StoreConfig(**fields)
+    except ValidationError as e:
+        msg = f"collection {collection!r} cannot be watched: {e}"
+        raise ConfigError(msg) from e
+    store = ChromaStore(config, client=client, create_if_missing=False)
+    index = HybridIndex(store, BM25Index())
+
+    def read() -> tuple[int, int]:
+        return index.generation(), store.count()
+
+    return read
+
+
+def _client_location(settings: Any) -> dict[str, Any]:
+    """The :class:`StoreConfig` mode and location fields of a client's ``Settings``."""
+    if "fastapi" in str(settings.chroma_api_impl).lower():
+        port = settings.chroma_server_http_port
+        host = settings.chroma_server_host or "localhost"
+        return {"mode": "http", "host": host, **({"port": int(port)} if port else {})}
+    if settings.is_persistent:
+        return {"mode": "persistent", "path": str(settings.persist_directory)}
+    return {"mode": "ephemeral"}

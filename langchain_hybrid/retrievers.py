@@ -37,7 +37,13 @@ from pydantic import (
 )
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
-from langchain_hybrid.cache import CachedEmbeddings, DocumentTemplate, LRUCache, cache_key
+from langchain_hybrid.cache import (
+    CACHE_EVENT,
+    CachedEmbeddings,
+    DocumentTemplate,
+    LRUCache,
+    cache_key,
+)
 from langchain_hybrid.config import (
     CacheSettings,
     HybridConfig,
@@ -79,8 +85,6 @@ logger = logging.getLogger(__name__)
 LEGS = ("bm25", "vector")
 MAX_K = 1_000_000  # k and fetch_k: Chroma takes n_results as a C long
 _MAX_RRF_K = 1e12
-CACHE_EVENT = "langchain_hybrid.cache"
-"""Custom callback event sent by every cached query: ``{"hit": bool}`` for the parent run."""
 _CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -1123,11 +1127,6 @@ def _check_embeddings(embeddings: Sequence[Sequence[float]], n: int) -> None:
 def default_bm25_path(persist_directory: str | os.PathLike[str], collection: str) -> Path:
     """Where the BM25 files of ``collection`` live inside a persist directory."""
     return Path(persist_directory) / "bm25" / collection
-
-
-def documents_by_id(documents: Iterable[Document]) -> dict[str, Document]:
-    """Index documents by their ``id`` (helper for callers comparing result sets)."""
-    return {str(d.id): d for d in documents}
 
 
 _HANDLES = frozenset({"store", "bm25", "embedding", "cache"})

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
@@ -89,3 +91,30 @@ IDENTITY = TokenizerConfig(
     strip_accents=False,
 )
 """A tokenizer that splits on whitespace and changes nothing: BM25 tests score exact tokens."""
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            msg = "condition not reached in time"
+            raise AssertionError(msg)
+        time.sleep(0.001)
+
+
+def run_threads(n: int, target: Callable[[int], None]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    return threads

@@ -16,8 +16,7 @@ from conftest import ChromaServer
 from helpers import HashEmbeddings
 from langchain_core.documents import Document
 
-from langchain_hybrid import HybridRetriever, StoreConfig
-from langchain_hybrid.callbacks import HealthMonitor, RetrievalMetricsHandler
+from langchain_hybrid import HealthMonitor, HybridRetriever, RetrievalMetricsHandler, StoreConfig
 from langchain_hybrid.config import MonitoringSettings
 
 pytestmark = pytest.mark.server

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import chromadb
 import pytest
+from chromadb.config import Settings
 from conftest import ChromaServer
 from helpers import HashEmbeddings
+from langchain_chroma import Chroma
 from langchain_core.documents import Document
 
 from langchain_hybrid import (
@@ -15,6 +18,7 @@ from langchain_hybrid import (
     StoreUnavailableError,
 )
 from langchain_hybrid.stores import ChromaStore
+from langchain_hybrid.vectorstore_cache import CachedVectorStore, chroma_staleness_check
 
 pytestmark = pytest.mark.server
 
@@ -104,3 +108,24 @@ def test_unreachable_server_is_a_typed_error(tmp_path: Path) -> None:
     server = ChromaServer(tmp_path / "never-started")  # a free port nobody listens on
     with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1"):
         ChromaStore(_config(server))
+
+
+def test_cached_vector_store_over_http_goes_by_the_retrievers_change_signal(
+    chroma_server: ChromaServer, tmp_path: Path
+) -> None:
+    retriever = HybridRetriever.from_documents(
+        DOCS, embedding=HashEmbeddings(), store_config=_config(chroma_server), bm25_path=tmp_path
+    )
+    client = chromadb.HttpClient(
+        host="127.0.0.1", port=chroma_server.port, settings=Settings(anonymized_telemetry=False)
+    )
+    chroma = Chroma(collection_name="kb-server", client=client, embedding_function=HashEmbeddings())
+    check = chroma_staleness_check(chroma)
+    assert check() == (retriever.index.generation(), len(DOCS))
+    store = CachedVectorStore(chroma, staleness_check=check, check_interval_seconds=0)
+    assert store.similarity_search("Sirius brightest star", k=1)[0].id == "d4"
+    assert store.similarity_search("Sirius brightest star", k=1)[0].id == "d4"
+    assert store.cache_stats()["hits"] == 1
+    retriever.add_documents([Document(id="d3", page_content="Sirius brightest star")])
+    assert check() == (retriever.index.generation(), len(DOCS))  # count-neutral: generation
+    assert store.similarity_search("Sirius brightest star", k=1)[0].id == "d3"

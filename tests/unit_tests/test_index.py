@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 from helpers import HashEmbeddings, hold_writer_lock
 
-from langchain_hybrid import BM25Index, ChromaStore, HybridRetriever, StoreConfig
-from langchain_hybrid.index import INTENT_PREFIX, HybridIndex, rebuild_bm25
+from langchain_hybrid import (
+    BM25Index,
+    ChromaStore,
+    HybridRetriever,
+    IndexNotBuiltError,
+    StoreConfig,
+)
+from langchain_hybrid.index import INTENT_PREFIX, HybridIndex, change_signal, rebuild_bm25
 from langchain_hybrid.locking import holds_writer_lock, release_writer_lock
 
 TEXTS = {
@@ -207,3 +213,30 @@ def test_retriever_delegates_to_its_index(tmp_path: Path) -> None:
     assert index.bm25 is replacement
     assert retriever.refresh() is True  # an empty BM25 is out of sync: resynced by the index
     assert sorted(retriever.bm25.ids) == sorted(TEXTS)
+
+
+@pytest.mark.parametrize("mode", ["persistent", "ephemeral"])
+def test_change_signal_of_a_foreign_client_is_the_one_refresh_compares(
+    mode: str, tmp_path: Path, collection_name: str
+) -> None:
+    store = ChromaStore(StoreConfig(mode=mode, path=str(tmp_path), collection=collection_name))
+    index = HybridIndex.open(store)
+    _add(index, ["a", "b"], ["espresso", "routers"])
+    metadata_before = store.collection.metadata
+    signal = change_signal(store.client, store.config.chroma_collection)
+    assert store.collection.metadata == metadata_before  # opening it modified nothing
+    assert signal() == (index.generation(), 2)
+    write = index._begin()  # the odd marker lives outside the collection's metadata
+    assert signal() == (write.generation, 2)
+    assert write.generation % 2 == 1
+    assert store.generation() == write.generation - 1
+    index._finish(write)
+    _add(index, ["c"], ["grind"])
+    assert signal() == (index.generation(), 3)
+    assert index.generation() % 2 == 0
+
+
+def test_change_signal_of_a_missing_collection_raises(tmp_path: Path) -> None:
+    store = ChromaStore(StoreConfig(path=str(tmp_path), collection="kb"))
+    with pytest.raises(IndexNotBuiltError, match="'nothing-here' does not exist"):
+        change_signal(store.client, "nothing-here")
