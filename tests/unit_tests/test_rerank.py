@@ -16,7 +16,9 @@ from uuid import UUID
 
 import pytest
 from helpers import HashEmbeddings
+from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 from langchain_core.callbacks import BaseCallbackHandler, Callbacks
+from langchain_core.cross_encoders import BaseCrossEncoder
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import Field
 
@@ -195,6 +197,25 @@ def test_a_reranker_may_return_fewer_documents(retriever: HybridRetriever) -> No
     retriever.reranker = OverlapReranker(top_n=2)
     docs = retriever.invoke("coffee grind", k=4, rerank_k=8)
     assert len(docs) == 2
+    assert all("degraded" not in d.metadata for d in docs)
+
+
+class _WordOverlapModel(BaseCrossEncoder):
+    """A deterministic cross-encoder: shared words of the pair."""
+
+    def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:
+        return [float(len(_words(q) & _words(t))) for q, t in text_pairs]
+
+
+def test_langchains_cross_encoder_reranker_plugs_in(retriever: HybridRetriever) -> None:
+    query = "python coffee grind"
+    fused = retriever.invoke(query, k=8)
+    retriever.reranker = CrossEncoderReranker(model=_WordOverlapModel(), top_n=3)
+    docs = retriever.invoke(query, k=4, rerank_k=8)
+    # its order: more shared words first, the fused order among equals (a stable sort)
+    expected = sorted(fused, key=lambda d: -len(_words(query) & _words(d.page_content)))
+    assert _ids(docs) == _ids(expected)[:3]  # top_n below k: the reranker's choice stands
+    assert [d.metadata["fused_rank"] for d in docs] == [_ids(fused).index(d.id) + 1 for d in docs]
     assert all("degraded" not in d.metadata for d in docs)
 
 
