@@ -7,7 +7,8 @@ Chroma; ``k=10``, ``fetch_k=50``, z-score fusion, result cache off. Variants of 
 * ``plain``: ``invoke(query)`` (the group's baseline);
 * ``group_by``: ``invoke(query, group_by="source")``;
 * ``rerank``: a reranker over the fused top ``rerank_k=20``;
-* ``group_by+rerank``: both.
+* ``group_by+rerank``: both;
+* ``rerank(identity)``: a reranker that keeps the fused order (the stage's own overhead).
 
 The reranker is a cheap deterministic ``BaseDocumentCompressor`` (distinct query words per
 document), so these figures are the stages' own overhead: a cross-encoder adds its inference
@@ -58,12 +59,22 @@ class OverlapReranker(BaseDocumentCompressor):
         return [doc for _, _, doc in scored]
 
 
+class IdentityReranker(BaseDocumentCompressor):
+    """Keeps the fused order: what the rerank stage costs besides the reranker's own work."""
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        return documents
+
+
 RERANKER = OverlapReranker()
 VARIANTS: dict[str, tuple[BaseDocumentCompressor | None, dict[str, Any]]] = {
     "plain": (None, {}),
     "group_by": (None, {"group_by": "source"}),
     "rerank": (RERANKER, {}),
     "group_by+rerank": (RERANKER, {"group_by": "source"}),
+    "rerank(identity)": (IdentityReranker(), {}),
 }
 
 
@@ -116,7 +127,10 @@ def _check(variant: str, retriever: HybridRetriever, queries: Sequence[str]) -> 
             for doc in docs:  # the best of its source in the fused order
                 before = fused[: fused.index(doc.id)] if doc.id in fused else []
                 assert doc.metadata["source"] not in {sources[i] for i in before}, query
-        if reranker is not None:
+        if isinstance(reranker, IdentityReranker):
+            assert [d.metadata["fused_rank"] for d in docs] == list(range(1, K + 1)), query
+            assert [d.id for d in docs] == fused[:K], query
+        elif reranker is not None:
             scores = [d.metadata["relevance_score"] for d in docs]
             assert scores == sorted(scores, reverse=True), query
             assert all(d.metadata["fused_rank"] <= RERANK_K for d in docs), query
