@@ -14,7 +14,8 @@ The reranker is a cheap deterministic ``BaseDocumentCompressor`` (distinct query
 document), so these figures are the stages' own overhead: a cross-encoder adds its inference
 on ``rerank_k`` pairs per query on top. Separate benchmarks drift on a shared machine, so
 ``test_pipeline_ratios`` also times the four variants interleaved (each query through all four,
-in a rotating order) and stores the p50 ratios to plain in its ``extra_info``.
+in a rotating order; ``BENCH_ROUNDS`` queries, cycling the query list) and stores the p50
+ratios to plain in its ``extra_info``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ FETCH_K = 50
 RERANK_K = 20
 CHUNKS_PER_SOURCE = 8
 GROUP = "pipeline"
-INTERLEAVED_QUERIES = 200  # queries through all four variants in the ratio benchmark
 _WORD = re.compile(r"\w+")
 
 
@@ -172,7 +172,9 @@ def test_pipeline_variant(
 def test_pipeline_ratios(
     benchmark: Any, settings: BenchSettings, hybrid_corpus: Corpus, retriever: HybridRetriever
 ) -> None:
-    queries = hybrid_corpus.queries[: INTERLEAVED_QUERIES if not settings.disabled else 10]
+    pool = hybrid_corpus.queries
+    count = 10 if settings.disabled else settings.rounds
+    queries = [pool[i % len(pool)] for i in range(count)]
     searches = {variant: _search(retriever, variant) for variant in VARIANTS}
     timings: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     names = list(VARIANTS)
