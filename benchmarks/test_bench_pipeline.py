@@ -8,7 +8,9 @@ Chroma; ``k=10``, ``fetch_k=50``, z-score fusion, result cache off. Variants of 
 * ``group_by``: ``invoke(query, group_by="source")``;
 * ``rerank``: a reranker over the fused top ``rerank_k=20``;
 * ``group_by+rerank``: both;
-* ``rerank(identity)``: a reranker that keeps the fused order (the stage's own overhead).
+* ``rerank(identity)``: a reranker that keeps the fused order (the stage's own overhead);
+* ``group_by(6 groups)``: grouping by a key with fewer values than ``k``, so every query
+  searches again at 4x and 16x ``fetch_k`` (the worst case of grouping).
 
 The reranker is a cheap deterministic ``BaseDocumentCompressor`` (distinct query words per
 document), so these figures are the stages' own overhead: a cross-encoder adds its inference
@@ -38,6 +40,7 @@ K = 10
 FETCH_K = 50
 RERANK_K = 20
 CHUNKS_PER_SOURCE = 8
+SHELVES = 6  # fewer groups than k: every grouped query searches deeper, twice (the worst case)
 GROUP = "pipeline"
 _WORD = re.compile(r"\w+")
 
@@ -75,6 +78,7 @@ VARIANTS: dict[str, tuple[BaseDocumentCompressor | None, dict[str, Any]]] = {
     "rerank": (RERANKER, {}),
     "group_by+rerank": (RERANKER, {"group_by": "source"}),
     "rerank(identity)": (IdentityReranker(), {}),
+    "group_by(6 groups)": (None, {"group_by": "shelf"}),
 }
 
 
@@ -84,7 +88,11 @@ def retriever(hybrid_corpus: Corpus, embeddings: HashingEmbeddings) -> Iterator[
         Document(
             id=doc.id,
             page_content=doc.page_content,
-            metadata={**doc.metadata, "source": f"s{doc.metadata['n'] // CHUNKS_PER_SOURCE}"},
+            metadata={
+                **doc.metadata,
+                "source": f"s{doc.metadata['n'] // CHUNKS_PER_SOURCE}",
+                "shelf": f"h{doc.metadata['n'] % SHELVES}",
+            },
         )
         for doc in hybrid_corpus.documents()
     ]
@@ -121,6 +129,9 @@ def _check(variant: str, retriever: HybridRetriever, queries: Sequence[str]) -> 
         sources = {d.id: d.metadata["source"] for d in retriever.invoke(query, k=FETCH_K)}
         retriever.reranker = reranker
         docs = retriever.invoke(query, **kwargs)
+        if kwargs.get("group_by") == "shelf":
+            assert len(docs) == SHELVES == len({d.metadata["shelf"] for d in docs}), query
+            continue  # fused again at 16x fetch_k: not comparable with the plain order
         assert len(docs) == K == len({d.id for d in docs}), query
         if "group_by" in kwargs:
             assert len({d.metadata["source"] for d in docs}) == K, query
@@ -164,7 +175,7 @@ def test_pipeline_variant(
         warmup_rounds=settings.warmup(settings.rounds),
         iterations=1,
     )
-    assert len(documents) == K
+    assert len(documents) == (SHELVES if "6 groups" in variant else K)
     _check(variant, retriever, hybrid_corpus.queries[:20])
 
 
