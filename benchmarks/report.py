@@ -18,6 +18,9 @@ Sections (each only when the file has benchmarks for it, so a partial run report
 * throughput (``test_bench_throughput.py``, any benchmark with ``extra_info["qps"]``): queries
   per second and per-query latency by thread count; these are left out of the first table,
   whose p50 would be the wall time of the whole run;
+* interleaved ratios (``test_bench_pipeline.py``, any benchmark with
+  ``extra_info["p50_ratio_to_plain"]``): variants timed query by query in one loop, their p50
+  and its ratio to plain hybrid; also left out of the first table;
 * writes (``test_bench_writes.py``, ``extra_info["writes"]``): one row per document count with
   the one-document add and delete through the retriever against the same write straight into
   Chroma (and the BM25 part alone), a new process's open + first query against raw Chroma's,
@@ -90,6 +93,34 @@ def natural(text: str) -> tuple[tuple[int, str, int], ...]:
 def is_throughput(entry: dict[str, Any]) -> bool:
     """A throughput benchmark: its figure is ``extra_info["qps"]``, not a latency."""
     return "qps" in entry.get("extra_info", {})
+
+
+def is_interleaved(entry: dict[str, Any]) -> bool:
+    """A loop timing several variants in turn: its figures are in ``extra_info``."""
+    return "p50_ratio_to_plain" in entry.get("extra_info", {})
+
+
+def interleaved_table(entries: list[dict[str, Any]]) -> list[str]:
+    """p50 and its ratio to plain hybrid per variant, from interleaved loops; empty without."""
+    runs = [e for e in entries if is_interleaved(e)]
+    if not runs:
+        return []
+    lines = [
+        "Query stages, timed interleaved (`test_bench_pipeline.py`)",
+        "",
+        "| group | variant | docs | queries | p50 ms | p50 vs plain |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for e in sorted(runs, key=lambda e: natural(e["group"] or "")):
+        extra = e["extra_info"]
+        for variant, ratio in extra["p50_ratio_to_plain"].items():
+            p50 = extra.get("p50_ms_by_variant", {}).get(variant)
+            lines.append(
+                f"| {e['group'] or ''} | {variant} | {_cell(extra.get('docs'))} | "
+                f"{_cell(extra.get('queries'))} | {_cell(p50, lambda v: fmt_ms(float(v)))} | "
+                f"{float(ratio):.2f}x |"
+            )
+    return lines
 
 
 def _cell(value: object, fmt: Callable[[Any], str] = str) -> str:
@@ -281,7 +312,11 @@ def build_report(doc: dict[str, Any]) -> tuple[str, bool]:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     latency = [
-        e for e in entries if not is_throughput(e) and "writes" not in e.get("extra_info", {})
+        e
+        for e in entries
+        if not is_throughput(e)
+        and not is_interleaved(e)
+        and "writes" not in e.get("extra_info", {})
     ]
     for e in sorted(latency, key=lambda e: (natural(e["group"] or ""), natural(e["name"]))):
         group, name, extra = e["group"], e["name"], e.get("extra_info", {})
@@ -305,7 +340,7 @@ def build_report(doc: dict[str, Any]) -> tuple[str, bool]:
         )
     if not latency:
         lines = []
-    for section in (scale_pivot(entries), throughput_table(entries)):
+    for section in (scale_pivot(entries), throughput_table(entries), interleaved_table(entries)):
         if section:
             lines += ["", *section] if lines else section
     write_lines, writes_ok = writes_table(entries)

@@ -66,7 +66,12 @@ class BM25Settings(BM25Params):
 
 
 class FusionSettings(BaseModel):
-    """The ``fusion`` section: how the legs are combined, and the default result size."""
+    """The ``fusion`` section: how the legs are combined, and the default result size.
+
+    ``group_by`` names a metadata key: only each group's best document is kept (one chunk per
+    source). ``rerank_k`` is how many fused candidates a reranker sees; the reranker itself is
+    a Python object (``HybridRetriever(reranker=...)``), never imported from YAML.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,6 +81,8 @@ class FusionSettings(BaseModel):
     fetch_k: int = Field(default=50, gt=0, le=1_000_000)
     k: int = Field(default=4, gt=0, le=1_000_000)
     on_leg_error: Literal["degrade", "raise"] = "degrade"
+    rerank_k: int = Field(default=20, gt=0, le=1_000_000)
+    group_by: str | None = Field(default=None, min_length=1)
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -187,6 +194,8 @@ class HybridConfig(BaseModel):
             "weights": fusion.weights,
             "fusion": fusion.method,
             "on_leg_error": fusion.on_leg_error,
+            "rerank_k": fusion.rerank_k,
+            "group_by": fusion.group_by,
             "refresh_interval_seconds": self.cache.refresh_interval_seconds,
         }
 

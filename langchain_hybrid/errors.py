@@ -17,6 +17,7 @@ that do not know this package::
     │   ├── StoreUnavailableError (ConnectionError)   server unreachable
     │   └── BatchWriteError                      some batches were not written (names the ids)
     ├── AllLegsFailedError (RuntimeError)        every retrieval leg failed
+    ├── RerankError (RuntimeError)               the reranker failed (on_leg_error="raise")
     ├── EmbeddingModelNotFoundError (FileNotFoundError)
     ├── WriterLockError (RuntimeError)           another process holds the writer lock
     └── ForkedProcessError (RuntimeError)        an embedded index used in a forked child
@@ -101,6 +102,15 @@ class BatchWriteError(StoreError):
         super().__init__(msg)
         self.written_ids = list(written_ids)
         self.failed_ids = list(failed_ids)
+
+
+class RerankError(HybridRetrieverError, RuntimeError):
+    """The reranker raised, or returned something other than a reordering of its candidates.
+
+    With ``on_leg_error="degrade"`` (the default) the retriever returns the fused order instead,
+    marked ``metadata["degraded"] = "rerank"``; with ``"raise"`` this error is raised, the
+    reranker's own exception chained as its cause.
+    """
 
 
 class AllLegsFailedError(HybridRetrieverError, RuntimeError):

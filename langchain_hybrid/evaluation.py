@@ -659,6 +659,8 @@ def leg_runs(
                 rrf_k=retriever.rrf_k,
                 where=None,
                 node=None,
+                rerank_k=depth,
+                group_by=None,
             )
             hits = {
                 "bm25": retriever.leg_search("bm25", params),

@@ -23,7 +23,7 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
     CallbackManagerForRetrieverRun,
 )
-from langchain_core.documents import Document
+from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
 from pydantic import (
@@ -60,6 +60,7 @@ from langchain_hybrid.errors import (
     IndexNotBuiltError,
     InvalidDocumentsError,
     InvalidQueryError,
+    RerankError,
 )
 from langchain_hybrid.filters import (
     Node,
@@ -70,6 +71,7 @@ from langchain_hybrid.filters import (
 )
 from langchain_hybrid.fusion import (
     FUSION_METHODS,
+    Fused,
     FusionMethod,
     LegRun,
     Population,
@@ -85,7 +87,12 @@ logger = logging.getLogger(__name__)
 LEGS = ("bm25", "vector")
 MAX_K = 1_000_000  # k and fetch_k: Chroma takes n_results as a C long
 _MAX_RRF_K = 1e12
-_CALL_KWARGS = frozenset({"k", "filter", "fetch_k", "weights", "fusion", "rrf_k"})
+_CALL_KWARGS = frozenset(
+    {"k", "filter", "fetch_k", "weights", "fusion", "rrf_k", "rerank_k", "group_by"}
+)
+_DEEPER_ROUNDS = 2
+"""How many times grouping searches again, each time with ``fetch_k`` times ``_DEEPER_FACTOR``."""
+_DEEPER_FACTOR = 4
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
 _SEARCH_PARAMS_NEW = tuple.__new__
@@ -130,6 +137,10 @@ class SearchParams(NamedTuple):
     rrf_k: float
     where: dict[str, Any] | None
     node: Node | None
+    rerank_k: int
+    """Fused candidates kept before the cut to ``k``: passed to the reranker (``k`` if none)."""
+    group_by: str | None
+    """Metadata key whose value names a document's group (one document per group)."""
 
     def cache_key(self) -> str:
         """A collision-proof key of everything that changes the answer.
@@ -145,7 +156,8 @@ class SearchParams(NamedTuple):
         where = "" if self.where is None else cache_key(self.where)
         return (
             f"{self.k}\x1f{self.fetch_k}\x1f{self.weights[0]!r}\x1f{self.weights[1]!r}\x1f"
-            f"{self.fusion}\x1f{self.rrf_k!r}\x1f{where}\x1f"
+            f"{self.fusion}\x1f{self.rrf_k!r}\x1f{where}\x1f{self.rerank_k}\x1f"
+            f"{self.group_by!r}\x1f"
         )
 
     def active_legs(self) -> tuple[str, ...]:
@@ -225,6 +237,39 @@ class _Leg(BaseRetriever):
         return [_hit_document(hit, hits) for hit in hits]
 
 
+class _Rerank(BaseRetriever):
+    """The reranker's call as a child retriever run ``rerank``, reported like a leg.
+
+    Callback handlers see its latency, and its failure as a failed child run (the
+    :class:`~langchain_hybrid.callbacks.RetrievalMetricsHandler` counts it under the leg
+    ``rerank`` and the answer as degraded); the compressor's own runs nest below it.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    parent: Any = Field(exclude=True)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        reranker: BaseDocumentCompressor = self.parent.reranker
+        return list(
+            reranker.compress_documents(
+                kwargs["documents"], query, callbacks=run_manager.get_child()
+            )
+        )
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        reranker: BaseDocumentCompressor = self.parent.reranker
+        return list(
+            await reranker.acompress_documents(
+                kwargs["documents"], query, callbacks=run_manager.get_child()
+            )
+        )
+
+
 def _hit_document(hit: LegHit, hits: Sequence[LegHit] = ()) -> Document:
     metadata = {**hit.metadata, "_score": hit.score}
     if hit.text is None:
@@ -275,7 +320,15 @@ class HybridRetriever(BaseRetriever):
             ``"relative_score"`` (min-max) | ``"rrf"`` (weighted Reciprocal Rank Fusion) |
             ``"dbsf"``.
         on_leg_error: ``"degrade"`` (return the other leg's results, marked
-            ``metadata["degraded"] = "<failed leg>"``) or ``"raise"``.
+            ``metadata["degraded"] = "<failed leg>"``; a failed reranker: the fused order,
+            marked ``"rerank"``) or ``"raise"``.
+        reranker: any LangChain ``BaseDocumentCompressor`` (a cross-encoder reranker, ...),
+            applied to the fused top ``rerank_k`` before the cut to ``k``; Python only (never
+            from YAML). ``None`` (default): no rerank stage.
+        rerank_k: fused candidates passed to the reranker (default 20; at least ``k``).
+        group_by: a metadata key (e.g. ``"source"``): only each group's best document after
+            fusion is kept (before reranking), searching deeper when fewer than ``k`` groups
+            came back; documents without the key are groups of their own. ``None``: off.
 
     Instantiate:
         ```python
@@ -323,9 +376,22 @@ class HybridRetriever(BaseRetriever):
         chain.invoke("What does error E-4471 mean?")
         ```
 
+    Rerank and group:
+        ```python
+        from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
+
+        retriever.reranker = CrossEncoderReranker(model=cross_encoder, top_n=20)
+        hits = retriever.invoke("router error E-4471", k=5, rerank_k=30, group_by="source")
+        hits[0].metadata["fused_rank"], hits[0].metadata["bm25_rank"]
+        ```
+
     Every returned ``Document`` has ``id`` set and metadata keys ``hybrid_score``,
     ``bm25_rank``, ``bm25_score``, ``vector_rank``, ``vector_score`` (``None`` for a leg that did
-    not return it). Documents are deduplicated by id.
+    not return it); with a reranker also ``fused_rank`` (its place in the fused order) besides
+    whatever score the reranker writes. Documents are deduplicated by id.
+
+    ``hybrid_score`` orders one query's results; it is not comparable across queries (see the
+    README, "Scores and thresholds"): threshold a reranker's score or ``vector_score`` instead.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -338,6 +404,11 @@ class HybridRetriever(BaseRetriever):
     weights: Annotated[tuple[float, float], BeforeValidator(_valid_weights)] = (0.5, 0.5)
     fusion: FusionMethod = "zscore"
     on_leg_error: Literal["degrade", "raise"] = "degrade"
+    reranker: BaseDocumentCompressor | None = Field(default=None, exclude=True)
+    """Reorders the fused top ``rerank_k`` before the cut to ``k`` (``None``: no rerank stage)."""
+    rerank_k: int = Field(default=20, gt=0, le=MAX_K)
+    group_by: str | None = Field(default=None, min_length=1)
+    """Metadata key: keep each group's best document (``None``: no grouping)."""
     bm25_path: Path | None = None
     cache: LRUCache[tuple[DocumentTemplate, ...]] | None = Field(default=None, exclude=True)
     """Fused-result cache (``None``: off). Cleared by every write through this retriever."""
@@ -350,6 +421,9 @@ class HybridRetriever(BaseRetriever):
     _defaults: tuple[tuple[Any, ...], tuple[Any, ...], str] | None = PrivateAttr(default=None)
     """(the fields the defaults depend on, the SearchParams fields after the query, key prefix)"""
     _legs: dict[str, _Leg] = PrivateAttr(default_factory=dict)
+    _rerank: _Rerank | None = PrivateAttr(default=None)
+    _reranker_seen: BaseDocumentCompressor | None = PrivateAttr(default=None)
+    """The reranker the cached answers were computed with (another one clears the cache)."""
 
     def __init__(self, **data: Any) -> None:
         """Create the retriever from its fields and handles (see the class docstring).
@@ -406,6 +480,8 @@ class HybridRetriever(BaseRetriever):
         if self.bm25_path is not None:
             check_bm25_path(self.bm25_path, self.store.config)
         self._legs = {leg: _Leg(parent=self, leg=leg) for leg in LEGS}
+        self._rerank = _Rerank(parent=self)
+        self._reranker_seen = self.reranker
         if self.refresh_interval_seconds is not None:
             self._next_refresh = time.monotonic() + self.refresh_interval_seconds
 
@@ -818,7 +894,16 @@ class HybridRetriever(BaseRetriever):
         """The validated parameters of a call and their cache key."""
         if not kwargs and isinstance(query, str) and query.strip():
             # the common call: the defaults, validated once while the fields stay the same
-            current = (self.k, self.fetch_k, self.weights, self.fusion, self.rrf_k)
+            current = (
+                self.k,
+                self.fetch_k,
+                self.weights,
+                self.fusion,
+                self.rrf_k,
+                self.rerank_k,
+                self.group_by,
+                self.reranker is None,
+            )
             defaults = self._hot()["_defaults"]
             if defaults is None or defaults[0] != current:
                 validated = self._validate(query, {})
@@ -848,26 +933,24 @@ class HybridRetriever(BaseRetriever):
         if not isinstance(fusion, str) or fusion not in FUSION_METHODS:
             msg = f"unknown fusion method {fusion!r}; expected one of {sorted(FUSION_METHODS)}"
             raise InvalidQueryError(msg)
-        rrf_k = kwargs.get("rrf_k", self.rrf_k)
-        if (
-            isinstance(rrf_k, bool)
-            or not isinstance(rrf_k, (int, float))
-            or not 0 <= rrf_k < _MAX_RRF_K
-            or not math.isfinite(rrf_k)
-        ):
-            msg = f"rrf_k must be a finite number >= 0, got {rrf_k!r}"
-            raise InvalidQueryError(msg)
+        rrf_k = _checked_rrf_k(kwargs.get("rrf_k", self.rrf_k))
         where = kwargs.get("filter")
         node = parse_filter(where)
+        # without a reranker the candidates are the k documents returned
+        rerank_k = _positive_int("rerank_k", kwargs.get("rerank_k", self.rerank_k))
+        depth = k if self.reranker is None else max(k, rerank_k)
+        group_by = _checked_group_by(kwargs.get("group_by", self.group_by))
         return SearchParams(
             query,
             k,
-            max(fetch_k, k),
+            max(fetch_k, depth),
             (weights[0], weights[1]),
             fusion,
-            float(rrf_k),
+            rrf_k,
             chroma_where(where) if node is not None and isinstance(where, Mapping) else None,
             node,
+            depth,
+            group_by,
         )
 
     def search_leg(self, leg: Literal["bm25", "vector"], query: str, **kwargs: Any) -> list[LegHit]:
@@ -935,6 +1018,7 @@ class HybridRetriever(BaseRetriever):
     ) -> list[Document]:
         params, key = self._keyed_params(query, kwargs)
         self._maybe_refresh()
+        self._note_reranker()
         if self.cache is None:
             return self._search(params, run_manager)
         cached, hit = self.cache.fetch(
@@ -946,15 +1030,35 @@ class HybridRetriever(BaseRetriever):
             )
         return [t.build() for t in cached]
 
+    def _note_reranker(self) -> None:
+        """Clear cached answers when the reranker was replaced (they are its order)."""
+        reranker = self.reranker
+        if reranker is not self._hot()["_reranker_seen"]:
+            self._reranker_seen = reranker
+            self._invalidate()
+
     def _search(
         self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
+        """The query pipeline: legs, fusion, grouping (deeper while short), rerank, cut to k."""
+        candidates, short = self._combine(params, self._run_legs(params, run_manager))
+        for _ in range(_DEEPER_ROUNDS if short else 0):
+            params = _deeper(params)
+            candidates, short = self._combine(params, self._run_legs(params, run_manager))
+            if not short:
+                break
+        return self._reranked(params, candidates, run_manager)
+
+    def _run_legs(
+        self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
+    ) -> dict[str, list[LegHit] | BaseException]:
+        """Each active leg's hits (or its error), the two legs in parallel threads."""
         active = params.active_legs()
         if len(active) == 1:
-            return self._combine(params, {active[0]: self._run_leg(active[0], params, run_manager)})
+            return {active[0]: self._run_leg(active[0], params, run_manager)}
         future = _executor().submit(self._run_leg, "bm25", params, run_manager)
         vector = self._run_leg("vector", params, run_manager)
-        return self._combine(params, {"bm25": future.result(), "vector": vector})
+        return {"bm25": future.result(), "vector": vector}
 
     def _run_leg(
         self, leg: str, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
@@ -980,6 +1084,7 @@ class HybridRetriever(BaseRetriever):
         params, key = self._keyed_params(query, kwargs)
         if self._refresh_due():
             await asyncio.get_running_loop().run_in_executor(_executor(), self._maybe_refresh)
+        self._note_reranker()
         if self.cache is None:
             return await self._asearch(params, run_manager)
 
@@ -996,6 +1101,24 @@ class HybridRetriever(BaseRetriever):
     async def _asearch(
         self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
     ) -> list[Document]:
+        """:meth:`_search` on the event loop: fusion and hydration run in a worker thread."""
+        loop = asyncio.get_running_loop()
+        # fusion is pure, but hydration may read texts from Chroma (a network call in HTTP mode)
+        outcomes = await self._arun_legs(params, run_manager)
+        candidates, short = await loop.run_in_executor(_executor(), self._combine, params, outcomes)
+        for _ in range(_DEEPER_ROUNDS if short else 0):
+            params = _deeper(params)
+            outcomes = await self._arun_legs(params, run_manager)
+            candidates, short = await loop.run_in_executor(
+                _executor(), self._combine, params, outcomes
+            )
+            if not short:
+                break
+        return await self._areranked(params, candidates, run_manager)
+
+    async def _arun_legs(
+        self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> dict[str, list[LegHit] | BaseException]:
         active = params.active_legs()
         results = await asyncio.gather(
             *(
@@ -1013,69 +1136,261 @@ class HybridRetriever(BaseRetriever):
             if isinstance(result, asyncio.CancelledError):
                 raise result
             outcomes[leg] = result if isinstance(result, BaseException) else _leg_hits(result)
-        # fusion is pure, but hydration may read texts from Chroma (a network call in HTTP mode)
-        return await asyncio.get_running_loop().run_in_executor(
-            _executor(), self._combine, params, outcomes
-        )
+        return outcomes
 
     def _combine(
         self, params: SearchParams, outcomes: Mapping[str, list[LegHit] | BaseException]
-    ) -> list[Document]:
-        failed = {leg: r for leg, r in outcomes.items() if isinstance(r, BaseException)}
-        _raise_if_forked(failed)
-        if failed and (self.on_leg_error == "raise" or len(failed) == len(outcomes)):
-            leg, error = next(iter(failed.items()))
-            if isinstance(error, (InvalidQueryError,)):
-                raise error
-            if len(failed) == len(outcomes):
-                msg = "; ".join(
-                    f"{name} leg: {type(e).__name__}: {e}" for name, e in failed.items()
-                )
-                raise AllLegsFailedError(msg) from error
-            raise error
-        runs: dict[str, list[LegHit]] = {
-            leg: r for leg, r in outcomes.items() if not isinstance(r, BaseException)
-        }
-        for leg, error in failed.items():
-            logger.warning("%s leg failed, returning the other leg's results: %s", leg, error)
+    ) -> tuple[list[Document], bool]:
+        """Fuse the legs' hits, group, and annotate the top ``rerank_k`` (in fused order).
+
+        Returns:
+            The candidates, and whether grouping found fewer than ``rerank_k`` groups while a
+            leg was cut at ``fetch_k`` (a deeper search may find more).
+        """
+        runs, failed = _usable_runs(outcomes, self.on_leg_error)
         ranked = fuse(
             params.fusion,
             [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS],
             params.weights,
             rrf_k=params.rrf_k,
-        )[: params.k]
-        positions = {
-            leg: {hit.id: (rank, hit) for rank, hit in enumerate(hits, start=1)}
-            for leg, hits in runs.items()
-        }
+        )
+        table = _LegTable(runs)
+        short = False
+        if params.group_by is None:
+            found = self._found(ranked[: params.rerank_k], table)
+        else:
+            found = _best_per_group(self._found(ranked, table), params.group_by)
+            short = len(found) < params.rerank_k and _some_leg_cut(runs, params.fetch_k)
         degraded = ",".join(failed) if failed else None
-        best = {
-            fused.id: next(
-                positions[leg][fused.id][1]
-                for leg in sorted(positions, key=lambda name: name == "vector")
-                if fused.id in positions[leg]
-            )
-            for fused in ranked
-        }
+        candidates = [table.document(hit, degraded) for hit in found[: params.rerank_k]]
+        return candidates, short
+
+    def _found(self, ranked: Sequence[Fused], table: _LegTable) -> list[_Found]:
+        """The fused documents with their text and metadata (documents deleted since: left out)."""
+        best = {fused.id: table.best_hit(fused.id) for fused in ranked}
         hydrated = self._hydrate([i for i, hit in best.items() if hit.text is None])
-        documents = []
+        found = []
         for fused in ranked:
             hit = best[fused.id]
             if hit.text is not None:
-                text, metadata = hit.text, dict(hit.metadata)
+                found.append(_Found(fused, hit.text, hit.metadata))
             elif fused.id in hydrated:
-                text, metadata = hydrated[fused.id][0], dict(hydrated[fused.id][1])
-            else:  # deleted between the vector search and now
+                found.append(_Found(fused, *hydrated[fused.id]))
+        return found
+
+    def _reranked(
+        self,
+        params: SearchParams,
+        candidates: list[Document],
+        run_manager: CallbackManagerForRetrieverRun,
+    ) -> list[Document]:
+        """The reranker's order of ``candidates`` cut to ``k``; the fused order if it fails."""
+        reranker = self.reranker
+        if reranker is None or not candidates:
+            return candidates[: params.k]
+        given = _rerank_input(candidates)
+        try:
+            if run_manager.handlers:
+                returned = self._hot()["_rerank"].invoke(
+                    params.query,
+                    config={"callbacks": run_manager.get_child("rerank"), "run_name": "rerank"},
+                    documents=given,
+                )
+            else:
+                returned = reranker.compress_documents(given, params.query)
+            return _reordered(returned, candidates)[: params.k]
+        except Exception as e:  # noqa: BLE001 - a failed reranker is reported, like a leg
+            return self._rerank_failed(e, candidates[: params.k])
+
+    async def _areranked(
+        self,
+        params: SearchParams,
+        candidates: list[Document],
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+    ) -> list[Document]:
+        """:meth:`_reranked` with the reranker's ``acompress_documents``."""
+        reranker = self.reranker
+        if reranker is None or not candidates:
+            return candidates[: params.k]
+        given = _rerank_input(candidates)
+        try:
+            if run_manager.handlers:
+                returned = await self._hot()["_rerank"].ainvoke(
+                    params.query,
+                    config={"callbacks": run_manager.get_child("rerank"), "run_name": "rerank"},
+                    documents=given,
+                )
+            else:
+                returned = await reranker.acompress_documents(given, params.query)
+            return _reordered(returned, candidates)[: params.k]
+        except Exception as e:  # noqa: BLE001 - a failed reranker is reported, like a leg
+            return self._rerank_failed(e, candidates[: params.k])
+
+    def _rerank_failed(self, error: Exception, fused: list[Document]) -> list[Document]:
+        """The fused order marked ``degraded`` (or :class:`RerankError` under ``"raise"``)."""
+        if self.on_leg_error == "raise":
+            msg = f"the reranker failed: {type(error).__name__}: {error}"
+            raise RerankError(msg) from error
+        logger.warning("reranker failed, returning the fused order: %s", error)
+        for doc in fused:
+            before = doc.metadata.get("degraded")
+            doc.metadata["degraded"] = "rerank" if before is None else f"{before},rerank"
+        return fused
+
+
+class _Found(NamedTuple):
+    """A fused document with its text and (stored, not yet copied) metadata."""
+
+    fused: Fused
+    text: str
+    metadata: dict[str, Any]
+
+
+class _LegTable:
+    """Where each leg ranked each document, to annotate fused results."""
+
+    __slots__ = ("positions",)
+
+    def __init__(self, runs: Mapping[str, Sequence[LegHit]]) -> None:
+        self.positions = {
+            leg: {hit.id: (rank, hit) for rank, hit in enumerate(runs[leg], start=1)}
+            for leg in LEGS
+            if leg in runs
+        }
+
+    def best_hit(self, doc_id: str) -> LegHit:
+        """The leg hit to take text and metadata from: BM25's (it carries them) if present."""
+        return next(hits[doc_id][1] for hits in self.positions.values() if doc_id in hits)
+
+    def document(self, found: _Found, degraded: str | None) -> Document:
+        """The result document: its own metadata, the fused score, each leg's rank and score."""
+        metadata = dict(found.metadata)
+        metadata["hybrid_score"] = found.fused.score
+        for leg in LEGS:
+            hit = self.positions.get(leg, {}).get(found.fused.id)
+            metadata[f"{leg}_rank"] = hit[0] if hit else None
+            metadata[f"{leg}_score"] = hit[1].score if hit else None
+        if degraded:
+            metadata["degraded"] = degraded
+        return Document(id=found.fused.id, page_content=found.text, metadata=metadata)
+
+
+def _usable_runs(
+    outcomes: Mapping[str, list[LegHit] | BaseException], on_leg_error: str
+) -> tuple[dict[str, list[LegHit]], dict[str, BaseException]]:
+    """The legs' hits and the failed legs' errors; raises when the answer cannot be degraded."""
+    failed = {leg: r for leg, r in outcomes.items() if isinstance(r, BaseException)}
+    _raise_if_forked(failed)
+    if failed and (on_leg_error == "raise" or len(failed) == len(outcomes)):
+        _raise_leg_failure(failed, every=len(failed) == len(outcomes))
+    for leg, error in failed.items():
+        logger.warning("%s leg failed, returning the other leg's results: %s", leg, error)
+    runs = {leg: r for leg, r in outcomes.items() if not isinstance(r, BaseException)}
+    return runs, failed
+
+
+def _raise_leg_failure(failed: Mapping[str, BaseException], *, every: bool) -> None:
+    """Raise the first failed leg's error, or :class:`AllLegsFailedError` naming them all."""
+    error = next(iter(failed.values()))
+    if isinstance(error, InvalidQueryError) or not every:
+        raise error
+    msg = "; ".join(f"{name} leg: {type(e).__name__}: {e}" for name, e in failed.items())
+    raise AllLegsFailedError(msg) from error
+
+
+def _best_per_group(found: Iterable[_Found], key: str) -> list[_Found]:
+    """Each group's first (best fused) document; a document without ``key`` is its own group."""
+    seen: set[tuple[str, Any]] = set()
+    kept = []
+    for item in found:
+        if key in item.metadata:
+            value = item.metadata[key]
+            # the type is part of the group (1, 1.0 and True are three groups), lists by value
+            group = (type(value).__name__, tuple(value) if isinstance(value, list) else value)
+            if group in seen:
                 continue
-            metadata["hybrid_score"] = fused.score
-            for leg in LEGS:
-                found = positions.get(leg, {}).get(fused.id)
-                metadata[f"{leg}_rank"] = found[0] if found else None
-                metadata[f"{leg}_score"] = found[1].score if found else None
-            if degraded:
-                metadata["degraded"] = degraded
-            documents.append(Document(id=fused.id, page_content=text, metadata=metadata))
-        return documents
+            seen.add(group)
+        kept.append(item)
+    return kept
+
+
+def _some_leg_cut(runs: Mapping[str, Sequence[LegHit]], fetch_k: int) -> bool:
+    """Whether a leg returned all ``fetch_k`` hits asked for (so it may hold more)."""
+    return fetch_k < MAX_K and any(len(hits) >= fetch_k for hits in runs.values())
+
+
+def _deeper(params: SearchParams) -> SearchParams:
+    return params._replace(fetch_k=min(MAX_K, params.fetch_k * _DEEPER_FACTOR))
+
+
+def _rerank_input(candidates: Sequence[Document]) -> list[Document]:
+    """Copies for the reranker, with ``fused_rank`` (a failure leaves the candidates intact)."""
+    for rank, doc in enumerate(candidates, start=1):
+        doc.metadata["fused_rank"] = rank
+    return [
+        Document(id=doc.id, page_content=doc.page_content, metadata=dict(doc.metadata))
+        for doc in candidates
+    ]
+
+
+_FUSION_KEYS = (
+    "fused_rank",
+    "hybrid_score",
+    "bm25_rank",
+    "bm25_score",
+    "vector_rank",
+    "vector_score",
+    "degraded",
+)
+
+
+def _reordered(returned: object, candidates: Sequence[Document]) -> list[Document]:
+    """The reranker's answer as result documents: each matched to its candidate.
+
+    A returned document is its candidate if it has the candidate's id, else if it has the same
+    text (rerankers that rebuild documents drop ``id``). It keeps the reranker's text and
+    metadata (its score), with the candidate's id and fusion keys.
+
+    Raises:
+        RerankError: the answer is not a sequence of documents, each a distinct candidate.
+    """
+    if not _is_sequence(returned):
+        msg = f"the reranker returned {type(returned).__name__}, not a sequence of Documents"
+        raise RerankError(msg)
+    by_id = {doc.id: doc for doc in candidates}
+    by_text: dict[str, list[Document]] = {}
+    for doc in candidates:  # the best-fused candidate of a text is matched first
+        by_text.setdefault(doc.page_content, []).append(doc)
+    used: set[str | None] = set()
+    out = []
+    for item in cast("Sequence[object]", returned):
+        doc, source = _candidate_of(item, by_id, by_text, used)
+        used.add(source.id)
+        metadata = {**source.metadata, **doc.metadata}
+        metadata.update(
+            (key, source.metadata[key]) for key in _FUSION_KEYS if key in source.metadata
+        )
+        out.append(Document(id=source.id, page_content=doc.page_content, metadata=metadata))
+    return out
+
+
+def _candidate_of(
+    doc: object,
+    by_id: Mapping[str | None, Document],
+    by_text: Mapping[str, list[Document]],
+    used: set[str | None],
+) -> tuple[Document, Document]:
+    """The returned document and the candidate it stands for (see :func:`_reordered`)."""
+    if not isinstance(doc, Document):
+        msg = f"the reranker returned a {type(doc).__name__}, not a Document"
+        raise RerankError(msg)
+    source = by_id.get(doc.id) if doc.id is not None else None
+    if source is None:
+        source = next((c for c in by_text.get(doc.page_content, []) if c.id not in used), None)
+    if source is None or source.id in used:
+        msg = f"the reranker returned a document that is not one of its candidates (id {doc.id!r})"
+        raise RerankError(msg)
+    return doc, source
 
 
 def _templates(documents: Iterable[Document]) -> tuple[DocumentTemplate, ...]:
@@ -1112,6 +1427,25 @@ def _positive_int(name: str, value: object) -> int:
         msg = f"{name} must be an integer from 1 to {MAX_K:,}, got {value!r}"
         raise InvalidQueryError(msg)
     return value
+
+
+def _checked_rrf_k(rrf_k: object) -> float:
+    if (
+        isinstance(rrf_k, bool)
+        or not isinstance(rrf_k, (int, float))
+        or not 0 <= rrf_k < _MAX_RRF_K
+        or not math.isfinite(rrf_k)
+    ):
+        msg = f"rrf_k must be a finite number >= 0, got {rrf_k!r}"
+        raise InvalidQueryError(msg)
+    return float(rrf_k)
+
+
+def _checked_group_by(group_by: object) -> str | None:
+    if group_by is not None and (not isinstance(group_by, str) or not group_by):
+        msg = f"group_by must be a metadata key (a non-empty string) or None, got {group_by!r}"
+        raise InvalidQueryError(msg)
+    return group_by
 
 
 def _check_embeddings(embeddings: Sequence[Sequence[float]], n: int) -> None:

@@ -428,3 +428,18 @@ def test_bm25_path_inside_the_store_is_fine(tmp_path: Path) -> None:
         {"store": {"path": str(store)}, "bm25": {"path": str(store / "lex")}}, environ={}
     )
     assert config.bm25_path() == store / "lex"
+
+
+def test_group_by_and_rerank_k_settings() -> None:
+    environ = {
+        "LANGCHAIN_HYBRID_FUSION__GROUP_BY": "2024",
+        "LANGCHAIN_HYBRID_FUSION__RERANK_K": "8",
+    }
+    config = load_config({"fusion": {"group_by": "source"}}, environ=environ)
+    assert (config.fusion.group_by, config.fusion.rerank_k) == ("2024", 8)  # a key, kept as text
+    fields = config.retriever_fields()
+    assert (fields["group_by"], fields["rerank_k"]) == ("2024", 8)
+    with pytest.raises(ConfigError, match=r"fusion\.rerank_k"):
+        load_config({"fusion": {"rerank_k": 0}}, environ={})
+    with pytest.raises(ConfigError, match=r"fusion\.group_by"):
+        load_config({"fusion": {"group_by": ""}}, environ={})

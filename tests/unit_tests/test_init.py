@@ -31,6 +31,7 @@ EXPECTED = [
     "InvalidQueryError",
     "LRUCache",
     "MiniLMEmbeddings",
+    "RerankError",
     "RetrievalMetricsHandler",
     "StoreConfig",
     "StoreError",
