@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from langchain_hybrid.adaptive import AdaptiveWeights
 from langchain_hybrid.bm25 import BM25Params
 from langchain_hybrid.errors import ConfigError
 from langchain_hybrid.fusion import FusionMethod, check_weights
@@ -76,6 +77,8 @@ class FusionSettings(BaseModel):
     fetch_k: int = Field(default=50, gt=0, le=1_000_000)
     k: int = Field(default=4, gt=0, le=1_000_000)
     on_leg_error: Literal["degrade", "raise"] = "degrade"
+    adaptive: AdaptiveWeights | None = None
+    """Query-adaptive weights (``langchain-hybrid eval --tune`` prints them; ``None``: fixed)."""
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -186,6 +189,7 @@ class HybridConfig(BaseModel):
             "rrf_k": fusion.rrf_k,
             "weights": fusion.weights,
             "fusion": fusion.method,
+            "adaptive": fusion.adaptive,
             "on_leg_error": fusion.on_leg_error,
             "refresh_interval_seconds": self.cache.refresh_interval_seconds,
         }

@@ -36,6 +36,7 @@ from pydantic import (
     create_model,
 )
 
+from langchain_hybrid.adaptive import AdaptiveWeights, leg_weights
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
 from langchain_hybrid.cache import CachedEmbeddings, DocumentTemplate, LRUCache, cache_key
 from langchain_hybrid.config import (
@@ -126,6 +127,7 @@ class SearchParams(NamedTuple):
     rrf_k: float
     where: dict[str, Any] | None
     node: Node | None
+    adaptive: AdaptiveWeights | None = None
 
     def cache_key(self) -> str:
         """A collision-proof key of everything that changes the answer.
@@ -142,6 +144,7 @@ class SearchParams(NamedTuple):
         return (
             f"{self.k}\x1f{self.fetch_k}\x1f{self.weights[0]!r}\x1f{self.weights[1]!r}\x1f"
             f"{self.fusion}\x1f{self.rrf_k!r}\x1f{where}\x1f"
+            f"{'' if self.adaptive is None else self.adaptive.model_dump_json()}\x1f"
         )
 
     def active_legs(self) -> tuple[str, ...]:
@@ -333,6 +336,8 @@ class HybridRetriever(BaseRetriever):
     rrf_k: float = Field(default=60.0, ge=0)
     weights: Annotated[tuple[float, float], BeforeValidator(_valid_weights)] = (0.5, 0.5)
     fusion: FusionMethod = "zscore"
+    adaptive: AdaptiveWeights | None = None
+    """Query-adaptive weights (``None``: the fixed ``weights``; see :mod:`.adaptive`)."""
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     bm25_path: Path | None = None
     cache: LRUCache[tuple[DocumentTemplate, ...]] | None = Field(default=None, exclude=True)
@@ -814,7 +819,7 @@ class HybridRetriever(BaseRetriever):
         """The validated parameters of a call and their cache key."""
         if not kwargs and isinstance(query, str) and query.strip():
             # the common call: the defaults, validated once while the fields stay the same
-            current = (self.k, self.fetch_k, self.weights, self.fusion, self.rrf_k)
+            current = (self.k, self.fetch_k, self.weights, self.fusion, self.rrf_k, self.adaptive)
             defaults = self._hot()["_defaults"]
             if defaults is None or defaults[0] != current:
                 validated = self._validate(query, {})
@@ -864,6 +869,7 @@ class HybridRetriever(BaseRetriever):
             float(rrf_k),
             chroma_where(where) if node is not None and isinstance(where, Mapping) else None,
             node,
+            self.adaptive,
         )
 
     def search_leg(self, leg: Literal["bm25", "vector"], query: str, **kwargs: Any) -> list[LegHit]:
@@ -1034,12 +1040,9 @@ class HybridRetriever(BaseRetriever):
         }
         for leg, error in failed.items():
             logger.warning("%s leg failed, returning the other leg's results: %s", leg, error)
-        ranked = fuse(
-            params.fusion,
-            [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS],
-            params.weights,
-            rrf_k=params.rrf_k,
-        )[: params.k]
+        legs = [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS]
+        weights = leg_weights(params.adaptive, params.query, params.weights, legs)
+        ranked = fuse(params.fusion, legs, weights, rrf_k=params.rrf_k)[: params.k]
         positions = {
             leg: {hit.id: (rank, hit) for rank, hit in enumerate(hits, start=1)}
             for leg, hits in runs.items()
