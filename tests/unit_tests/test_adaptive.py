@@ -146,8 +146,8 @@ def test_retriever_fuses_with_the_models_weights(collection_name: str) -> None:
 
     for query in ("router E-4471", "laptop router wifi"):
         assert same(got(query), expected(query, None))
-    assert model.weights("router E-4471", BM25, VECTOR)[0] > 0.98  # noqa: PLR2004
-    assert model.weights("laptop router wifi", BM25, VECTOR)[0] < 0.02  # noqa: PLR2004
+    assert model.weights("router E-4471", BM25, VECTOR)[0] > 0.98
+    assert model.weights("laptop router wifi", BM25, VECTOR)[0] < 0.02
     # the model is part of the cache key: switching it off is seen at once
     retriever.adaptive = None
     assert same(got("laptop router wifi"), expected("laptop router wifi", (0.5, 0.5)))
