@@ -26,12 +26,15 @@ The signals (:data:`SIGNALS`, all from :func:`query_signals`):
 
 The coefficients are fitted by :func:`fit_adaptive_weights` (scikit-learn's
 ``LogisticRegression``: ``pip install langchain-hybrid[tune]``) on judged queries: each query
-whose two legs alone score differently (nDCG@10) is one example, labelled 1 when BM25 scored
-higher and weighted by the difference, so the model learns ``P(BM25 is the better leg | signals)``
-(query performance prediction used for fusion, after the query-dependent fusion weights of
-Wu & Crestani, SIGIR 2002 workshop, and the learned per-query linear fusion of Sheldon et al.,
-WSDM 2011). ``langchain-hybrid eval --tune`` fits it on a collection and prints the YAML;
-applying it needs no scikit-learn.
+is fused at BM25 shares 0, 0.1, ..., 1; the shares reaching its best nDCG@10 give its target,
+and the spread of its nDCG@10 over the shares its importance (a query whose result does not
+depend on the weights teaches nothing). A logistic regression with these soft labels estimates
+the best share from the signals: per-query fusion weights predicted from query features, as in
+learned query-dependent fusion (Sheldon, Shokouhi, Szummer & Craswell, "LambdaMerge", WSDM
+2011) and query-performance-prediction weighting of hybrid retrieval. Fitting on "which leg
+alone scored higher" instead was measured and is worse (see the README).
+``langchain-hybrid eval --tune`` fits it on a collection and prints the YAML; applying it needs
+no scikit-learn.
 """
 
 from __future__ import annotations
@@ -158,25 +161,47 @@ class AdaptiveWeights(BaseModel):
         return (share, 1.0 - share)
 
 
+WEIGHT_GRID = tuple(i / 10 for i in range(11))
+"""BM25 shares at which :func:`weight_targets` scores each training query's fusion."""
+
+
+def weight_targets(utilities: Sequence[float]) -> tuple[float, float]:
+    """A query's target BM25 share and its importance, from its metric at :data:`WEIGHT_GRID`.
+
+    The target is the mean of the shares that reach the query's best metric; the importance
+    is how much the share matters for it (best minus worst metric; 0: the query cannot tell).
+    """
+    best = max(utilities)
+    winners = [share for share, u in zip(WEIGHT_GRID, utilities, strict=True) if u == best]
+    return sum(winners) / len(winners), best - min(utilities)
+
+
 def fit_adaptive_weights(
     signals: Sequence[Sequence[float]],
-    bm25_gain: Sequence[float],
+    targets: Sequence[float],
+    importance: Sequence[float],
     *,
     regularization: float = 1.0,
     min_share: float = 0.0,
 ) -> AdaptiveWeights:
     """Fit :class:`AdaptiveWeights` on judged queries (needs scikit-learn).
 
+    A logistic regression with soft labels: each query counts as a BM25 example with weight
+    ``importance * target`` and as a vector example with weight ``importance * (1 - target)``,
+    so the fitted share estimates the best share given the signals (cross-entropy against the
+    targets, L2-regularised).
+
     Args:
         signals: one :func:`query_signals` tuple per query.
-        bm25_gain: per query, the BM25 leg's metric (e.g. nDCG@10) minus the vector leg's;
-            queries where they tie carry no information and are left out.
+        targets: per query, its best BM25 share (:func:`weight_targets`).
+        importance: per query, how much the share matters (:func:`weight_targets`); queries
+            at 0 are left out.
         regularization: inverse L2 strength ``C`` of ``LogisticRegression``.
         min_share: stored in the model (see :class:`AdaptiveWeights`).
 
     Raises:
-        ConfigError: scikit-learn is missing, or the queries do not hold both outcomes (BM25
-            better on some, the vector leg on others).
+        ConfigError: scikit-learn is missing, or no query's result depends on the weights,
+            or every informative query wants the same leg alone.
     """
     try:
         import numpy as np  # noqa: PLC0415
@@ -184,17 +209,22 @@ def fit_adaptive_weights(
     except ImportError as e:
         msg = "fitting adaptive fusion needs scikit-learn: pip install 'langchain-hybrid[tune]'"
         raise ConfigError(msg) from e
-    rows = [(s, g) for s, g in zip(signals, bm25_gain, strict=True) if g != 0.0]
-    labels = [g > 0 for _, g in rows]
-    if not any(labels) or all(labels):
+    rows = [(s, t, w) for s, t, w in zip(signals, targets, importance, strict=True) if w > 0.0]
+    bm25_mass = sum(w * t for _, t, w in rows)
+    vector_mass = sum(w * (1.0 - t) for _, t, w in rows)
+    if bm25_mass <= 0.0 or vector_mass <= 0.0:
         msg = (
-            "adaptive fusion needs judged queries where BM25 wins and others where the vector "
-            f"leg wins; got {sum(labels)} and {len(labels) - sum(labels)}"
+            "adaptive fusion needs judged queries whose result depends on the weights, some "
+            f"better with more BM25 and some with more vector ({len(rows)} informative queries)"
         )
         raise ConfigError(msg)
-    x = np.asarray([s for s, _ in rows], dtype=float)
-    model = LogisticRegression(C=regularization, max_iter=1000)
-    model.fit(x, np.asarray(labels), sample_weight=np.asarray([abs(g) for _, g in rows]))
+    x = np.asarray([s for s, _, _ in rows], dtype=float)
+    model = LogisticRegression(C=regularization, max_iter=2000)
+    model.fit(
+        np.vstack([x, x]),
+        np.r_[np.ones(len(rows)), np.zeros(len(rows))],
+        sample_weight=np.r_[[w * t for _, t, w in rows], [w * (1.0 - t) for _, t, w in rows]],
+    )
     return AdaptiveWeights(
         intercept=round(float(model.intercept_[0]), 4),
         coefficients={

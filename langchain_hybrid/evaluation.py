@@ -779,47 +779,53 @@ def tune_adaptive(
     """Fit query-adaptive fusion weights on a judged split (see :mod:`langchain_hybrid.adaptive`).
 
     Each query's legs are searched once at the retriever's candidate depth (``max(fetch_k,
-    10)``); its signals and the difference of the two legs' nDCG@10 (each leg's own top 10)
-    are the training example. Returns the fitted
+    10)``) and fused offline at every BM25 share of
+    :data:`~langchain_hybrid.adaptive.WEIGHT_GRID`; its signals, best share and the spread of
+    its nDCG@10 are the training example (see
+    :func:`~langchain_hybrid.adaptive.weight_targets`). Returns the fitted
     :class:`~langchain_hybrid.adaptive.AdaptiveWeights` and rows comparing, on the same
     queries, the fixed weights with the fitted model (nDCG@10 and the other @10 metrics): an
     in-sample figure, to be checked on another split before trusting it.
 
     Raises:
-        ConfigError: scikit-learn is missing, or one leg wins (or ties) on every query.
+        ConfigError: scikit-learn is missing, or the weights change no query's result.
     """
     from langchain_hybrid.adaptive import (  # noqa: PLC0415
+        WEIGHT_GRID,
         fit_adaptive_weights,
         leg_weights,
         query_signals,
+        weight_targets,
     )
     from langchain_hybrid.fusion import fuse  # noqa: PLC0415
 
     depth = max(retriever.fetch_k, SHALLOW_K)
     runs = leg_runs(retriever, dataset, [depth], progress=progress)[depth]
-    signals, gains = [], []
+
+    def top(qid: str, text: str, weights: tuple[float, float], model: Any = None) -> list[str]:
+        legs = [runs["bm25"][qid], runs["vector"][qid]]
+        used = leg_weights(model, text, weights, legs)
+        kept = [leg if w > 0 else [] for leg, w in zip(legs, used, strict=True)]
+        return [f.id for f in fuse(retriever.fusion, kept, used, rrf_k=retriever.rrf_k)]
+
+    signals, targets, importance = [], [], []
     for qid, text in dataset.queries.items():
-        bm25, vector = runs["bm25"][qid], runs["vector"][qid]
-        signals.append(query_signals(text, bm25, vector))
-        judged = dataset.qrels[qid]
-        gains.append(
-            query_metrics([i for i, _ in bm25.hits[:SHALLOW_K]], judged)["ndcg@10"]
-            - query_metrics([i for i, _ in vector.hits[:SHALLOW_K]], judged)["ndcg@10"]
-        )
-    model = fit_adaptive_weights(signals, gains, regularization=regularization)
+        signals.append(query_signals(text, runs["bm25"][qid], runs["vector"][qid]))
+        utilities = [
+            query_metrics(top(qid, text, (share, 1.0 - share))[:SHALLOW_K], dataset.qrels[qid])[
+                "ndcg@10"
+            ]
+            for share in WEIGHT_GRID
+        ]
+        target, weight = weight_targets(utilities)
+        targets.append(target)
+        importance.append(weight)
+    model = fit_adaptive_weights(signals, targets, importance, regularization=regularization)
     weights = (retriever.weights[0], retriever.weights[1])
     rows = []
     for name, adaptive in (("fixed weights", None), ("adaptive", model)):
         run = {
-            qid: [
-                f.id
-                for f in fuse(
-                    retriever.fusion,
-                    [runs["bm25"][qid], runs["vector"][qid]],
-                    leg_weights(adaptive, text, weights, [runs["bm25"][qid], runs["vector"][qid]]),
-                    rrf_k=retriever.rrf_k,
-                )[:SHALLOW_K]
-            ]
+            qid: top(qid, text, weights, adaptive)[:SHALLOW_K]
             for qid, text in dataset.queries.items()
         }
         metrics = evaluate_run(run, dataset.qrels)

@@ -12,12 +12,14 @@ from langchain_core.documents import Document
 from langchain_hybrid import ConfigError, HybridRetriever
 from langchain_hybrid.adaptive import (
     SIGNALS,
+    WEIGHT_GRID,
     AdaptiveWeights,
     as_yaml,
     fit_adaptive_weights,
     identifier_count,
     leg_weights,
     query_signals,
+    weight_targets,
 )
 from langchain_hybrid.config import load_config
 from langchain_hybrid.fusion import LegRun, Population, zscore
@@ -96,20 +98,34 @@ def test_bad_models_are_config_errors() -> None:
         )
 
 
-def test_fit_learns_which_leg_wins_and_round_trips_through_yaml() -> None:
-    # BM25 wins when its best hit stands far above the collection, the vector leg otherwise
-    signals = [(z, 2.0, 3.0, 0.1, 0.0, 0.0, 2.0) for z in (0.5, 0.8, 1.0, 1.2, 2.8, 3.0, 3.2, 3.5)]
-    gains = [-0.5, -0.4, -0.3, -0.2, 0.2, 0.3, 0.4, 0.5]
-    model = fit_adaptive_weights(signals, [*gains], regularization=10.0)
+def test_weight_targets() -> None:
+    flat = [0.5] * len(WEIGHT_GRID)
+    assert weight_targets(flat) == (0.5, 0.0)  # every share ties: no information
+    bm25_alone = [0.0] * 10 + [1.0]
+    assert weight_targets(bm25_alone) == (1.0, 1.0)
+    plateau = [0.2, 0.2, 0.6, 0.6, 0.6, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]
+    assert weight_targets(plateau) == pytest.approx((0.3, 0.4))
+
+
+def test_fit_learns_the_best_share_and_round_trips_through_yaml() -> None:
+    # the best BM25 share grows with how far BM25's best hit stands above the collection
+    zs = (0.5, 0.8, 1.0, 1.2, 2.8, 3.0, 3.2, 3.5)
+    signals = [(z, 2.0, 3.0, 0.1, 0.0, 0.0, 2.0) for z in zs]
+    targets = [0.1, 0.1, 0.2, 0.2, 0.8, 0.8, 0.9, 0.9]
+    model = fit_adaptive_weights(signals, targets, [1.0] * 8, regularization=10.0)
     assert model.coefficients["bm25_top_z"] > 0
-    assert model.share(signals[0]) < 0.5 < model.share(signals[-1])
-    config = load_config(yaml.safe_load(as_yaml(model)))  # a valid config
+    assert model.share(signals[0]) < 0.3
+    assert model.share(signals[-1]) > 0.7
+    config = load_config(yaml.safe_load(as_yaml(model)))  # the printed YAML is a valid config
     assert config.fusion.adaptive == model
 
 
-def test_fit_needs_both_outcomes() -> None:
-    with pytest.raises(ConfigError, match="BM25 wins"):
-        fit_adaptive_weights([(1.0,) * len(SIGNALS)] * 3, [0.2, 0.0, 0.1])
+def test_fit_needs_queries_that_depend_on_the_weights() -> None:
+    signals = [(1.0,) * len(SIGNALS)] * 3
+    with pytest.raises(ConfigError, match="depends on the weights"):
+        fit_adaptive_weights(signals, [0.5, 0.5, 0.5], [0.0, 0.0, 0.0])
+    with pytest.raises(ConfigError, match="depends on the weights"):
+        fit_adaptive_weights(signals, [1.0, 1.0, 1.0], [0.2, 0.1, 0.3])
 
 
 def test_retriever_fuses_with_the_models_weights(collection_name: str) -> None:
