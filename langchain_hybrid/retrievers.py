@@ -273,6 +273,9 @@ class HybridRetriever(BaseRetriever):
             exact-match set, see the README and :mod:`langchain_hybrid.fusion`) |
             ``"relative_score"`` (min-max) | ``"rrf"`` (weighted Reciprocal Rank Fusion) |
             ``"dbsf"``.
+        adaptive: an :class:`~langchain_hybrid.adaptive.AdaptiveWeights` (default ``None``):
+            when both legs run, it sets their weights per query from the legs' own signals
+            (``langchain-hybrid eval --tune`` fits one); not a per-call argument.
         on_leg_error: ``"degrade"`` (return the other leg's results, marked
             ``metadata["degraded"] = "<failed leg>"``) or ``"raise"``.
 
