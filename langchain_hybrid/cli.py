@@ -35,6 +35,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from tqdm import tqdm
 
+from langchain_hybrid.adaptive import as_yaml as adaptive_yaml
 from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.config import HybridConfig, load_config, make_embedding
 from langchain_hybrid.embeddings import MODEL_DIR_ENV_VAR, chroma_cache_dir
@@ -50,6 +51,7 @@ from langchain_hybrid.errors import (
 from langchain_hybrid.evaluation import (
     METRICS,
     MODES,
+    SHALLOW_METRICS,
     TABLE_COLUMNS,
     format_table,
     load_beir,
@@ -57,6 +59,7 @@ from langchain_hybrid.evaluation import (
     parse_sweep,
     run_evaluation,
     sweep,
+    tune_adaptive,
 )
 from langchain_hybrid.exact_match import DEFAULT_BASE_SIZE as EXACT_MATCH_BASE_SIZE
 from langchain_hybrid.exact_match import format_report, run_exact_match
@@ -1005,6 +1008,14 @@ def _add_eval(commands: Subcommands) -> None:
         metavar="N",
         help=f"collection documents in the exact-match corpus (default: {EXACT_MATCH_BASE_SIZE})",
     )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="fit query-adaptive fusion weights on the split's judged queries (needs "
+        "scikit-learn: pip install 'langchain-hybrid[tune]'); prints the fixed weights and the "
+        "fitted model on those queries (in-sample: check on another split with --config) and "
+        "the fusion.adaptive YAML to put in a config",
+    )
     _common_options(parser, suppress=True)
     parser.set_defaults(handler=_run_eval)
 
@@ -1013,6 +1024,12 @@ def _check_eval_args(args: argparse.Namespace) -> None:
     """Reject option combinations that would otherwise be silently ignored."""
     if args.exact_match_base is not None and not args.exact_match:
         msg = "--exact-match-base only applies with --exact-match"
+        raise UsageError(msg)
+    if args.tune and (args.sweep or args.exact_match or args.baseline or args.mode):
+        msg = (
+            "--tune fits the hybrid mode's weights alone: "
+            "drop --sweep, --exact-match, --baseline and --mode"
+        )
         raise UsageError(msg)
     if not args.sweep:
         return
@@ -1040,6 +1057,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     embedding = make_embedding(settings.embedding)
     progress = not _bars_disabled()
     modes = MODES if args.mode in {None, "all"} else (args.mode,)
+    if args.tune:
+        return _tune(args, settings, embedding, progress=progress)
     if grid is not None:
         dataset = load_beir(args.dataset, args.split)
         retriever = open_eval_index(
@@ -1089,6 +1108,29 @@ def _run_eval(args: argparse.Namespace) -> int:
         output = {"beir": rows, "exact_match": exact}
     if args.json:
         args.json.write_text(json.dumps(output, indent=2, default=list) + "\n", encoding="utf-8")
+    return 0
+
+
+def _tune(
+    args: argparse.Namespace, settings: HybridConfig, embedding: Any, *, progress: bool
+) -> int:
+    dataset = load_beir(args.dataset, args.split)
+    retriever = open_eval_index(
+        args.dataset,
+        dataset,
+        embedding,
+        settings=settings,
+        cache_dir=args.cache_dir,
+        progress=progress,
+    )
+    model, rows = tune_adaptive(retriever, dataset, progress=progress)
+    _print(f"{args.dataset.name} ({args.split}, {len(dataset.queries)} queries, in-sample)")
+    _print(format_table(rows, ("fusion", *SHALLOW_METRICS)))
+    _print()
+    _print(adaptive_yaml(model).rstrip("\n"))
+    if args.json:
+        output = {"rows": rows, "adaptive": model.model_dump()}
+        args.json.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

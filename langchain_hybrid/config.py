@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from langchain_hybrid.adaptive import AdaptiveWeights
 from langchain_hybrid.bm25 import BM25Params
 from langchain_hybrid.errors import ConfigError
 from langchain_hybrid.fusion import FusionMethod, check_weights
@@ -83,6 +84,8 @@ class FusionSettings(BaseModel):
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     rerank_k: int = Field(default=20, gt=0, le=1_000_000)
     group_by: str | None = Field(default=None, min_length=1)
+    adaptive: AdaptiveWeights | None = None
+    """Query-adaptive weights (``langchain-hybrid eval --tune`` prints them; ``None``: fixed)."""
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -193,6 +196,7 @@ class HybridConfig(BaseModel):
             "rrf_k": fusion.rrf_k,
             "weights": fusion.weights,
             "fusion": fusion.method,
+            "adaptive": fusion.adaptive,
             "on_leg_error": fusion.on_leg_error,
             "rerank_k": fusion.rerank_k,
             "group_by": fusion.group_by,

@@ -542,6 +542,7 @@ def open_eval_index(
         rrf_k=fusion.rrf_k,
         weights=fusion.weights,
         fusion=fusion.method,
+        adaptive=fusion.adaptive,
     )
     missing = [d for d in dataset.documents() if d.id not in retriever.bm25]
     if missing:
@@ -687,10 +688,12 @@ def sweep(
     the retriever fetches for it, as :func:`evaluate_search` calls it: ``max(fetch_k, 10)``
     per leg for the @10 metrics (and P@1, P@5), cut to 10, and ``max(fetch_k, depth)`` for
     Recall@100 and MAP@100, cut to ``depth``; a leg weighted 0 is left out, as the retriever
-    does not run it. So a row's metrics equal those :func:`run_evaluation` reports for the
-    hybrid mode with that setting. Settings not in a point are the retriever's. Rows hold the
-    setting and the metrics, best nDCG@10 first.
+    does not run it, and the retriever's adaptive weights (if any) split the weight of two
+    running legs as they do in a search. So a row's metrics equal those
+    :func:`run_evaluation` reports for the hybrid mode with that setting. Settings not in a
+    point are the retriever's. Rows hold the setting and the metrics, best nDCG@10 first.
     """
+    from langchain_hybrid.adaptive import leg_weights  # noqa: PLC0415
     from langchain_hybrid.fusion import fuse  # noqa: PLC0415
     from langchain_hybrid.retrievers import LEGS  # noqa: PLC0415
 
@@ -710,21 +713,16 @@ def sweep(
         method: str, rrf_k: float, weights: tuple[float, ...], fetch_k: int, cut: int
     ) -> dict[str, list[str]]:
         legs = runs[max(fetch_k, cut)]
-        return {
-            qid: [
-                f.id
-                for f in fuse(
-                    method,
-                    [
-                        legs[leg][qid] if weight > 0 else []
-                        for leg, weight in zip(LEGS, weights, strict=True)
-                    ],
-                    weights,
-                    rrf_k=rrf_k,
-                )[:cut]
+        out: dict[str, list[str]] = {}
+        for qid, text in dataset.queries.items():
+            query_legs = [
+                legs[leg][qid] if weight > 0 else []
+                for leg, weight in zip(LEGS, weights, strict=True)
             ]
-            for qid in dataset.queries
-        }
+            pair = (weights[0], weights[1])
+            used = leg_weights(retriever.adaptive, text, pair, query_legs)
+            out[qid] = [f.id for f in fuse(method, query_legs, used, rrf_k=rrf_k)[:cut]]
+        return out
 
     rows: list[dict[str, Any]] = []
     for method, rrf_k, weights, fetch_k in points:
@@ -771,3 +769,67 @@ def run_evaluation(
         result = evaluate_search(mode, search, dataset, progress=progress)
         rows.append({"mode": mode, **result.metrics, **result.latency})
     return rows
+
+
+def tune_adaptive(
+    retriever: Any,
+    dataset: BeirDataset,
+    *,
+    regularization: float = 1.0,
+    progress: bool = False,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Fit query-adaptive fusion weights on a judged split (see :mod:`langchain_hybrid.adaptive`).
+
+    Each query's legs are searched once at the retriever's candidate depth (``max(fetch_k,
+    10)``) and fused offline at every BM25 share of
+    :data:`~langchain_hybrid.adaptive.WEIGHT_GRID`; its signals, best share and the spread of
+    its nDCG@10 are the training example (see
+    :func:`~langchain_hybrid.adaptive.weight_targets`). Returns the fitted
+    :class:`~langchain_hybrid.adaptive.AdaptiveWeights` and rows comparing, on the same
+    queries, the fixed weights with the fitted model (nDCG@10 and the other @10 metrics): an
+    in-sample figure, to be checked on another split before trusting it.
+
+    Raises:
+        ConfigError: scikit-learn is missing, or the weights change no query's result.
+    """
+    from langchain_hybrid.adaptive import (  # noqa: PLC0415
+        WEIGHT_GRID,
+        fit_adaptive_weights,
+        leg_weights,
+        query_signals,
+        weight_targets,
+    )
+    from langchain_hybrid.fusion import fuse  # noqa: PLC0415
+
+    depth = max(retriever.fetch_k, SHALLOW_K)
+    runs = leg_runs(retriever, dataset, [depth], progress=progress)[depth]
+
+    def top(qid: str, text: str, weights: tuple[float, float], model: Any = None) -> list[str]:
+        legs = [runs["bm25"][qid], runs["vector"][qid]]
+        used = leg_weights(model, text, weights, legs)
+        kept = [leg if w > 0 else [] for leg, w in zip(legs, used, strict=True)]
+        return [f.id for f in fuse(retriever.fusion, kept, used, rrf_k=retriever.rrf_k)]
+
+    signals, targets, importance = [], [], []
+    for qid, text in dataset.queries.items():
+        signals.append(query_signals(text, runs["bm25"][qid], runs["vector"][qid]))
+        utilities = [
+            query_metrics(top(qid, text, (share, 1.0 - share))[:SHALLOW_K], dataset.qrels[qid])[
+                "ndcg@10"
+            ]
+            for share in WEIGHT_GRID
+        ]
+        target, weight = weight_targets(utilities)
+        targets.append(target)
+        importance.append(weight)
+    model = fit_adaptive_weights(signals, targets, importance, regularization=regularization)
+    weights = (retriever.weights[0], retriever.weights[1])
+    rows = []
+    for name, adaptive in (("fixed weights", None), ("adaptive", model)):
+        run = {
+            qid: top(qid, text, weights, adaptive)[:SHALLOW_K]
+            for qid, text in dataset.queries.items()
+        }
+        metrics = evaluate_run(run, dataset.qrels)
+        rows.append({"fusion": name, **{k: metrics[k] for k in SHALLOW_METRICS}})
+    return model, rows

@@ -36,6 +36,7 @@ from pydantic import (
     create_model,
 )
 
+from langchain_hybrid.adaptive import AdaptiveWeights, leg_weights
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
 from langchain_hybrid.cache import (
     CACHE_EVENT,
@@ -141,6 +142,8 @@ class SearchParams(NamedTuple):
     """Fused candidates kept before the cut to ``k``: passed to the reranker (``k`` if none)."""
     group_by: str | None
     """Metadata key whose value names a document's group (one document per group)."""
+    adaptive: AdaptiveWeights | None = None
+    """Sets the two legs' weights per query (``None``: ``weights`` as given)."""
 
     def cache_key(self) -> str:
         """A collision-proof key of everything that changes the answer.
@@ -158,6 +161,7 @@ class SearchParams(NamedTuple):
             f"{self.k}\x1f{self.fetch_k}\x1f{self.weights[0]!r}\x1f{self.weights[1]!r}\x1f"
             f"{self.fusion}\x1f{self.rrf_k!r}\x1f{where}\x1f{self.rerank_k}\x1f"
             f"{self.group_by!r}\x1f"
+            f"{'' if self.adaptive is None else self.adaptive.model_dump_json()}\x1f"
         )
 
     def active_legs(self) -> tuple[str, ...]:
@@ -319,6 +323,9 @@ class HybridRetriever(BaseRetriever):
             exact-match set, see the README and :mod:`langchain_hybrid.fusion`) |
             ``"relative_score"`` (min-max) | ``"rrf"`` (weighted Reciprocal Rank Fusion) |
             ``"dbsf"``.
+        adaptive: an :class:`~langchain_hybrid.adaptive.AdaptiveWeights` (default ``None``):
+            when both legs run, it sets their weights per query from the legs' own signals
+            (``langchain-hybrid eval --tune`` fits one); not a per-call argument.
         on_leg_error: ``"degrade"`` (return the other leg's results, marked
             ``metadata["degraded"] = "<failed leg>"``; a failed reranker: the fused order,
             marked ``"rerank"``) or ``"raise"``.
@@ -403,6 +410,8 @@ class HybridRetriever(BaseRetriever):
     rrf_k: float = Field(default=60.0, ge=0)
     weights: Annotated[tuple[float, float], BeforeValidator(_valid_weights)] = (0.5, 0.5)
     fusion: FusionMethod = "zscore"
+    adaptive: AdaptiveWeights | None = None
+    """Query-adaptive weights (``None``: the fixed ``weights``; see :mod:`.adaptive`)."""
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     reranker: BaseDocumentCompressor | None = Field(default=None, exclude=True)
     """Reorders the fused top ``rerank_k`` before the cut to ``k`` (``None``: no rerank stage)."""
@@ -903,6 +912,7 @@ class HybridRetriever(BaseRetriever):
                 self.rerank_k,
                 self.group_by,
                 self.reranker is None,
+                self.adaptive,
             )
             defaults = self._hot()["_defaults"]
             if defaults is None or defaults[0] != current:
@@ -951,6 +961,7 @@ class HybridRetriever(BaseRetriever):
             node,
             depth,
             group_by,
+            self.adaptive,
         )
 
     def search_leg(self, leg: Literal["bm25", "vector"], query: str, **kwargs: Any) -> list[LegHit]:
@@ -1148,12 +1159,9 @@ class HybridRetriever(BaseRetriever):
             leg was cut at ``fetch_k`` (a deeper search may find more).
         """
         runs, failed = _usable_runs(outcomes, self.on_leg_error)
-        ranked = fuse(
-            params.fusion,
-            [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS],
-            params.weights,
-            rrf_k=params.rrf_k,
-        )
+        legs = [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS]
+        weights = leg_weights(params.adaptive, params.query, params.weights, legs)
+        ranked = fuse(params.fusion, legs, weights, rrf_k=params.rrf_k)
         table = _LegTable(runs)
         short = False
         if params.group_by is None:

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 import pytrec_eval
+import yaml
 from helpers import HashEmbeddings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from langchain_hybrid import ConfigError, HNSWConfig, HybridConfig, cli
+from langchain_hybrid.adaptive import AdaptiveWeights
 from langchain_hybrid.evaluation import (
     METRICS,
     evaluate_run,
@@ -594,6 +596,37 @@ def test_eval_command_sweep_equals_normal_evaluations(
     assert embedding.embedded_documents == indexed
 
 
+def test_eval_command_tune_fits_a_model_that_evaluates_as_printed(
+    harder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    embedding: HashEmbeddings,
+) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "tune.json"
+    code, stdout, stderr = run_eval(capsys, harder, cache, "--tune", "--json", str(out))
+    assert code == 0, stderr
+    assert stdout.splitlines()[0] == "harder (test, 25 queries, in-sample)"
+    table = table_rows(stdout.split("\n\n")[0])
+    assert set(table) == {"fixed weights", "adaptive"}
+    printed = yaml.safe_load(stdout.split("\n\n", 1)[1])
+    result = json.loads(out.read_text())
+    model = AdaptiveWeights.model_validate(result["adaptive"])
+    assert AdaptiveWeights.model_validate(printed["fusion"]["adaptive"]) == model
+    assert any(value != 0.0 for value in model.coefficients.values())
+    rows = {r["fusion"]: r for r in result["rows"]}
+    indexed = embedding.embedded_documents
+    # each row equals a normal evaluation of the hybrid mode with that configuration
+    for name, section in (("fixed weights", {}), ("adaptive", printed["fusion"])):
+        settings = HybridConfig.model_validate({"fusion": section})
+        (normal,) = run_evaluation(
+            harder, embedding, modes=["hybrid"], settings=settings, cache_dir=cache
+        )
+        for metric in ("ndcg@10", "mrr@10", "p@1", "p@5"):
+            assert rows[name][metric] == pytest.approx(normal[metric], abs=1e-12), (name, metric)
+            assert table[name][metric] == f"{rows[name][metric]:.4f}"
+    assert embedding.embedded_documents == indexed
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -601,8 +634,10 @@ def test_eval_command_sweep_equals_normal_evaluations(
         (["--sweep", "rrf_k=10", "--mode", "bm25"], "--mode bm25 cannot be combined"),
         (["--sweep", "rrf_k=10", "--mode", "all"], "--mode all cannot be combined"),
         (["--sweep", "fusion=borda"], "unknown fusion method 'borda'"),
+        (["--tune", "--sweep", "rrf_k=10"], "--tune fits the hybrid mode's weights alone"),
+        (["--tune", "--exact-match"], "--tune fits the hybrid mode's weights alone"),
     ],
-    ids=["baseline", "mode bm25", "mode all", "bad spec"],
+    ids=["baseline", "mode bm25", "mode all", "bad spec", "tune sweep", "tune exact"],
 )
 def test_eval_command_rejects_ignored_options(
     collection: Path,
