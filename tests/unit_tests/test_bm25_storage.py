@@ -48,7 +48,7 @@ def rebuilt(index: BM25Index) -> BM25Index:
 
 def live_scores(index: BM25Index, query: str) -> dict[str, float]:
     scores = index.scores(query)
-    return {index._ids[s]: float(scores[s]) for s in np.flatnonzero(np.asarray(index._alive))}
+    return {index._docs.id(s): float(scores[s]) for s in np.flatnonzero(np.asarray(index._alive))}
 
 
 def assert_equals_rebuild(index: BM25Index) -> None:
@@ -103,9 +103,9 @@ def test_load_after_log_replay_equals_rebuild(
             doomed = list(
                 rng.choice(live, size=min(len(live), int(rng.integers(1, 30))), replace=False)
             )
-            slots = len(index._ids)
+            slots = len(index._docs)
             index.delete([*doomed, "unknown"])
-            seen["compacted"] += len(index._ids) < slots
+            seen["compacted"] += len(index._docs) < slots
         log_before = manifest_of(path)["log"] if path.exists() else None
         index.save(path)
         seen["merge" if manifest_of(path)["log"] != log_before else "append"] += 1
@@ -241,7 +241,7 @@ def test_a_merge_serves_from_the_mapped_files_and_open_rebuilds_nothing(tmp_path
     index.save(tmp_path)
     assert is_mapped(index._main.slots)
     assert is_mapped(index._base_terms)
-    assert len(index._ids) == 498  # the merge dropped the deleted slots
+    assert len(index._docs) == 498  # the merge dropped the deleted slots
     assert {q: index.search(q, 10) for q in expected} == expected
     loaded = BM25Index.load(tmp_path)
     main = loaded._main
@@ -348,8 +348,8 @@ def write_format_1(path: Path, index: BM25Index) -> None:
     """The files the previous release saved (format 1): JSON + a compressed ``.npz``."""
     path.mkdir(parents=True, exist_ok=True)
     live = np.flatnonzero(index._alive)
-    ptr, terms, tfs = bm25_module._gather(*index._doc_major(0, len(index._ids)), live)
-    docs = [[index._ids[s], index._texts[s], index._metadatas[s]] for s in live]
+    ptr, terms, tfs = bm25_module._gather(*index._doc_major(0, len(index._docs)), live)
+    docs = [[index._docs.id(s), index._docs.text(s), index._docs.metadata(s)] for s in live]
     npz = io.BytesIO()
     np.savez_compressed(npz, doc_ptr=ptr, terms=terms.astype(np.int32), tfs=tfs.astype(np.int32))
     blobs = {
