@@ -747,7 +747,9 @@ def test_load_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
     path, _, _ = saved(tmp_path)
     vocab = path / _name(path, "vocab-")
     data = bytearray(vocab.read_bytes())
-    data[-3] ^= 1  # a letter of the last term; same size: only the checksum tells (the vocabulary is read at open)
+    data[-3] ^= (
+        1  # a letter of the last term; same size: only the checksum tells (the vocabulary is read at open)
+    )
     vocab.write_bytes(bytes(data))
     with pytest.raises(IndexCorruptError, match=r"checksum mismatch .*vocab-"):
         BM25Index.load(path)
@@ -867,7 +869,7 @@ def test_interrupted_save_of_another_index_with_the_same_generation(
     real_write = bm25_module._atomic_write
 
     def crash_after_first_file(target: Path, data: Any, **kwargs: Any) -> str:
-        if target.name.startswith("docs-"):
+        if target.name.startswith("ids-"):
             msg = "simulated crash"
             raise OSError(msg)
         return real_write(target, data, **kwargs)
