@@ -747,9 +747,7 @@ def test_load_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
     path, _, _ = saved(tmp_path)
     vocab = path / _name(path, "vocab-")
     data = bytearray(vocab.read_bytes())
-    data[-3] ^= (
-        1  # a letter of the last term; same size: only the checksum tells (the vocabulary is read at open)
-    )
+    data[-3] ^= 1  # a letter of the last term: same size, only the checksum tells
     vocab.write_bytes(bytes(data))
     with pytest.raises(IndexCorruptError, match=r"checksum mismatch .*vocab-"):
         BM25Index.load(path)

@@ -569,8 +569,8 @@ def test_bm25_is_rebuilt_from_chroma(
         for f in bm25_dir.iterdir():
             f.unlink()
     elif damage == "corrupt":
-        docs_file = next(bm25_dir.glob("docs-*.json"))
-        docs_file.write_text(docs_file.read_text()[:-20])
+        vocab_file = next(bm25_dir.glob("vocab-*.json"))
+        vocab_file.write_bytes(b"garbage")
     elif damage == "stale":  # as a crash between a completed Chroma write and the BM25 save
         built.store.begin_write()
         built.store.end_write()
