@@ -15,12 +15,19 @@ a write costs time proportional to the documents written, not to the index.
 
 Persistence is log-structured, plain files, no pickle, in the index's directory:
 
-* one immutable **segment**: ``vocab-<gen>-<tok>.json`` (terms), ``docs-<gen>-<tok>.json``
-  (ids and metadata), ``texts-<gen>-<tok>.txt`` (the texts, UTF-8, back to back; cut at the
-  code-point offsets ``text_ptr``: far faster to read than JSON) and uncompressed ``.npy``
-  arrays (``text_ptr``, ``doc_ptr``, ``terms``, ``tfs``, ``dl``, ``df``, and the term-major
-  ``csc_ptr``, ``csc_slots``, ``csc_tfs``), opened with
-  ``mmap``: the page cache is shared by every process and nothing is rebuilt on the first query;
+* one immutable **segment**: ``vocab-<gen>-<tok>.json`` (terms); the documents, each kind
+  UTF-8 back to back in one file cut at the byte offsets of a ``.npy`` array: ``ids-*.bin``
+  (``id_ptr``), ``texts-*.txt`` (``text_ptr``) and ``metas-*.bin`` (``meta_ptr``, one JSON
+  object per document, empty for none), with a lookup table of the ids' 64-bit BLAKE2b hashes
+  sorted (``id_hashes``) and their slots (``id_order``); and uncompressed ``.npy`` postings
+  (``doc_ptr``, ``terms``, ``tfs``, ``dl``, ``df``, and the term-major ``csc_ptr``,
+  ``csc_slots``, ``csc_tfs``). Everything but the vocabulary is opened with ``mmap``
+  (:mod:`langchain_hybrid._docstore`): the page cache is shared by every process, nothing per
+  document is built in Python at open, nothing is rebuilt on the first query, and a text is
+  read only when it is returned (the process does not hold a second copy of Chroma's texts).
+  The metadata columns that filters use are built by the first filtered search after an open,
+  and documents written since the segment (the log's, fewer than the merge threshold below)
+  are held in memory;
 * an append-only **log** ``log-<gen>-<tok>.log``: each :meth:`BM25Index.save` appends one record
   (the adds and deletes since the last save, the write generation reached, the live document
   count), framed by a length and a CRC-32, and ``fsync`` before returning;
@@ -36,11 +43,14 @@ log or the new ones; a record torn by a crash fails its CRC and is ignored at lo
 records after it, and the generation of the loaded index then tells the caller it is behind.
 
 Open checks the size of every file against the manifest before mapping it (a mapped truncated
-file would kill the process with SIGBUS), each ``.npy`` header (dtype, shape), the consistency of
-the small arrays (pointers, ``df`` against ``csc_ptr``) and the SHA-256 of the JSON and text
-files it reads anyway; the SHA-256 of the ``.npy`` files, computed when a merge writes them, is
-checked on ``load(..., verify=True)``. An index saved in format 1 (``vocab``/``docs`` JSON and a
-``postings`` ``.npz``) is read once and converted, with a log line.
+file would kill the process with SIGBUS), each ``.npy`` header (dtype, shape), that the offsets
+span their files, the consistency of the small arrays (pointers, ``df`` against ``csc_ptr``)
+and the SHA-256 of the vocabulary it reads anyway; the SHA-256 of the mapped files, computed
+when a merge writes them, and the order of every offset and of the id table are checked on
+``load(..., verify=True)``; a stored text or metadata that does not decode raises
+:class:`IndexCorruptError` when read. An index saved in format 1 (``vocab``/``docs`` JSON and a
+``postings`` ``.npz``) or format 2 (release 0.2.0: ids and metadata in ``docs-*.json``, texts
+cut at code-point offsets) is read once and converted, with a log line.
 """
 
 from __future__ import annotations
