@@ -226,41 +226,40 @@ class DocStore:
         return out
 
     def layout(self, keep: _Int) -> dict[str, Any]:
-        """The files of a segment holding the slots ``keep`` (blobs, offsets, id table)."""
-        keep_list: list[int] = keep.tolist()
-        mapped, base = self.mapped, self.base
-        ids: list[bytes] = []
-        texts: list[bytes] = []
-        metas: list[bytes] = []
-        for s in keep_list:
-            if s < base:
-                ids.append(mapped.id_bytes(s))  # type: ignore[union-attr]
-                texts.append(mapped.text_bytes(s))  # type: ignore[union-attr]
-                metas.append(mapped.meta_bytes(s))  # type: ignore[union-attr]
-            else:
-                ids.append(self.ids[s - base].encode("utf-8"))
-                texts.append(self.texts[s - base].encode("utf-8"))
-                metas.append(encode_metadata(self.metadatas[s - base]))
-        hashes = np.empty(len(keep_list), dtype=np.uint64)
-        old = keep < base
-        if mapped is not None and bool(old.any()):
-            hashes[old] = mapped.hashes_by_slot()[keep[old]]
-        new = np.flatnonzero(~old)
-        hashes[new] = id_hashes([self.ids[keep_list[j] - base] for j in new.tolist()])
-        order = np.argsort(hashes, kind="stable")
-        return {
-            "ids": b"".join(ids),
-            "texts": b"".join(texts),
-            "metas": b"".join(metas),
-            "id_ptr": _offsets(ids),
-            "text_ptr": _offsets(texts),
-            "meta_ptr": _offsets(metas),
-            "id_hashes": hashes[order],
-            "id_order": order.astype(np.int64),
+        """The files of a segment holding the slots ``keep`` (ascending): blobs, offsets, id table.
+
+        Mapped slots are copied as byte ranges, one per run of consecutive kept slots (a merge
+        follows at most ``N / 16`` changes, so runs are few); later slots are encoded.
+        """
+        base, mapped = self.base, self.mapped
+        old = keep[keep < base]
+        new_slots: list[int] = (keep[keep >= base] - base).tolist()
+        encoded = {
+            "ids": [self.ids[s].encode("utf-8") for s in new_slots],
+            "texts": [self.texts[s].encode("utf-8") for s in new_slots],
+            "metas": [encode_metadata(self.metadatas[s]) for s in new_slots],
         }
-
-
-def _offsets(parts: Sequence[bytes]) -> _Int:
-    ptr = np.zeros(len(parts) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)), out=ptr[1:])
-    return ptr
+        out: dict[str, Any] = {}
+        for kind, ptr_name in (("ids", "id_ptr"), ("texts", "text_ptr"), ("metas", "meta_ptr")):
+            pieces: list[bytes] = []
+            lengths = [np.fromiter(map(len, encoded[kind]), np.int64, len(new_slots))]
+            if mapped is not None and len(old):
+                ptr = np.asarray(getattr(mapped, ptr_name))
+                blob = getattr(mapped, kind)
+                lengths.insert(0, ptr[old + 1] - ptr[old])
+                breaks = np.flatnonzero(np.diff(old) != 1) + 1
+                starts = np.concatenate([[0], breaks]).tolist()
+                ends = np.concatenate([breaks, [len(old)]]).tolist()
+                for i, j in zip(starts, ends, strict=True):
+                    pieces.append(blob[int(ptr[old[i]]) : int(ptr[old[j - 1] + 1])])
+            pieces += encoded[kind]
+            offsets = np.zeros(len(keep) + 1, dtype=np.int64)
+            np.cumsum(np.concatenate(lengths), out=offsets[1:])
+            out[kind], out[ptr_name] = b"".join(pieces), offsets
+        hashes = np.empty(len(keep), dtype=np.uint64)
+        if mapped is not None and len(old):
+            hashes[: len(old)] = mapped.hashes_by_slot()[old]
+        hashes[len(old) :] = id_hashes([self.ids[s] for s in new_slots])
+        order = np.argsort(hashes, kind="stable")
+        out["id_hashes"], out["id_order"] = hashes[order], order.astype(np.int64)
+        return out
