@@ -780,7 +780,8 @@ class BM25Index:
         """The metadata columns of every slot, built from the stored metadata on first use.
 
         After an open they are built by the first filtered search (it reads every live
-        document's metadata: about 0.3 s per 100k documents here); writes keep them current.
+        document's metadata: 0.5-0.8 s at 100k documents here, under load); writes keep them
+        current.
         """
         if self._columns is None:
             docs, alive = self._docs, self._alive
