@@ -120,15 +120,23 @@ embeddings = HashingEmbeddings(dim=args["dim"])
 start = time.perf_counter()
 r = HybridRetriever.load(args["directory"], collection_name=args["collection"],
                          embedding=embeddings, cache=False, refresh_interval_seconds=None)
+if args["hydrate"] == "chroma":  # the alternative measured: the final k's texts from Chroma
+    r.bm25.get = lambda ids: [None] * len(list(ids))
 first = [d.id for d in r.invoke(args["queries"][0], k=args["k"])]
 opened = time.perf_counter() - start
 leg = []
 for q in args["queries"]:
     t = time.perf_counter(); r.bm25.search(q, args["k"]); leg.append(time.perf_counter() - t)
-for q in args["queries"]:
-    r.invoke(q, k=args["k"])
+hybrid, vector, answers = [], [], []
+for q in args["queries"]:  # interleaved: the hybrid answer, then the vector leg alone
+    t = time.perf_counter(); docs = r.invoke(q, k=args["k"]); hybrid.append(time.perf_counter() - t)
+    answers.append([d.id for d in docs if d.page_content])
+    t = time.perf_counter()  # the vector leg as the hybrid runs it: embed, ids and distances
+    r.store.query(embeddings.embed_query(q), r.fetch_k, None, include_documents=False)
+    vector.append(time.perf_counter() - t)
 top = [h.id for h in r.bm25.search(args["queries"][1], args["k"])]
 print(json.dumps({"open_s": opened, "first": first, "bm25_top": top, "leg_s": leg,
+                  "hybrid_s": hybrid, "vector_s": vector, "answers": answers,
                   "rss_kb": peak_rss_kb()}))
 """
 
@@ -266,7 +274,7 @@ def _open_and_memory(built: Built, n_docs: int, settings: BenchSettings) -> dict
     r, corpus = built.retriever, built.corpus
     queries = corpus.queries[: 50 if settings.disabled else 200]
     common = {"directory": str(built.directory), "k": K, "queries": queries}
-    ours_args = {**common, "dim": DIM, "collection": COLLECTION}
+    ours_args = {**common, "dim": DIM, "collection": COLLECTION, "hydrate": "bm25"}
     chroma_args = {
         **common,
         "chroma_collection": r.store.config.chroma_collection,
@@ -276,8 +284,12 @@ def _open_and_memory(built: Built, n_docs: int, settings: BenchSettings) -> dict
     if not settings.disabled:  # warm the page cache for both
         _child(OURS_CHILD, ours_args)
         _child(CHROMA_CHILD, chroma_args)
-    ours = [_child(OURS_CHILD, ours_args) for _ in range(runs)]
-    chroma = [_child(CHROMA_CHILD, chroma_args) for _ in range(runs)]
+    ours: list[dict[str, Any]] = []
+    chroma: list[dict[str, Any]] = []
+    for _ in range(runs):  # interleaved, so load on the machine hits both alike
+        ours.append(_child(OURS_CHILD, ours_args))
+        chroma.append(_child(CHROMA_CHILD, chroma_args))
+    from_chroma = _child(OURS_CHILD, {**ours_args, "hydrate": "chroma"})
     bm25s_run = _child(
         BM25S_CHILD, {"docs": n_docs, "seed": corpus.seed, "queries": queries, "k": K}
     )
@@ -285,6 +297,9 @@ def _open_and_memory(built: Built, n_docs: int, settings: BenchSettings) -> dict
     assert ours[-1]["bm25_top"] == [h.id for h in r.bm25.search(queries[1], K)]
     assert len(ours[-1]["first"]) == K
     assert len(chroma[-1]["first"]) == K
+    # texts from the BM25 files or from Chroma: the same answers, every one with its text
+    assert from_chroma["answers"] == ours[-1]["answers"]
+    assert all(len(a) == K for a in ours[-1]["answers"])
     open_ours = float(np.median([o["open_s"] for o in ours])) * 1e3
     open_chroma = float(np.median([c["open_s"] for c in chroma])) * 1e3
     rss_ours = ours[-1]["rss_kb"] / 1024
@@ -301,6 +316,16 @@ def _open_and_memory(built: Built, n_docs: int, settings: BenchSettings) -> dict
         "bm25_query_ms": round(leg, 3),
         "bm25s_query_ms": round(ref, 3),
         "bm25_query_ratio": round(leg / ref, 2),
+        # the hybrid answer (texts of the final k from the BM25 files) against the vector leg
+        # alone (ids and distances from Chroma), and the same with the texts from Chroma
+        "hybrid_query_ms": round(_p50(ours[-1]["hybrid_s"]), 3),
+        "vector_leg_ms": round(_p50(ours[-1]["vector_s"]), 3),
+        "hybrid_ratio": round(_p50(ours[-1]["hybrid_s"]) / _p50(ours[-1]["vector_s"]), 2),
+        "hybrid_chroma_texts_ms": round(_p50(from_chroma["hybrid_s"]), 3),
+        "hybrid_chroma_texts_ratio": round(
+            _p50(from_chroma["hybrid_s"]) / _p50(from_chroma["vector_s"]), 2
+        ),
+        "rss_chroma_texts_mb": round(from_chroma["rss_kb"] / 1024, 1),
     }
 
 

@@ -443,8 +443,31 @@ def plan_index(
     return plan
 
 
-def _indexed(index: BM25Index) -> dict[str, tuple[str, Mapping[str, Any] | None]]:
-    return {hit.id: (hit.text, hit.metadata) for hit in index.get(index.ids) if hit is not None}
+class _Indexed(Mapping[str, tuple[str, Mapping[str, Any] | None]]):
+    """Every indexed document's ``(text, metadata)`` by id, read from the BM25 index on demand.
+
+    The BM25 index keeps texts and metadata in memory-mapped files: a lookup reads one
+    document, so change detection never holds every text of the index in memory.
+    """
+
+    def __init__(self, index: BM25Index) -> None:
+        self._index = index
+
+    def __getitem__(self, doc_id: str) -> tuple[str, Mapping[str, Any] | None]:
+        hit = self._index.get([doc_id])[0]
+        if hit is None:
+            raise KeyError(doc_id)
+        return hit.text, hit.metadata
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index.ids)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def _indexed(index: BM25Index) -> Mapping[str, tuple[str, Mapping[str, Any] | None]]:
+    return _Indexed(index)
 
 
 def _run_index(args: argparse.Namespace) -> int:

@@ -988,12 +988,12 @@ class HybridRetriever(BaseRetriever):
         """Run one leg's search (what the leg's child run does), best first.
 
         The BM25 leg's list is a :class:`LegHits` carrying the statistics of all its scores.
+        Both legs return ids and scores only (text ``None``): fusion keeps at most ``k`` of
+        the ``fetch_k`` hits, and only those are read (:meth:`_hydrate`).
         """
         if leg == "bm25":
-            found, population = self.bm25.search_population(
-                params.query, params.fetch_k, params.node
-            )
-            hits = LegHits(LegHit(*hit) for hit in found)
+            ranked, population = self.bm25.rank(params.query, params.fetch_k, params.node)
+            hits = LegHits(LegHit(doc_id, score, None, {}) for doc_id, score, _ in ranked)
             hits.population = population
             return hits
         return self.vector_leg_search(self.embedding.embed_query(params.query), params)
@@ -1008,7 +1008,13 @@ class HybridRetriever(BaseRetriever):
         return [LegHit(h.id, h.score, None, {}) for h in hits]
 
     def _hydrate(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-        """Text and metadata of ``ids``: from the BM25 index's copy, else from Chroma."""
+        """Text and metadata of ``ids``: from the BM25 index's files, else from Chroma.
+
+        The BM25 index keeps the texts and metadata in memory-mapped files (read per document,
+        not held in the process), so answers need no Chroma round trip, and BM25-only answers
+        still have their texts while Chroma is down. Ids it does not hold (a vector hit written
+        by another process since the last refresh) are read from Chroma in one ``get``.
+        """
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         if not ids:
             return found

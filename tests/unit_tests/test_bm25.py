@@ -98,10 +98,10 @@ def build(
 def scores_by_id(index: BM25Index, query: str) -> dict[str, float]:
     """Per-document scores of live documents, keyed by id; dead slots must score 0."""
     scores = index.scores(query)
-    assert len(scores) == len(index._ids)
+    assert len(scores) == len(index._docs)
     alive = np.asarray(index._alive)
     assert np.all(scores[~alive] == 0.0)
-    return {index._ids[s]: float(scores[s]) for s in np.flatnonzero(alive)}
+    return {index._docs.id(s): float(scores[s]) for s in np.flatnonzero(alive)}
 
 
 def assert_same_hits(got: list[BM25Hit], expected: list[BM25Hit], tol: float = 1e-9) -> None:
@@ -212,16 +212,16 @@ def test_incremental_equals_rebuild_through_compaction_and_tail() -> None:
         ids = [f"doc{next(counter)}" for _ in range(n_new)] + [str(i) for i in upsert]
         docs = zipf_docs(rng, len(ids), vocab=3000, min_len=0, max_len=30)
         metas = [{"grp": str(rng.choice(["a", "b", "c"]))} for _ in ids]
-        slots = len(index._ids)
+        slots = len(index._docs)
         index.add(ids, [" ".join(d) for d in docs], metas)
-        seen["compacted"] |= len(index._ids) < slots + len(ids)
+        seen["compacted"] |= len(index._docs) < slots + len(ids)
         live.update({i: (d, m) for i, d, m in zip(ids, docs, metas, strict=True)})
 
     def delete(n: int) -> None:
         gone = [str(i) for i in rng.choice(sorted(live), size=n, replace=False)]
-        slots = len(index._ids)
+        slots = len(index._docs)
         assert index.delete([*gone, "never-added"]) == n
-        seen["compacted"] |= len(index._ids) < slots
+        seen["compacted"] |= len(index._docs) < slots
         for doc_id in gone:
             del live[doc_id]
 
@@ -238,12 +238,12 @@ def test_incremental_equals_rebuild_through_compaction_and_tail() -> None:
         add(500, 0)
         check()
     # 2: deletes and upserts until more than 1024 slots (and a quarter of them) are dead
-    slots_before = len(index._ids)
+    slots_before = len(index._docs)
     for _ in range(4):
         delete(250)
         add(0, 60)
         check()
-    assert len(index._ids) < slots_before + 240  # compaction dropped dead slots
+    assert len(index._docs) < slots_before + 240  # compaction dropped dead slots
     # 3: > 4096 documents added after queries: the tail grows until the main is rebuilt
     for _ in range(7):
         add(700, 40)
@@ -481,7 +481,7 @@ def test_reads_never_race_with_a_compacting_delete() -> None:
     assert total > 0
     assert not problems, problems[:5]
     assert len(index) == 3_000
-    assert len(index._ids) < 3_000 + 2_200, "the deletes compacted"
+    assert len(index._docs) < 3_000 + 2_200, "the deletes compacted"
 
 
 # -------------------------------------------------------------------------- persistence
@@ -556,12 +556,12 @@ def test_saved_files_are_json_and_npy_without_pickle(tmp_path: Path) -> None:
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     gen = index.generation
     assert manifest["format"] == "langchain-hybrid-bm25"
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     assert manifest["generation"] == gen
     assert manifest["documents"] == len(index)
     assert manifest["params"] == index.params.model_dump(mode="json")
     names = _data_files(manifest)
-    assert set(names) == {"vocab", "docs", "texts", "log", *ARRAY_KINDS}
+    assert set(names) == {"vocab", "ids", "texts", "metas", "log", *ARRAY_KINDS}
     token = names["vocab"].split("-")[2].split(".")[0]
     for name, meta in manifest["files"].items():
         data = (path / name).read_bytes()
@@ -571,15 +571,21 @@ def test_saved_files_are_json_and_npy_without_pickle(tmp_path: Path) -> None:
         assert name.startswith(f"{name.split('-')[0]}-{gen}-{token}.")  # one segment, new names
     assert (path / manifest["log"]).read_bytes() == b""  # a fresh segment has an empty log
     vocab = json.loads((path / names["vocab"]).read_text(encoding="utf-8"))
-    docs = json.loads((path / names["docs"]).read_text(encoding="utf-8"))
-    texts = (path / names["texts"]).read_text(encoding="utf-8")
     assert len(vocab) == index.vocabulary_size
-    assert len(docs) == len(index)
-    assert [d[0] for d in docs] == index.ids
-    ptr = np.load(path / names["text_ptr"], allow_pickle=False)
-    assert [texts[a:b] for a, b in itertools.pairwise(ptr)] == [
-        h.text for h in index.get(index.ids)
-    ]
+
+    def cut(kind: str) -> list[bytes]:  # a blob cut at its byte offsets
+        blob = (path / names[kind]).read_bytes()
+        ptr = np.load(path / names[f"{kind[:-1]}_ptr"], allow_pickle=False)
+        return [blob[a:b] for a, b in itertools.pairwise(ptr.tolist())]
+
+    stored = index.get(index.ids)
+    assert [i.decode() for i in cut("ids")] == index.ids
+    assert [t.decode() for t in cut("texts")] == [h.text for h in stored if h]
+    assert [json.loads(m) if m else {} for m in cut("metas")] == [h.metadata for h in stored if h]
+    hashes = np.load(path / names["id_hashes"], allow_pickle=False)
+    order = np.load(path / names["id_order"], allow_pickle=False)
+    assert bool(np.all(hashes[1:] >= hashes[:-1]))
+    assert sorted(order.tolist()) == list(range(len(index)))
     arrays = {kind: np.load(path / names[kind], allow_pickle=False) for kind in ARRAY_KINDS}
     assert all(a.dtype.kind in "iuf" and a.ndim == 1 for a in arrays.values())
     assert len(arrays["doc_ptr"]) == len(index) + 1
@@ -590,7 +596,10 @@ def test_saved_files_are_json_and_npy_without_pickle(tmp_path: Path) -> None:
     )
 
 
-ARRAY_KINDS = ("text_ptr", "doc_ptr", "terms", "tfs", "dl", "df", "csc_ptr", "csc_slots", "csc_tfs")
+ARRAY_KINDS = (
+    *("id_ptr", "id_hashes", "id_order", "text_ptr", "meta_ptr"),
+    *("doc_ptr", "terms", "tfs", "dl", "df", "csc_ptr", "csc_slots", "csc_tfs"),
+)
 
 
 def _data_files(manifest: dict[str, Any]) -> dict[str, str]:
@@ -628,9 +637,9 @@ def _edit_texts(path: Path) -> None:
 
 
 def _drop_a_doc_keeping_checksum(path: Path) -> None:
-    name = _name(path, "docs-")
-    docs = json.loads((path / name).read_text(encoding="utf-8"))
-    _rewrite_with_checksum(path, name, json.dumps(docs[:-1]).encode())
+    name = _name(path, "ids-")
+    data = (path / name).read_bytes()
+    _rewrite_with_checksum(path, name, data[:-1])  # the id offsets no longer span the file
 
 
 def _truncate_keeping_checksum(path: Path) -> None:
@@ -667,13 +676,15 @@ def _drop_manifest_key(key: str) -> Callable[[Path], None]:
     "corrupt",
     [
         pytest.param(_truncate("csc_slots-"), id="truncated-npy"),
-        pytest.param(_truncate("docs-"), id="truncated-docs"),
-        pytest.param(_edit_texts, id="edited-texts"),
+        pytest.param(_truncate("ids-"), id="truncated-ids"),
+        pytest.param(_truncate("metas-"), id="truncated-metadata"),
+        pytest.param(_truncate("texts-"), id="truncated-texts"),
         pytest.param(_rewrite_array("text_ptr-", lambda a: a[::-1].copy()), id="bad-text-ptr"),
+        pytest.param(_rewrite_array("meta_ptr-", lambda a: a + 1), id="bad-metadata-ptr"),
         pytest.param(lambda p: (p / "manifest.json").write_bytes(b"\x00garbage{"), id="garbage"),
         pytest.param(lambda p: (p / "manifest.json").write_text("[1, 2]"), id="manifest-list"),
         pytest.param(lambda p: (p / "manifest.json").write_text(""), id="manifest-empty"),
-        pytest.param(_set_manifest("format_version", 3), id="format-version-3"),
+        pytest.param(_set_manifest("format_version", 4), id="format-version-4"),
         pytest.param(_set_manifest("format_version", "2"), id="format-version-str"),
         pytest.param(_set_manifest("format", "other"), id="wrong-format"),
         pytest.param(_set_manifest("params", {"k1": -1}), id="invalid-params"),
@@ -705,6 +716,11 @@ def test_load_rejects_corrupt_index(tmp_path: Path, corrupt: Callable[[Path], No
         pytest.param(_rewrite_array("terms-", lambda a: a + 10**6), id="unknown-terms"),
         pytest.param(_rewrite_array("csc_slots-", lambda a: a + 10**6), id="unknown-slots"),
         pytest.param(_rewrite_array("csc_tfs-", lambda a: a * 0), id="zero-tfs"),
+        pytest.param(_rewrite_array("id_hashes-", lambda a: a[::-1].copy()), id="unsorted-ids"),
+        pytest.param(_rewrite_array("id_order-", lambda a: a * 0), id="id-order-repeats"),
+        pytest.param(
+            _rewrite_array("id_ptr-", lambda a: np.r_[a[0], a[2], a[1], a[3:]]), id="id-ptr-back"
+        ),
     ],
 )
 def test_verified_load_checks_every_posting(
@@ -729,9 +745,21 @@ def test_verified_load_checks_the_npy_checksums(tmp_path: Path) -> None:
 
 def test_load_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
     path, _, _ = saved(tmp_path)
-    _edit_texts(path)
-    with pytest.raises(IndexCorruptError, match=r"checksum mismatch .*texts-"):
+    vocab = path / _name(path, "vocab-")
+    data = bytearray(vocab.read_bytes())
+    data[-3] ^= 1  # a letter of the last term: same size, only the checksum tells
+    vocab.write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptError, match=r"checksum mismatch .*vocab-"):
         BM25Index.load(path)
+
+
+def test_mapped_documents_are_checked_on_verified_load(tmp_path: Path) -> None:
+    """Texts are mapped, not read, at open: an edit of the same size shows on ``verify=True``."""
+    path, _, _ = saved(tmp_path)
+    _edit_texts(path)
+    assert len(BM25Index.load(path)) == 103  # sizes and offsets still agree
+    with pytest.raises(IndexCorruptError, match=r"checksum mismatch .*texts-"):
+        BM25Index.load(path, verify=True)
 
 
 def test_load_missing_directory_or_manifest(tmp_path: Path) -> None:
@@ -792,7 +820,7 @@ def test_merge_writes_data_files_before_the_manifest(
     other.add(["extra"], ["t1"])
     other.save(path)
     assert written[-1] == "manifest.json"
-    assert len(written) == 14  # 2 JSON, the texts, 9 arrays, the empty log, the manifest
+    assert len(written) == 19  # vocab, ids, texts, metadata, 13 arrays, the empty log, manifest
     assert not set(written[:-1]) & old_files  # new names, old files untouched
     assert not old_files & {p.name for p in path.iterdir()}  # and removed after the commit
 
@@ -817,11 +845,11 @@ def test_interrupted_merge_leaves_the_old_index(
     assert results_of(BM25Index.load(path)) == expected  # the old index, intact
     gen = other.generation  # the new data files were written, under new names, before the crash
     new_files = {p.name for p in path.iterdir() if f"-{gen}-" in p.name}
-    assert len(new_files) == 13
+    assert len(new_files) == 18
     monkeypatch.setattr(bm25_module, "_atomic_write", real_write)
     other.save(path)  # the next save succeeds and cleans up
     assert "extra" in BM25Index.load(path)
-    assert len(list(path.iterdir())) == 14
+    assert len(list(path.iterdir())) == 19
 
 
 def test_interrupted_save_of_another_index_with_the_same_generation(
@@ -839,7 +867,7 @@ def test_interrupted_save_of_another_index_with_the_same_generation(
     real_write = bm25_module._atomic_write
 
     def crash_after_first_file(target: Path, data: Any, **kwargs: Any) -> str:
-        if target.name.startswith("docs-"):
+        if target.name.startswith("ids-"):
             msg = "simulated crash"
             raise OSError(msg)
         return real_write(target, data, **kwargs)

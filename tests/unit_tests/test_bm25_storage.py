@@ -25,6 +25,7 @@ from helpers import IDENTITY
 from langchain_hybrid import bm25 as bm25_module
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.errors import IndexCorruptError
+from langchain_hybrid.filters import parse_filter
 from langchain_hybrid.locking import save_lock
 
 PARAMS = BM25Params(k1=1.2, b=0.7, tokenizer=IDENTITY)
@@ -48,7 +49,7 @@ def rebuilt(index: BM25Index) -> BM25Index:
 
 def live_scores(index: BM25Index, query: str) -> dict[str, float]:
     scores = index.scores(query)
-    return {index._ids[s]: float(scores[s]) for s in np.flatnonzero(np.asarray(index._alive))}
+    return {index._docs.id(s): float(scores[s]) for s in np.flatnonzero(np.asarray(index._alive))}
 
 
 def assert_equals_rebuild(index: BM25Index) -> None:
@@ -103,9 +104,9 @@ def test_load_after_log_replay_equals_rebuild(
             doomed = list(
                 rng.choice(live, size=min(len(live), int(rng.integers(1, 30))), replace=False)
             )
-            slots = len(index._ids)
+            slots = len(index._docs)
             index.delete([*doomed, "unknown"])
-            seen["compacted"] += len(index._ids) < slots
+            seen["compacted"] += len(index._docs) < slots
         log_before = manifest_of(path)["log"] if path.exists() else None
         index.save(path)
         seen["merge" if manifest_of(path)["log"] != log_before else "append"] += 1
@@ -241,7 +242,7 @@ def test_a_merge_serves_from_the_mapped_files_and_open_rebuilds_nothing(tmp_path
     index.save(tmp_path)
     assert is_mapped(index._main.slots)
     assert is_mapped(index._base_terms)
-    assert len(index._ids) == 498  # the merge dropped the deleted slots
+    assert len(index._docs) == 498  # the merge dropped the deleted slots
     assert {q: index.search(q, 10) for q in expected} == expected
     loaded = BM25Index.load(tmp_path)
     main = loaded._main
@@ -348,8 +349,8 @@ def write_format_1(path: Path, index: BM25Index) -> None:
     """The files the previous release saved (format 1): JSON + a compressed ``.npz``."""
     path.mkdir(parents=True, exist_ok=True)
     live = np.flatnonzero(index._alive)
-    ptr, terms, tfs = bm25_module._gather(*index._doc_major(0, len(index._ids)), live)
-    docs = [[index._ids[s], index._texts[s], index._metadatas[s]] for s in live]
+    ptr, terms, tfs = bm25_module._gather(*index._doc_major(0, len(index._docs)), live)
+    docs = [[index._docs.id(s), index._docs.text(s), index._docs.metadata(s)] for s in live]
     npz = io.BytesIO()
     np.savez_compressed(npz, doc_ptr=ptr, terms=terms.astype(np.int32), tfs=tfs.astype(np.int32))
     blobs = {
@@ -389,7 +390,7 @@ def test_format_1_is_read_once_and_converted(
     with caplog.at_level(logging.INFO, logger="langchain_hybrid.bm25"):
         loaded = BM25Index.load(tmp_path)
     assert "read once and converted" in caplog.text
-    assert manifest_of(tmp_path)["format_version"] == 2
+    assert manifest_of(tmp_path)["format_version"] == 3
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".npz"], "format 1 files left"
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert_equals_rebuild(loaded)
@@ -397,6 +398,113 @@ def test_format_1_is_read_once_and_converted(
     again = BM25Index.load(tmp_path)
     assert sorted(again.ids) == sorted(index.ids)
     assert again.search("w1 w2", 10) == index.search("w1 w2", 10)
+
+
+def write_format_2(path: Path, index: BM25Index, later: BM25Index) -> None:
+    """The files release 0.2.0 saved (format 2): a segment of ``index``, a log record to ``later``.
+
+    Ids and metadata in one JSON file, the texts cut at code-point offsets, ``.npy`` postings.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    live = np.flatnonzero(index._alive)
+    ptr, terms, tfs = bm25_module._gather(*index._doc_major(0, len(index._docs)), live)
+    csc = bm25_module._to_csc(ptr, terms, tfs, len(index._words))
+    texts = [index._docs.text(s) for s in live]
+    token, gen = "0123456789abcdef", index.generation
+    arrays = {
+        "text_ptr": np.cumsum([0] + [len(t) for t in texts]).astype("<i8"),
+        "doc_ptr": ptr.astype("<i8"),
+        "terms": terms.astype("<i4"),
+        "tfs": tfs.astype("<i4"),
+        "dl": np.asarray(index._dl)[live].astype("<f8"),
+        "df": np.asarray(index._df).astype("<i8"),
+        "csc_ptr": csc.indptr.astype("<i8"),
+        "csc_slots": csc.slots.astype("<i4"),
+        "csc_tfs": csc.tfs.astype("<i4"),
+    }
+    blobs = {
+        f"vocab-{gen}-{token}.json": json.dumps(index._words).encode(),
+        f"docs-{gen}-{token}.json": json.dumps(
+            [[index._docs.id(s), index._docs.metadata(s)] for s in live]
+        ).encode(),
+        f"texts-{gen}-{token}.txt": "".join(texts).encode(),
+    }
+    for kind, array in arrays.items():
+        out = io.BytesIO()
+        np.save(out, array, allow_pickle=False)
+        blobs[f"{kind}-{gen}-{token}.npy"] = out.getvalue()
+    files: dict[str, Any] = {}
+    for name, data in blobs.items():
+        (path / name).write_bytes(data)
+        files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    log = f"log-{gen}-{token}.log"
+    added = [i for i in later.ids if i not in index]
+    hits = later.get(added)
+    op = {
+        "add": {
+            "ids": added,
+            "texts": [h.text for h in hits if h],
+            "metadatas": [h.metadata or None for h in hits if h],
+            "tokens": [h.text.split() for h in hits if h],
+            "tfs": [[1] * len(h.text.split()) for h in hits if h],
+        }
+    }
+    (path / log).write_bytes(b"")
+    bm25_module._append_record(
+        path / log, 0, later.generation, len(later), json.dumps({"ops": [op]}).encode()
+    )
+    files[log] = {"bytes": 0, "sha256": None}
+    manifest = {
+        "format": "langchain-hybrid-bm25",
+        "format_version": 2,
+        "generation": gen,
+        "documents": len(live),
+        "params": index.params.model_dump(mode="json"),
+        "segment": {"documents": len(live), "terms": len(index._words), "postings": len(terms)},
+        "log": log,
+        "files": files,
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_format_2_is_read_once_and_converted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Release 0.2.0's segment and log are replayed, then saved once as format 3."""
+    rng = np.random.default_rng(7)
+    index = BM25Index(PARAMS)
+    index.add(
+        [f"d{i}" for i in range(300)],
+        [random_text(rng) + " café ß" * (i % 3) for i in range(300)],  # multi-byte texts
+        [{"i": i, "tag": ["x", "y"][i % 2]} for i in range(300)],
+    )
+    index.delete(["d0", "d1"])
+    later = BM25Index(PARAMS)  # index plus the log's add (distinct words: tf 1 each)
+    later.add(
+        index.ids,
+        [h.text for h in index.get(index.ids) if h],
+        [h.metadata or None for h in index.get(index.ids) if h],
+    )
+    later.add(["n1", "n2"], ["w1 w2 w3", "w4 w5"], [{"i": -1}, None])
+    later.generation = index.generation + 1
+    write_format_2(tmp_path, index, later)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert BM25Index.read_manifest(tmp_path)["generation"] == later.generation
+    with caplog.at_level(logging.INFO, logger="langchain_hybrid.bm25"):
+        loaded = BM25Index.load(tmp_path)
+    assert "was in format 2: read once and converted to format 3" in caplog.text
+    assert manifest_of(tmp_path)["format_version"] == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("docs-")], "format 2 left"
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert_equals_rebuild(loaded)
+    again = BM25Index.load(tmp_path)
+    assert again.generation == later.generation
+    assert sorted(again.ids) == sorted(later.ids)
+    assert again.get(later.ids) == later.get(later.ids)
+    for query in ("w1 w2", "café", "w7 w9 w11"):
+        assert again.search(query, 10) == later.search(query, 10)
+    node = parse_filter({"$and": [{"tag": "x"}, {"i": {"$gt": 100}}]})
+    assert again.search("w1 w2", 50, node) == later.search("w1 w2", 50, node)
 
 
 def test_format_1_with_the_save_lock_busy_is_read_and_not_converted(
@@ -426,7 +534,7 @@ def test_format_1_with_the_save_lock_busy_is_read_and_not_converted(
     assert sorted(loaded.ids) == ["a", "b"]
     loaded.add(["c"], ["w9"])
     loaded.save(tmp_path)  # the next save converts
-    assert manifest_of(tmp_path)["format_version"] == 2
+    assert manifest_of(tmp_path)["format_version"] == 3
     assert sorted(BM25Index.load(tmp_path).ids) == ["a", "b", "c"]
 
 

@@ -30,6 +30,7 @@ from langchain_hybrid import (
     InvalidQueryError,
     TokenizerConfig,
 )
+from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.cache import CachedEmbeddings
 from langchain_hybrid.config import CacheSettings
 from langchain_hybrid.embeddings import MiniLMEmbeddings
@@ -43,7 +44,7 @@ from langchain_hybrid.fusion import (
 )
 from langchain_hybrid.locking import release_writer_lock
 from langchain_hybrid.retrievers import default_bm25_path
-from langchain_hybrid.stores import StoreConfig
+from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 CORPUS = [
     ("net-1", "The NX-220 router shows error E-4471 when its firmware is outdated", "faq", 2024),
@@ -148,6 +149,39 @@ def test_leg_only_documents_have_none_for_the_other_leg(retriever: HybridRetriev
     assert vector_only
     assert all(d.metadata["bm25_score"] is None for d in vector_only)
     assert all(d.metadata["vector_rank"] is not None for d in vector_only)
+
+
+def test_texts_are_read_for_the_final_k_only(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both legs return ids and scores; only the ``k`` fused documents' texts are read, once,
+    from the BM25 index (issue 11: no text copied for the other ``fetch_k`` hits)."""
+    bm25_reads: list[list[str]] = []
+    chroma_reads: list[list[str]] = []
+    real_get, real_store_get = BM25Index.get, ChromaStore.get
+
+    def recording_get(self: BM25Index, ids: Any) -> Any:
+        bm25_reads.append(list(ids))
+        return real_get(self, bm25_reads[-1])
+
+    def recording_store_get(self: ChromaStore, ids: Any) -> Any:
+        chroma_reads.append(list(ids))
+        return real_store_get(self, ids)
+
+    monkeypatch.setattr(BM25Index, "get", recording_get)
+    monkeypatch.setattr(ChromaStore, "get", recording_store_get)
+    hits, _ = retriever.bm25.rank("coffee grind water python", 12)
+    assert len(hits) > 3
+    docs = retriever.invoke("coffee grind water python", k=3, fetch_k=12)
+    assert bm25_reads == [[d.id for d in docs]]
+    assert chroma_reads == []
+    monkeypatch.undo()
+    stored = {
+        d.id: (d.page_content, d.metadata) for d in retriever.get_by_ids([d.id for d in docs])
+    }
+    for doc in docs:
+        metadata = {k: v for k, v in doc.metadata.items() if k in stored[doc.id][1]}
+        assert (doc.page_content, metadata) == stored[doc.id]
 
 
 def test_fusion_matches_the_pure_function(retriever: HybridRetriever) -> None:
@@ -569,8 +603,8 @@ def test_bm25_is_rebuilt_from_chroma(
         for f in bm25_dir.iterdir():
             f.unlink()
     elif damage == "corrupt":
-        docs_file = next(bm25_dir.glob("docs-*.json"))
-        docs_file.write_text(docs_file.read_text()[:-20])
+        vocab_file = next(bm25_dir.glob("vocab-*.json"))
+        vocab_file.write_bytes(b"garbage")
     elif damage == "stale":  # as a crash between a completed Chroma write and the BM25 save
         built.store.begin_write()
         built.store.end_write()
