@@ -369,12 +369,17 @@ class HealthMonitor:
         index = HybridIndex.inspect(store, path, settings.bm25.params())
         if index.opened_from != "saved":
             logger.debug("saved BM25 index not used: %s", index.opened_from)
-        fields = settings.retriever_fields()
+        fusion = settings.fusion
         retriever = _ConfiguredIndex(
             index=index,
-            weights=tuple(fields.pop("weights")),
+            weights=tuple(fusion.weights),
+            k=fusion.k,
+            fetch_k=fusion.fetch_k,
+            fusion=fusion.method,
+            rrf_k=fusion.rrf_k,
+            on_leg_error=fusion.on_leg_error,
+            refresh_interval_seconds=settings.cache.refresh_interval_seconds,
             bm25_path=path,
-            **fields,
         )
         return cls(retriever, metrics, settings.monitoring)
 
