@@ -281,6 +281,12 @@ ids and re-indexing:
   are deleted. An edit that changes the number of chunks before a chunk renumbers it, so it is
   embedded again.
 
+speed, progress and resume:
+  Batches of --batch-size chunks are embedded and written, the next batch embedded while the
+  previous one is written. Progress (files, chunks, passages/s, ETA) is one line on a terminal,
+  else a 'progress:' line every 10 s. An interrupted run keeps every batch it wrote: run the
+  same command again and only the rest is embedded.
+
 mirroring (the default):
   The index mirrors what was asked for: documents whose file lies under a directory PATH and
   matches --glob (the same rules as the search), but was not found in this run (deleted,
