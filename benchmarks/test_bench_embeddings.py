@@ -26,6 +26,21 @@ variant after another does not.
 Every variant's vectors are checked: unit norm, fp32 paths equal to each other (1e-5), int8
 within 0.95 cosine of fp32 on every passage. The machine's other processes share its cores,
 so the ratios are more robust than the absolute figures.
+
+Ingest, before and after the pipeline (``ingest-passages`` group): the same passages are
+embedded *and written* (a persistent Chroma collection and its BM25 index, in a new directory
+per round) by ``HybridRetriever``, for fp32 and int8, in batches of ``BENCH_INGEST_BATCH`` (64,
+the CLI's default; with ``--benchmark-disable`` 8 passages in batches of 4):
+
+* ``sequential`` (the baseline of each precision): the CLI's loop before the pipeline, one
+  ``add_documents`` per batch (embed it, then write it), BM25 saved once at the end;
+* ``pipeline``: one ``add_documents(..., batch_size=64)``: the next batch is embedded while one
+  is written (:mod:`langchain_hybrid.ingest`).
+
+``test_ingest_interleaved`` runs the four in turn, round after round
+(``BENCH_INGEST_INTERLEAVED`` passages, 300; ``BENCH_INGEST_INTERLEAVED_ROUNDS``, 3) and stores
+the median passages/s of each and the pipeline's speed-up over ``sequential`` of the same
+precision in ``extra_info["interleaved"]``. Each run's stored count and a search are checked.
 """
 
 from __future__ import annotations
@@ -41,8 +56,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from langchain_core.documents import Document
 from tokenizers import Tokenizer
 
+from langchain_hybrid import HybridRetriever
 from langchain_hybrid.embeddings import MiniLMEmbeddings
 from langchain_hybrid.quantize import INT8_FILENAME, quantize_model
 
@@ -280,3 +297,113 @@ def test_embed_interleaved(
             np.testing.assert_allclose(checked, reference, atol=1e-5)
         else:
             assert (checked * reference).sum(axis=1).min() > 0.95
+
+
+# ---------------------------------------------------------------------- ingest: before/after
+INGEST_GROUP = "ingest-passages"
+
+
+def _ingest(
+    model: MiniLMEmbeddings, docs: list[Document], directory: Path, mode: str, batch: int
+) -> float:
+    """Embed and write ``docs`` into a new index in ``directory``; passages per second."""
+    retriever = HybridRetriever.from_documents(
+        [], model, persist_directory=directory, collection_name="bench", cache=False
+    )
+    start = time.perf_counter()
+    if mode == "sequential":  # the CLI's loop before the pipeline
+        with retriever.deferred_save():
+            for first in range(0, len(docs), batch):
+                retriever.add_documents(docs[first : first + batch])
+    else:
+        retriever.add_documents(docs, batch_size=batch)
+    seconds = time.perf_counter() - start
+    assert retriever.store.count() == len(retriever.bm25) == len(docs)
+    hit = retriever.invoke(docs[-1].page_content[:200], k=1)
+    assert hit[0].id == docs[-1].id
+    return len(docs) / seconds
+
+
+@pytest.fixture(scope="module")
+def ingest_docs(passages: list[str], pytestconfig: pytest.Config) -> list[Document]:
+    """The benchmark's passages as documents (8 with ``--benchmark-disable``: CI stays fast)."""
+    disabled = bool(pytestconfig.getoption("benchmark_disable", default=False))
+    texts = passages[:8] if disabled else passages
+    return [Document(page_content=text, id=f"p{i}") for i, text in enumerate(texts)]
+
+
+def _ingest_batch(docs: list[Document]) -> int:
+    return min(_env_int("BENCH_INGEST_BATCH", 64), max(1, len(docs) // 2))
+
+
+@pytest.mark.benchmark(group=INGEST_GROUP)
+@pytest.mark.parametrize(
+    "variant", ["fp32-sequential", "fp32-pipeline", "int8-sequential", "int8-pipeline"]
+)
+def test_ingest_passages(
+    benchmark: Any,
+    variant: str,
+    variants: dict[str, Any],
+    ingest_docs: list[Document],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    precision, mode = variant.split("-")
+    model: MiniLMEmbeddings = variants[precision]
+    model.embed_documents(["warm up"])
+    benchmark.extra_info.update(docs=len(ingest_docs), precision=precision, mode=mode)
+    if variant == "fp32-sequential":
+        benchmark.extra_info["role"] = "baseline"
+    batch = _ingest_batch(ingest_docs)
+    speeds: list[float] = []
+    benchmark.pedantic(
+        lambda: speeds.append(
+            _ingest(model, ingest_docs, tmp_path_factory.mktemp("ingest"), mode, batch)
+        ),
+        rounds=_env_int("BENCH_EMBED_ROUNDS", 1),
+        warmup_rounds=0,
+        iterations=1,
+    )
+    benchmark.extra_info["passages_per_s"] = round(float(np.median(speeds)), 2)
+
+
+@pytest.mark.benchmark(group="ingest-interleaved")
+def test_ingest_interleaved(
+    benchmark: Any,
+    variants: dict[str, Any],
+    ingest_docs: list[Document],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Sequential and pipelined ingest, fp32 and int8, in turn: load hits them alike."""
+    docs = ingest_docs[: _env_int("BENCH_INGEST_INTERLEAVED", 300)]
+    batch = _ingest_batch(docs)
+    names = [(p, m) for p in ("fp32", "int8") for m in ("sequential", "pipeline")]
+    speeds: dict[tuple[str, str], list[float]] = {name: [] for name in names}
+    for precision in ("fp32", "int8"):
+        variants[precision].embed_documents(["warm up"])
+
+    def cycle_once() -> None:
+        for precision, mode in names:
+            directory = tmp_path_factory.mktemp("ingest")
+            speed = _ingest(variants[precision], docs, directory, mode, batch)
+            speeds[precision, mode].append(speed)
+
+    benchmark.pedantic(
+        cycle_once,
+        rounds=_env_int("BENCH_INGEST_INTERLEAVED_ROUNDS", 3),
+        warmup_rounds=0,
+        iterations=1,
+    )
+    median = {name: float(np.median(values)) for name, values in speeds.items()}
+    benchmark.extra_info["docs"] = len(docs)
+    benchmark.extra_info["interleaved"] = {
+        f"{precision}_{mode}": {
+            "passages_per_s": round(median[precision, mode], 2),
+            "speedup_vs_sequential": round(
+                median[precision, mode] / median[precision, "sequential"], 3
+            ),
+            "speedup_vs_fp32_sequential": round(
+                median[precision, mode] / median["fp32", "sequential"], 3
+            ),
+        }
+        for precision, mode in names
+    }

@@ -191,6 +191,7 @@ def _open_retriever(
         embedding if embedding is not None else make_embedding(settings.embedding),
         bm25_path=settings.bm25_path(),
         bm25_params=settings.bm25.params(),
+        allow_embedding_mismatch=settings.embedding.allow_mismatch,
         **settings.retriever_fields(),
     )
 
@@ -283,6 +284,12 @@ ids and re-indexing:
   are deleted. An edit that changes the number of chunks before a chunk renumbers it, so it is
   embedded again.
 
+speed, progress and resume:
+  Batches of --batch-size chunks are embedded and written, the next batch embedded while the
+  previous one is written. Progress (files, chunks, passages/s, ETA) is one line on a terminal,
+  else a 'progress:' line every 10 s. An interrupted run keeps every batch it wrote: run the
+  same command again and only the rest is embedded.
+
 mirroring (the default):
   The index mirrors what was asked for: documents whose file lies under a directory PATH and
   matches --glob (the same rules as the search), but was not found in this run (deleted,
@@ -340,7 +347,8 @@ def _add_index(commands: Subcommands) -> None:
         type=_positive_int,
         default=64,
         metavar="N",
-        help="chunks embedded and written per batch (default: 64)",
+        help="chunks embedded and written per batch; the next batch is embedded while one is "
+        "written (default: 64)",
     )
     _common_options(parser, suppress=True)
     parser.set_defaults(handler=_run_index)
@@ -512,14 +520,11 @@ def _run_index(args: argparse.Namespace) -> int:
         len(plan.missing),
     )
     deleted = plan.stale + plan.missing
-    with (
-        retriever.deferred_save(),
-        _Progress(len(plan.add), "embedding+writing", "chunk") as progress,
-    ):
-        for start in range(0, len(plan.add), args.batch_size):
-            batch = plan.add[start : start + args.batch_size]
-            retriever.add_documents(batch)
-            progress.update(len(batch))
+    with retriever.deferred_save():
+        # the ingest pipeline: one write per batch, the next batch embedded meanwhile, and
+        # progress (files, chunks, passages/s, ETA); an interrupted run leaves whole batches,
+        # which the next run finds unchanged and skips
+        retriever.add_documents(plan.add, batch_size=args.batch_size)
         if deleted:
             retriever.delete(deleted)
     skipped = f" ({plan.skipped} skipped)" if plan.skipped else ""
@@ -1337,28 +1342,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return f"{PROG}: {record.levelname.lower()}: {super().format(record)}"
+        kind = record.levelname.lower()
+        if record.name == PROGRESS_LOGGER and record.levelno == logging.INFO:
+            kind = "progress"
+        return f"{PROG}: {kind}: {super().format(record)}"
+
+
+PROGRESS_LOGGER = "langchain_hybrid.ingest"
+"""Its ``INFO`` records (ingest progress without a terminal) are shown without ``-v``."""
 
 
 @contextlib.contextmanager
 def _logging(verbosity: int) -> Iterator[None]:
-    """Send the package's log records to stderr for the duration of a command."""
+    """Send the package's log records to stderr for the duration of a command.
+
+    Records at ``WARNING`` and above are shown (``-v``: ``INFO``, ``-vv``: ``DEBUG``), and the
+    ingest pipeline's progress records (``INFO`` of :data:`PROGRESS_LOGGER`) always.
+    """
     package = logging.getLogger("langchain_hybrid")
+    progress = logging.getLogger(PROGRESS_LOGGER)
     level = (logging.WARNING, logging.INFO)[verbosity] if verbosity < 2 else logging.DEBUG  # noqa: PLR2004
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
-    handler.setLevel(level)
-    saved = package.level, package.propagate
+    handler.setLevel(min(level, logging.INFO))
+    handler.addFilter(lambda r: r.levelno >= level or r.name == PROGRESS_LOGGER)
+    saved = package.level, package.propagate, progress.level
     package.addHandler(handler)
     package.propagate = False
     if verbosity:
         package.setLevel(level)
+    if progress.getEffectiveLevel() > logging.INFO:
+        progress.setLevel(logging.INFO)
     try:
         yield
     finally:
         package.removeHandler(handler)
         package.setLevel(saved[0])
         package.propagate = saved[1]
+        progress.setLevel(saved[2])
 
 
 def _one_line(error: Exception) -> str:

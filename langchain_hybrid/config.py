@@ -135,6 +135,8 @@ class EmbeddingSettings(BaseModel):
     LangChain integrations (``pip install langchain-openai`` etc.) given ``model`` and
     ``options`` (extra keyword arguments of the integration's class). ``precision`` and
     ``threads`` apply to ``minilm`` only (``threads`` None: one per CPU this process may use).
+    ``allow_mismatch``: open an index that records another model or precision than this one
+    (a warning instead of ``EmbeddingMismatchError``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -146,6 +148,7 @@ class EmbeddingSettings(BaseModel):
     threads: int | None = Field(default=None, gt=0)
     precision: Literal["fp32", "int8"] = "fp32"
     options: dict[str, Any] = Field(default_factory=dict)
+    allow_mismatch: bool = False
 
     @model_validator(mode="after")
     def _precision_is_minilm(self) -> EmbeddingSettings:

@@ -80,6 +80,12 @@ from langchain_hybrid.fusion import (
     fuse,
 )
 from langchain_hybrid.index import HybridIndex
+from langchain_hybrid.ingest import (
+    DEFAULT_BATCH_SIZE,
+    PIPELINE_MIN_DOCUMENTS,
+    IngestProgress,
+    run_pipeline,
+)
 from langchain_hybrid.loaders import document_ids
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
@@ -480,7 +486,9 @@ class HybridRetriever(BaseRetriever):
             ConfigError: an unknown field, or a field value out of range.
         """
         try:
-            _fields_model().model_validate({k: v for k, v in fields.items() if k not in _HANDLES})
+            _fields_model().model_validate(
+                {k: v for k, v in fields.items() if k not in _HANDLES | _OPEN_OPTIONS}
+            )
         except ValidationError as e:
             raise _settings_error(e) from None
 
@@ -504,6 +512,7 @@ class HybridRetriever(BaseRetriever):
         bm25_path: str | os.PathLike[str] | None = None,
         bm25_params: BM25Params | None = None,
         cache: CacheSettings | bool = True,
+        allow_embedding_mismatch: bool = False,
         **kwargs: Any,
     ) -> HybridRetriever:
         """Open a retriever on an existing store, loading or rebuilding the BM25 index.
@@ -513,6 +522,11 @@ class HybridRetriever(BaseRetriever):
         built with other settings, it is rebuilt from the documents stored in Chroma (nothing
         is embedded), saved, and the reason logged.
 
+        The collection records the embedding model and precision that embedded it (written by
+        its first write); ``embedding`` must be that model (see
+        :meth:`ChromaStore.use_embedding`). An index that records none (built before 0.3) is
+        accepted and records ``embedding`` with its next write.
+
         Args:
             store: the Chroma store (system of record).
             embedding: the embedding model; ``None`` means :class:`MiniLMEmbeddings`.
@@ -520,13 +534,22 @@ class HybridRetriever(BaseRetriever):
             bm25_params: BM25 settings; ``None`` keeps the saved ones (or the defaults).
             cache: cache settings, ``True`` for the defaults (10,000 fused results and 10,000
                 query embeddings, no TTL) or ``False`` for none.
+            allow_embedding_mismatch: accept an embedding other than the one the collection
+                records (a warning is logged instead of the error).
             **kwargs: retriever fields (``k``, ``fetch_k``, ``rrf_k``, ``weights``, ...).
+
+        Raises:
+            EmbeddingMismatchError: the collection was embedded by another model or precision.
         """
         cls.check_fields(kwargs)
         if embedding is None:
             from langchain_hybrid.embeddings import MiniLMEmbeddings  # noqa: PLC0415
 
             embedding = MiniLMEmbeddings()
+        store.use_embedding(
+            embedding.inner if isinstance(embedding, CachedEmbeddings) else embedding,
+            allow_mismatch=allow_embedding_mismatch,
+        )
         settings = CacheSettings(enabled=cache) if isinstance(cache, bool) else cache
         if settings.enabled:
             kwargs.setdefault(
@@ -576,6 +599,7 @@ class HybridRetriever(BaseRetriever):
         fields = {**settings.retriever_fields(), **kwargs}
         cache = fields.pop("cache", settings.cache)  # the same arguments as from_store
         bm25_params = fields.pop("bm25_params", None) or settings.bm25.params()
+        fields.setdefault("allow_embedding_mismatch", settings.embedding.allow_mismatch)
         cls.check_fields(fields)
         bm25_path = fields.pop("bm25_path", None) or settings.bm25_path()
         if bm25_path is not None:
@@ -709,24 +733,58 @@ class HybridRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ writes
     def add_documents(
-        self, documents: Sequence[Document], *, ids: Sequence[str] | None = None
+        self,
+        documents: Sequence[Document],
+        *,
+        ids: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        progress: IngestProgress | None = None,
     ) -> list[str]:
         """Add or replace documents in both legs; returns their ids.
 
         Each text is embedded exactly once. An id already present is replaced (text, vector
-        and metadata) in both legs.
+        and metadata) in both legs. Up to 511 documents are one write. From
+        :data:`~langchain_hybrid.ingest.PIPELINE_MIN_DOCUMENTS` (512) documents, or whenever
+        ``batch_size`` is given, they go through the ingest pipeline
+        (:mod:`langchain_hybrid.ingest`): batches of ``batch_size`` (default 128), each one
+        write, the next batch embedded while one is written, the BM25 files saved once at the
+        end, and progress shown (one line on a terminal, else ``INFO`` log records of
+        ``langchain_hybrid.ingest``).
+
+        Args:
+            documents: the documents.
+            ids: their ids (default: ``Document.id``, else a deterministic id).
+            batch_size: documents per pipeline batch; given, the pipeline is used at any size.
+            progress: the progress display of a pipeline run (default: one for these
+                documents, counting the distinct ``metadata["source"]`` values as files).
 
         Raises:
             InvalidDocumentsError: inconsistent input; nothing is written.
-            BatchWriteError: a Chroma batch failed; ``written_ids`` are in both legs,
-                ``failed_ids`` in neither.
+            BatchWriteError: a Chroma batch failed, or (pipeline) the embedding failed after
+                some batches were written; ``written_ids`` are in both legs, ``failed_ids`` in
+                neither.
             WriterLockError: another process is writing to this embedded index.
         """
         ids, texts, metadatas = self._checked_documents(documents, ids)
         if not ids:
             return []
-        embeddings = self.embedding.embed_documents(texts)
-        self._write(ids, texts, embeddings, metadatas)
+        if batch_size is None and len(ids) < PIPELINE_MIN_DOCUMENTS:
+            embeddings = self.embedding.embed_documents(texts)
+            self._write(ids, texts, embeddings, metadatas)
+            return ids
+        if progress is None:
+            sources = {m.get("source") for m in metadatas if m and m.get("source") is not None}
+            progress = IngestProgress(len(ids), files=len(sources) or None)
+        with self.index.deferred_save(), progress:
+            run_pipeline(
+                ids,
+                texts,
+                metadatas,
+                embed=self.embedding.embed_documents,
+                write=self._write,
+                batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                progress=progress,
+            )
         return ids
 
     async def aadd_documents(
@@ -1478,6 +1536,8 @@ def default_bm25_path(persist_directory: str | os.PathLike[str], collection: str
 
 
 _HANDLES = frozenset({"store", "bm25", "embedding", "cache"})
+_OPEN_OPTIONS = frozenset({"allow_embedding_mismatch"})
+"""Arguments of the constructors that are not retriever fields."""
 
 
 @functools.cache

@@ -2,7 +2,10 @@
 
 Chroma is the system of record: documents, metadata, ids and vectors live here, and a write
 generation counter is kept in the collection's metadata (``langchain_hybrid_generation``) so the
-derived BM25 index can tell whether it is current.
+derived BM25 index can tell whether it is current. The same metadata records which embedding
+model and precision made the vectors (``langchain_hybrid_embedding``, e.g.
+``"all-MiniLM-L6-v2/fp32"``), written by the first write's generation ``modify`` (no extra
+round trip) and checked when a retriever opens the store (:meth:`ChromaStore.use_embedding`).
 
 Chroma 1.5 behaviours this module corrects for (see ``FIELD-NOTES.md``):
 
@@ -24,10 +27,15 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from langchain_hybrid.embeddings import (
+    EMBEDDING_METADATA_KEY,
+    check_embedding_model,
+    embedding_model_id,
+)
 from langchain_hybrid.errors import (
     BatchWriteError,
     CollectionConfigError,
@@ -36,6 +44,9 @@ from langchain_hybrid.errors import (
     StoreError,
     StoreUnavailableError,
 )
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +206,8 @@ class ChromaStore:
             )
             raise IndexNotBuiltError(msg)
         self._reconfigured = False
+        self.embedding_id: str | None = None
+        """The model id to record with the next write if the collection records none."""
         self.collection = self._open_collection()
         if self._reconfigured and client is None:
             # an HNSW index already loaded in this process keeps its old ef_search: reopen
@@ -458,21 +471,60 @@ class ChromaStore:
         hnsw.update(hnsw_from_legacy_metadata(collection.metadata))
         return hnsw
 
+    # ------------------------------------------------------------------ embedding model
+    def recorded_embedding(self) -> str | None:
+        """The embedding model id the collection records (``None``: none recorded).
+
+        Read from the collection as opened (or as last written by this store): no round trip.
+        """
+        value = (self.collection.metadata or {}).get(EMBEDDING_METADATA_KEY)
+        return value if isinstance(value, str) and value else None
+
+    def use_embedding(self, embedding: Embeddings, *, allow_mismatch: bool = False) -> None:
+        """Check ``embedding`` against the recorded model; record it with the next write if none.
+
+        An index written before models were recorded (a generation but no record) is accepted:
+        its vectors are assumed to be ``embedding``'s, which is recorded by the next write.
+
+        Args:
+            embedding: the embedding that will query and extend this collection.
+            allow_mismatch: accept another model than the recorded one (a warning is logged;
+                the record is left as it is).
+
+        Raises:
+            EmbeddingMismatchError: the collection records another model or precision.
+        """
+        recorded = self.recorded_embedding()
+        check_embedding_model(recorded, embedding, allow_mismatch=allow_mismatch)
+        self.embedding_id = embedding_model_id(embedding)
+        if recorded is None and self._metadata_generation(self.collection) > 0:
+            logger.info(
+                "collection %s records no embedding model (written before 0.3): assuming %s, "
+                "recorded with the next write",
+                self.config.chroma_collection,
+                self.embedding_id,
+            )
+
     # ------------------------------------------------------------------ generation
+    @staticmethod
+    def _metadata_generation(collection: Any) -> int:
+        value = (collection.metadata or {}).get(GENERATION_KEY, 0)
+        return int(value) if isinstance(value, int) else 0
+
     def generation(self) -> int:
         """The collection's write generation (0 if never written through this package)."""
         collection = self._call(
             "get_collection", self.client.get_collection, self.config.chroma_collection
         )
-        value = (collection.metadata or {}).get(GENERATION_KEY, 0)
-        return int(value) if isinstance(value, int) else 0
+        return self._metadata_generation(collection)
 
     def bump_generation(self, *, to_odd: bool | None = None, at_least: int = 0) -> int:
         """Advance the write generation and return the new value (one read, one ``modify``).
 
         ``to_odd=None`` adds one; ``True`` / ``False`` advance to the next odd / even value.
         ``at_least``: advance past this value too (a generation a reader saw elsewhere, such as
-        the intent marker of :class:`~langchain_hybrid.index.HybridIndex`). Writers go through
+        the intent marker of :class:`~langchain_hybrid.index.HybridIndex`). The same ``modify``
+        records :attr:`embedding_id` if the collection records no model yet. Writers go through
         :class:`~langchain_hybrid.index.HybridIndex`, or :meth:`begin_write` / :meth:`end_write`.
         """
         collection = self._call(
@@ -486,6 +538,8 @@ class ChromaStore:
         if to_odd is not None and (new % 2 == 1) != to_odd:
             new += 1
         metadata[GENERATION_KEY] = new
+        if self.embedding_id is not None and EMBEDDING_METADATA_KEY not in metadata:
+            metadata[EMBEDDING_METADATA_KEY] = self.embedding_id  # the first write records it
         self._call("modify", self.collection.modify, metadata=metadata)
         return new
 

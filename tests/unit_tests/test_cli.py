@@ -596,8 +596,15 @@ def test_progress_lines_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixt
     result = run(capsys, "index", "docs", "--batch-size", "2")
     assert summary(result)["added"] == CORPUS_CHUNKS
     lines = [line for line in result.err.splitlines() if ": progress: " in line]
-    assert lines[0] == "langchain-hybrid: progress: embedding+writing 0/5 chunks (0%)"
-    assert lines[-1] == "langchain-hybrid: progress: embedding+writing 5/5 chunks (100%)"
+    assert lines[0] == (
+        "langchain-hybrid: progress: indexing: 4 files, 0/5 chunks (0%), -- passages/s, ETA --"
+    )
+    assert re.fullmatch(
+        r"langchain-hybrid: progress: indexing: 4 files, 5/5 chunks \(100%\), "
+        r"\d+\.\d passages/s, ETA 0:00",
+        lines[-1],
+    ), lines[-1]
+    assert "\r" not in result.err, "no terminal: log lines, not a rewritten line"
 
 
 @pytest.mark.usefixtures("corpus")

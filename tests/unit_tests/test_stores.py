@@ -25,9 +25,11 @@ from langchain_hybrid import HybridRetriever
 from langchain_hybrid.errors import (
     BatchWriteError,
     CollectionConfigError,
+    EmbeddingMismatchError,
     StoreError,
     StoreUnavailableError,
 )
+from langchain_hybrid.index import HybridIndex
 from langchain_hybrid.stores import ChromaStore, HNSWConfig, StoreConfig
 
 IDS = ["d0", "d1", "d2", "d3", "d4"]
@@ -358,3 +360,80 @@ def test_repair_vectors_of_a_complete_index_changes_nothing(
     assert store.repair_vectors(IDS, rewrite=False) == []
     assert (store.count(), store.generation()) == (len(IDS), generation)
     assert store.repair_vectors([]) == []
+
+
+# ---------------------------------------------------------------------- embedding model record
+class _OtherModel(HashEmbeddings):
+    """Another model: the same vectors' size, another model id."""
+
+    model = "other-v1"
+
+
+def _stored_record(path: Path, collection: str) -> str | None:
+    store = ChromaStore(StoreConfig(path=str(path), collection=collection))
+    return store.recorded_embedding()
+
+
+def test_first_write_records_the_embedding_model(tmp_path: Path) -> None:
+    retriever = HybridRetriever.from_documents(
+        [Document(page_content="router reset steps")],
+        HashEmbeddings(),
+        persist_directory=tmp_path,
+        collection_name="kb",
+    )
+    assert retriever.index.generation() == 2, "recorded in the write's own modify: no extra step"
+    assert _stored_record(tmp_path, "kb") == "HashEmbeddings"
+    assert retriever.store.collection.metadata["langchain_hybrid_generation"] == 2
+
+
+def test_another_model_is_refused_unless_allowed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    HybridRetriever.from_documents(
+        [Document(page_content="router reset steps", id="a")],
+        HashEmbeddings(),
+        persist_directory=tmp_path,
+        collection_name="kb",
+    )
+    with pytest.raises(EmbeddingMismatchError) as caught:
+        HybridRetriever.load(tmp_path, collection_name="kb", embedding=_OtherModel())
+    assert (caught.value.recorded, caught.value.given) == ("HashEmbeddings", "_OtherModel/other-v1")
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(EmbeddingMismatchError):  # a write is refused the same way
+        HybridRetriever.from_documents(
+            [Document(page_content="more", id="b")],
+            _OtherModel(),
+            persist_directory=tmp_path,
+            collection_name="kb",
+        )
+    with caplog.at_level("WARNING", logger="langchain_hybrid.embeddings"):
+        retriever = HybridRetriever.load(
+            tmp_path, collection_name="kb", embedding=_OtherModel(), allow_embedding_mismatch=True
+        )
+    assert "(overridden)" in caplog.text
+    retriever.add_documents([Document(page_content="more", id="b")])
+    assert retriever.store.count() == 2
+    assert _stored_record(tmp_path, "kb") == "HashEmbeddings", "the override keeps the record"
+    settings = {"store": {"path": str(tmp_path), "collection": "kb"}}
+    with pytest.raises(EmbeddingMismatchError):
+        HybridRetriever.from_config(settings, _OtherModel())
+    allowed = {**settings, "embedding": {"allow_mismatch": True}}
+    assert HybridRetriever.from_config(allowed, _OtherModel()).invoke("router", k=1)[0].id == "a"
+
+
+def test_an_index_without_a_record_is_accepted_and_recorded_by_the_next_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index written before models were recorded: assumed to be the given model's."""
+    store = ChromaStore(StoreConfig(path=str(tmp_path), collection="kb"))
+    index = HybridIndex.open(store, None)
+    index.add(["a"], ["router reset steps"], HashEmbeddings().embed_documents(["x"]), [None])
+    assert _stored_record(tmp_path, "kb") is None
+    with caplog.at_level("INFO", logger="langchain_hybrid.stores"):
+        retriever = HybridRetriever.load(tmp_path, collection_name="kb", embedding=_OtherModel())
+    assert "records no embedding model" in caplog.text
+    assert _stored_record(tmp_path, "kb") is None, "opening writes nothing"
+    retriever.add_documents([Document(page_content="more", id="b")])
+    assert _stored_record(tmp_path, "kb") == "_OtherModel/other-v1"
+    with pytest.raises(EmbeddingMismatchError):
+        HybridRetriever.load(tmp_path, collection_name="kb", embedding=HashEmbeddings())
