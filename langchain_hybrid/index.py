@@ -35,11 +35,14 @@ of the two-``modify`` one in the same run, about 30% of a one-document write ins
 The even marker stays a ``modify`` of the collection metadata, because HTTP clients and
 ``chroma_staleness_check`` (``cache.py``) read the generation there.
 
-Replica feed: a change-feed consumer (a replica that applies the records "these ids changed"
-written by the primary) plugs in at :meth:`HybridIndex.apply_changes`, which brings the given
-ids up to date in BM25 from what Chroma holds for them now (present: replaced; absent:
-removed). A producer would hook the end of :meth:`HybridIndex.add` / :meth:`HybridIndex.delete`
-(``_finish``), where the ids and the new generation are known.
+Replica feed (``store.mode: http``, where several processes write to one server): every write
+also records the ids it changes in the change feed (:mod:`langchain_hybrid.feed`), an *intent*
+record before step 2 and its completion after step 3; :meth:`HybridIndex.refresh` reads the
+records not applied yet and brings the named ids up to date with :meth:`HybridIndex.apply_changes`
+(present in Chroma: re-indexed; absent: removed). The generation stays for health checks and
+result-cache staleness, but a replica no longer relies on it to find other writers' changes
+(two writers' read-modify-writes of it can leave it unchanged by a write). Embedded and
+in-memory stores have one writer process and keep the generation protocol alone.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from typing import Any, NamedTuple
 
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.errors import BatchWriteError, HybridRetrieverError, IndexCorruptError
+from langchain_hybrid.feed import ChangeFeed, FeedSettings
 from langchain_hybrid.locking import (
     acquire_writer_lock,
     holds_writer_lock,
@@ -130,6 +134,13 @@ class IndexStatus(NamedTuple):
         bm25_generation: the generation the in-memory BM25 index is at.
         bm25_error: why the in-memory BM25 index is not usable.
         saved: the saved BM25 files (``None``: the index is kept in memory only).
+        feed_unapplied: change-feed records this replica has not applied yet (completed writes
+            of other processes, and writes under way); ``None``: no feed (not ``http``) or it
+            could not be read.
+        seconds_since_caught_up: seconds (this process's clock) since this replica had applied
+            every completed write it could see; ``0`` when nothing is waiting; ``None``: no feed.
+        foreign_writes: writes that bypassed this package and changed the document count,
+            detected (and repaired by a rebuild) since this index was opened.
     """
 
     collection: CollectionState | None
@@ -139,6 +150,9 @@ class IndexStatus(NamedTuple):
     bm25_generation: int | None
     bm25_error: Exception | None
     saved: SavedState | None
+    feed_unapplied: int | None = None
+    seconds_since_caught_up: float | None = None
+    foreign_writes: int = 0
 
     @property
     def in_sync(self) -> bool:
@@ -152,9 +166,10 @@ class IndexStatus(NamedTuple):
 
 
 class _Write(NamedTuple):
-    """A write begun by this process: the odd generation it runs under."""
+    """A write begun by this process: the odd generation it runs under, its feed record."""
 
     generation: int
+    record: str | None = None
 
 
 class HybridIndex:
@@ -186,8 +201,19 @@ class HybridIndex:
         ```
     """
 
-    def __init__(self, store: ChromaStore, bm25: BM25Index, path: Path | None = None) -> None:
-        """Wrap an opened pair (no I/O; :meth:`open` loads or rebuilds BM25 first)."""
+    def __init__(
+        self,
+        store: ChromaStore,
+        bm25: BM25Index,
+        path: Path | None = None,
+        feed: FeedSettings | None = None,
+    ) -> None:
+        """Wrap an opened pair (no I/O; :meth:`open` loads or rebuilds BM25 first).
+
+        ``feed``: change-feed settings. An ``http`` store always writes and follows the feed;
+        given for another store, it does too (one process's indexes on one in-memory
+        collection, tests).
+        """
         self.store = store
         self.bm25 = bm25
         self.path = path
@@ -197,6 +223,10 @@ class HybridIndex:
         self._seen_writes = _LOCAL_WRITES.get(self.key, 0)
         self.opened_from = "given"
         """How :meth:`open` / :meth:`inspect` got the BM25 index (``"saved"``, a reason)."""
+        followed = feed is not None or store.config.mode == "http"
+        self.feed = ChangeFeed(store, feed) if followed else None
+        """The replica change feed (``None``: not an ``http`` store; see :mod:`.feed`)."""
+        self.foreign_writes = 0
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -207,6 +237,7 @@ class HybridIndex:
         params: BM25Params | None = None,
         *,
         check_vectors: bool = True,
+        feed: FeedSettings | None = None,
     ) -> HybridIndex:
         """Open the pair: load the saved BM25 index if it matches the collection, else rebuild.
 
@@ -216,8 +247,16 @@ class HybridIndex:
         is embedded), saved, and the reason logged. A write whose writer died is marked
         complete first; with ``check_vectors``, a crash detected this way also has the
         embedded vector index checked (:meth:`ChromaStore.repair_vectors`).
+
+        An ``http`` store (several writer processes) is always rebuilt from Chroma: no local
+        file can show which of other processes' writes it holds. The replica then follows the
+        change feed from the moment the rebuild began (``feed``: its settings).
         """
-        index = cls(store, BM25Index(params), path)
+        index = cls(store, BM25Index(params), path, feed)
+        if index.feed is not None:
+            index.resync(params)
+            index.opened_from = "rebuilt: replica of an http store"
+            return index
         index.bm25, index.opened_from = index._synced(params, check_vectors=check_vectors)
         return index
 
@@ -391,17 +430,32 @@ class HybridIndex:
             finally:
                 self._count_local_write()
 
-    def _begin(self) -> _Write:
-        """Mark a write as begun: the generation becomes odd, before any data is written."""
-        if self.store.config.mode == "http":  # other clients see only the collection metadata
-            return _Write(self.store.begin_write())
+    def _begin(self, ids: Sequence[str] = ()) -> _Write:
+        """Mark a write of ``ids`` as begun, before any data is written.
+
+        Over HTTP: the feed's intent record (if it fails, nothing was written), then the odd
+        generation in the collection metadata (other clients see nothing else). Embedded and
+        in-memory: the odd intent marker (see the module docstring).
+        """
+        if self.feed is not None:  # other clients see only what the server holds
+            record = self.feed.intent(ids)
+            return _Write(self.store.begin_write(), record)
         current = self.generation()
         odd = current + 1 if current % 2 == 0 else current + 2
         self._record_intent(odd)
         return _Write(odd)
 
-    def _finish(self, write: _Write) -> None:
-        """Mark the write complete (the next even generation), then save BM25 at it."""
+    def _finish(self, write: _Write, ids: Sequence[str] = ()) -> None:
+        """Mark the write complete (feed record, next even generation), then save BM25 at it.
+
+        A failed completion record is logged, not raised: the data write is done, and replicas
+        apply the intent record after its timeout instead.
+        """
+        if self.feed is not None and write.record is not None:
+            try:
+                self.feed.done(write.record, ids)
+            except HybridRetrieverError as e:
+                logger.warning("feed completion of %s failed (%s): replicas time it out", write, e)
         self.bm25.generation = self.store.end_write(at_least=write.generation)
         self._save()
 
@@ -420,16 +474,16 @@ class HybridIndex:
             WriterLockError: another process is writing to this embedded index.
         """
         with self.write_guard():
-            write = self._begin()
+            write = self._begin(ids)
             try:
                 self.store.upsert(ids, texts, embeddings, metadatas)
             except BatchWriteError as e:  # what was written is in both legs, then raise
                 self._add_bm25(e.written_ids, texts, metadatas, ids)
                 with contextlib.suppress(HybridRetrieverError):
-                    self._finish(write)
+                    self._finish(write, ids)
                 raise
             self._add_bm25(ids, texts, metadatas, ids)
-            self._finish(write)
+            self._finish(write, ids)
 
     def _add_bm25(
         self,
@@ -446,10 +500,10 @@ class HybridIndex:
     def delete(self, ids: Sequence[str]) -> None:
         """Delete validated, distinct ids from both legs; unknown ids are ignored."""
         with self.write_guard():
-            write = self._begin()
+            write = self._begin(ids)
             self.store.delete(ids)
             self.bm25.delete(ids)
-            self._finish(write)
+            self._finish(write, ids)
 
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
         """Documents stored under distinct ``ids`` in Chroma (unknown ids are left out)."""
@@ -527,6 +581,9 @@ class HybridIndex:
         if not self._lock.acquire(blocking=False):
             return False
         try:
+            if self.feed is not None:
+                self._seen_writes = _LOCAL_WRITES.get(self.key, 0)
+                return self._catch_up(self.feed)
             local_writes = _LOCAL_WRITES.get(self.key, 0)
             seen = (self.generation(), self.store.count())
             self._seen_writes = local_writes
@@ -540,6 +597,58 @@ class HybridIndex:
             return True
         finally:
             self._lock.release()
+
+    def _catch_up(self, feed: ChangeFeed) -> bool:
+        """Apply the feed records not applied yet (a replica of an ``http`` store); changed?
+
+        The count is read before the feed: when the feed then shows nothing new and nothing
+        under way, every write through this package is in BM25 as of that count, so a count that
+        differs was changed by a foreign writer: BM25 is rebuilt (and the event counted).
+        """
+        generation = self.generation()
+        count = self.store.count()
+        batch = feed.poll()
+        if batch.behind:
+            logger.warning("feed compacted past this replica's watermark: rebuilding BM25 once")
+            self.resync()
+            return True
+        if batch.ids:
+            self.apply_changes(batch.ids)
+        feed.commit(batch)
+        if batch.quiet and count != len(self.bm25):
+            self.foreign_writes += 1
+            logger.warning(
+                "the collection holds %d documents, BM25 %d, and no feed record explains it: a "
+                "write bypassed langchain-hybrid; rebuilding BM25",
+                count,
+                len(self.bm25),
+            )
+            self.resync()
+            return True
+        if batch.quiet:
+            self.bm25.generation = generation
+        return bool(batch.ids)
+
+    def resync(self, params: BM25Params | None = None) -> None:
+        """Rebuild BM25 from everything Chroma holds now; the repair for foreign writes.
+
+        For an ``http`` store, the replica follows the change feed again from the moment the
+        rebuild began (records of writes under way then are applied once they complete).
+        Replaces BM25 even when saves are deferred; saved like a write.
+        """
+        with self._lock:
+            started = self.feed.clock() if self.feed is not None else 0.0
+            generation = self.generation()
+            rebuilt = rebuild_bm25(self.store, params or self.bm25.params)
+            rebuilt.generation = generation
+            self.bm25 = rebuilt
+            if self.feed is not None:  # writes that ended during the rebuild: applied again
+                self.feed.restart(started)
+                batch = self.feed.poll()
+                if batch.ids:
+                    self.apply_changes(batch.ids)
+                self.feed.commit(batch)
+            self._save()
 
     # ------------------------------------------------------------------ status
     def status(self) -> IndexStatus:
@@ -559,6 +668,13 @@ class HybridIndex:
         except Exception as e:  # noqa: BLE001 - a failed probe is a finding, not an error
             store_error = e
         dead = collection is not None and self._writer_died(collection)
+        unapplied: int | None = None
+        since: float | None = None
+        if self.feed is not None and store_error is None:
+            try:
+                unapplied, since = self.feed.lag()
+            except Exception as e:  # noqa: BLE001 - a failed probe is a finding
+                store_error = e
         bm25_documents = bm25_generation = None
         bm25_error: Exception | None = None
         try:
@@ -574,6 +690,9 @@ class HybridIndex:
             bm25_generation,
             bm25_error,
             None if self.path is None else read_saved(self.path),
+            unapplied,
+            since,
+            self.foreign_writes,
         )
 
     def _writer_died(self, seen: CollectionState) -> bool:
