@@ -254,3 +254,40 @@ def test_the_lost_update_interleaving_over_a_real_server(
     for index in (a, b):
         index.refresh()
         assert {h.id: [h.text, h.metadata] for h in index.bm25.get(index.bm25.ids) if h} == truth
+
+
+def test_a_replicas_lag_is_in_health_and_the_prometheus_export(
+    chroma_server: ChromaServer, collection_name: str
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
+
+    from langchain_hybrid import HealthMonitor, HybridRetriever, RetrievalMetricsHandler  # noqa: PLC0415
+    from langchain_hybrid.callbacks import to_prometheus  # noqa: PLC0415
+
+    config = _config(chroma_server, collection_name)
+    a = HybridIndex.open(ChromaStore(config))
+    b = HybridRetriever.from_store(
+        ChromaStore(config), EMB, cache=False, refresh_interval_seconds=None
+    )
+    monitor = HealthMonitor(b, RetrievalMetricsHandler(), stuck_write_seconds=3600)
+    registry = CollectorRegistry()
+    to_prometheus(RetrievalMetricsHandler(), registry, monitor=monitor)
+    for doc_id in ("p", "q"):
+        a.add([doc_id], [f"text {doc_id}"], EMB.embed_documents([doc_id]), [None])
+    checks = {c.name: c for c in monitor.health_check().checks}
+    assert checks["replica_feed"].value == 2
+    assert checks["replica_feed"].status == "healthy"  # behind, but not for long
+    assert "keeps the count is not seen" in checks["replica_feed"].detail
+    assert isinstance(checks["replica_lag"].value, float)
+    assert checks["replica_lag"].value > 0
+    exported = generate_latest(registry).decode()
+    assert "langchain_hybrid_replica_feed_unapplied_records 2.0" in exported
+    assert "langchain_hybrid_replica_seconds_since_caught_up" in exported
+    assert b.refresh()
+    checks = {c.name: c for c in monitor.health_check().checks}
+    assert (checks["replica_feed"].value, checks["replica_lag"].value) == (0, 0.0)
+    assert sorted(b.bm25.ids) == ["p", "q"]
+    strict = HealthMonitor(b, None, stuck_write_seconds=0.0)
+    a.add(["r"], ["text r"], EMB.embed_documents(["r"]), [None])
+    time.sleep(0.05)
+    assert {c.name: c.status for c in strict.health_check().checks}["replica_lag"] == "degraded"
