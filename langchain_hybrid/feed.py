@@ -47,12 +47,15 @@ Design (no compare-and-swap needed; Chroma is the truth):
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
+import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -111,6 +114,8 @@ class FeedBatch(NamedTuple):
         ids: the document ids to bring up to date (from completed and timed-out records).
         records: the records this batch applies, with the state applied.
         seen_pending: intent records seen pending (record id -> its ``t``).
+        resolved: records waited for as intents that are now ``done`` (fresh or already
+            applied: this replica's own completions).
         pending: how many intents are still pending after this batch (writes under way).
         behind: compaction deleted records this replica may not have applied: rebuild.
         max_t: the largest writer clock seen (the next watermark).
@@ -119,6 +124,7 @@ class FeedBatch(NamedTuple):
     ids: list[str]
     records: list[FeedRecord]
     seen_pending: dict[str, float]
+    resolved: frozenset[str]
     pending: int
     behind: bool
     max_t: float | None
@@ -187,12 +193,12 @@ class ChangeFeed:
         self.settings = settings or FeedSettings()
         self.clock = clock
         self.monotonic = monotonic
-        self.writer = uuid.uuid4().hex[:16]
         self.name = f"{store.config.chroma_collection}{FEED_SUFFIX}"
-        self._seq = 0
         self._writes_since_compaction = 0
         self._collection: Any = None
         self._lock = threading.Lock()
+        self._done = threading.Condition()
+        self._new_writer()
         self.cursor = FeedCursor(clock())
 
     # ------------------------------------------------------------------ the collection
@@ -222,6 +228,15 @@ class ChangeFeed:
         return self._collection
 
     # ------------------------------------------------------------------ producer
+    def _new_writer(self) -> None:
+        """A writer id of this process (a forked child gets its own: record ids never clash)."""
+        self._pid = os.getpid()
+        self.writer = uuid.uuid4().hex[:16]
+        self._seq = 0
+        self._queue: list[tuple[str, list[str]]] = []
+        self._flushing = 0
+        self._thread: threading.Thread | None = None
+
     def intent(self, ids: Sequence[str]) -> str:
         """Record that a write of ``ids`` begins (before the data write); returns the record id.
 
@@ -229,42 +244,93 @@ class ChangeFeed:
             StoreUnavailableError: the server did not take the record (nothing was written).
         """
         with self._lock:
+            if self._pid != os.getpid():
+                self._new_writer()
             self._seq += 1
             seq = self._seq
         record = f"{self.writer}.{seq:012d}"
-        self._put(record, seq, "intent", ids, add=True)
+        self._put([(record, list(ids))], "intent", add=True)
         return record
 
-    def done(self, record: str, ids: Sequence[str]) -> None:
-        """Record that the write of ``record`` ended (after the data write), and maybe compact.
+    def done(self, record: str, ids: Sequence[str], *, wait: bool = False) -> None:
+        """Record that the write of ``record`` ended (after the data write), in the background.
 
-        Raises:
-            StoreError: the server did not take the completion (replicas apply the intent after
-                ``intent_timeout_seconds`` instead).
+        The completion is queued and written by this feed's background thread (several queued
+        completions in one call), so a write returns without waiting for it; :meth:`flush`
+        waits (it runs at interpreter exit too). If it never reaches the server (the process
+        died, the server failed), replicas apply the intent after ``intent_timeout_seconds``.
+        Every ``compact_every`` completions, the thread also compacts the feed.
+
+        Args:
+            record: the id :meth:`intent` returned.
+            ids: the ids the write changed.
+            wait: write it before returning (:meth:`flush`).
         """
-        seq = int(record.rpartition(".")[2])
-        self._put(record, seq, "done", ids, add=False)
         self.cursor.applied[record] = ("done", self.clock())  # already in this index
-        every = self.settings.compact_every
-        self._writes_since_compaction += 1
-        if every and self._writes_since_compaction >= every:
-            self._writes_since_compaction = 0
-            try:
-                self.compact()
-            except Exception as e:  # noqa: BLE001 - compaction is retried after the next batch
-                logger.warning("feed compaction failed: %s", e)
+        with self._done:
+            self._queue.append((record, list(ids)))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._complete, name=f"feed-{self.writer}", daemon=True
+                )
+                self._thread.start()
+                _FEEDS.add(self)
+            self._done.notify_all()
+        if wait:
+            self.flush()
 
-    def _put(self, record: str, seq: int, state: State, ids: Sequence[str], *, add: bool) -> None:
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every queued completion was written (or failed); whether it finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._done:
+            while self._queue or self._flushing:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._done.wait(left)
+        return True
+
+    def _complete(self) -> None:
+        """The background thread: write queued completions, then compact when due."""
+        while True:
+            with self._done:
+                while not self._queue:
+                    if not self._done.wait(timeout=5.0) and not self._queue:
+                        self._thread = None  # idle: the next completion starts a new thread
+                        return
+                batch, self._queue = self._queue, []
+                self._flushing = len(batch)
+            try:
+                self._put(batch, "done", add=False)
+            except Exception as e:  # noqa: BLE001 - replicas time the intents out instead
+                logger.warning("feed completion of %d writes failed: %s", len(batch), e)
+            self._writes_since_compaction += len(batch)
+            every = self.settings.compact_every
+            if every and self._writes_since_compaction >= every:
+                self._writes_since_compaction = 0
+                try:
+                    self.compact()
+                except Exception as e:  # noqa: BLE001 - retried after the next completions
+                    logger.warning("feed compaction failed: %s", e)
+            with self._done:
+                self._flushing = 0
+                self._done.notify_all()
+
+    def _put(self, records: list[tuple[str, list[str]]], state: State, *, add: bool) -> None:
         feed = self._feed(create=True)
-        metadata = {"writer": self.writer, "seq": seq, "state": state, "t": self.clock()}
+        now = self.clock()
+        metadatas = [
+            {"writer": self.writer, "seq": int(r.rpartition(".")[2]), "state": state, "t": now}
+            for r, _ in records
+        ]
         fn = feed.add if add else feed.upsert
         self.store.call(
             f"feed {state}",
             fn,
-            ids=[record],
-            documents=[json.dumps(list(ids), ensure_ascii=False)],
-            embeddings=[_DUMMY],
-            metadatas=[metadata],
+            ids=[r for r, _ in records],
+            documents=[json.dumps(ids, ensure_ascii=False) for _, ids in records],
+            embeddings=[_DUMMY] * len(records),
+            metadatas=metadatas,
         )
 
     def compact(self) -> int:
@@ -319,7 +385,7 @@ class ChangeFeed:
         cursor, settings = self.cursor, self.settings
         feed = self._feed(create=False)
         if feed is None:
-            return FeedBatch([], [], {}, 0, behind=False, max_t=None)
+            return FeedBatch([], [], {}, frozenset(), 0, behind=False, max_t=None)
         low = cursor.watermark - settings.overlap_seconds
         got = self.store.call(
             "feed get", feed.get, where={"t": {"$gte": low}}, include=["metadatas"]
@@ -327,6 +393,7 @@ class ChangeFeed:
         now = self.monotonic()
         fresh: list[FeedRecord] = []
         pending: dict[str, float] = {}
+        resolved: set[str] = set()
         behind = False
         max_t: float | None = None
         for record_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
@@ -338,6 +405,8 @@ class ChangeFeed:
             if record is None:
                 continue
             max_t = record.t if max_t is None else max(max_t, record.t)
+            if record.state == "done" and record_id in cursor.pending:
+                resolved.add(record_id)
             applied = cursor.applied.get(record_id)
             if applied is not None and applied[0] == record.state:
                 continue
@@ -347,15 +416,15 @@ class ChangeFeed:
                 pending[record_id] = record.t
         timeout = settings.intent_timeout_seconds
         stale = [
-            r
-            for r, seen in cursor.pending.items()
-            if now - seen >= timeout and r not in {f.id for f in fresh}
+            r for r, seen in cursor.pending.items() if now - seen >= timeout and r not in resolved
         ]
         fresh_ids = {f.id for f in fresh}
         ids = self._ids([*fresh_ids, *stale], feed) if fresh or stale else []
         records = fresh + [FeedRecord(r, "", 0, "intent", 0.0) for r in stale]
-        still = (set(cursor.pending) | set(pending)) - fresh_ids - set(stale)
-        return FeedBatch(ids, records, pending, len(still), behind=behind, max_t=max_t)
+        still = (set(cursor.pending) | set(pending)) - resolved - fresh_ids - set(stale)
+        return FeedBatch(
+            ids, records, pending, frozenset(resolved), len(still), behind=behind, max_t=max_t
+        )
 
     def _ids(self, records: list[str], feed: Any) -> list[str]:
         got = self.store.call("feed get", feed.get, ids=records, include=["documents"])
@@ -373,12 +442,11 @@ class ChangeFeed:
         """Record ``batch`` as applied: advance the watermark, drop what left the window."""
         cursor = self.cursor
         now = self.monotonic()
-        for record in batch.records:
+        for record in batch.records:  # done, or a timed-out intent applied as it is
             cursor.applied[record.id] = (record.state, record.t or cursor.watermark)
-            if record.state == "done":
-                cursor.pending.pop(record.id, None)
-            else:  # a timed-out intent: applied as it is, no longer waited for
-                cursor.pending.pop(record.id, None)
+            cursor.pending.pop(record.id, None)
+        for record_id in batch.resolved:
+            cursor.pending.pop(record_id, None)
         for record_id in batch.seen_pending:
             cursor.pending.setdefault(record_id, now)
         if batch.max_t is not None and math.isfinite(batch.max_t):
@@ -418,3 +486,13 @@ def _record(record_id: str, meta: object) -> FeedRecord | None:
         logger.warning("feed entry %r is not a record: ignored", record_id)
         return None
     return FeedRecord(record_id, writer, seq, "done" if state == "done" else "intent", float(t))
+
+
+_FEEDS: weakref.WeakSet[ChangeFeed] = weakref.WeakSet()
+"""Feeds with a completion thread: flushed at interpreter exit."""
+
+
+@atexit.register
+def _flush_all() -> None:
+    for feed in list(_FEEDS):
+        feed.flush(timeout=10.0)

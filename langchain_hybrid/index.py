@@ -78,6 +78,7 @@ them on their next query (not after ``refresh_interval_seconds``)."""
 _EPHEMERAL_INTENTS: dict[str, tuple[str, int]] = {}
 """The odd marker of a write under way, per in-memory collection (only this process sees it)."""
 _GLOBAL_LOCK = threading.Lock()
+_REBUILD_ATTEMPTS = 3
 _WRITE_LOCKS: dict[str, threading.RLock] = {}
 
 
@@ -433,30 +434,30 @@ class HybridIndex:
     def _begin(self, ids: Sequence[str] = ()) -> _Write:
         """Mark a write of ``ids`` as begun, before any data is written.
 
-        Over HTTP: the feed's intent record (if it fails, nothing was written), then the odd
-        generation in the collection metadata (other clients see nothing else). Embedded and
-        in-memory: the odd intent marker (see the module docstring).
+        With a change feed (``http``): the feed's intent record, which replicas read as "a
+        write under way" (if it fails, nothing was written). Without one, over HTTP: the odd
+        generation in the collection metadata; embedded and in-memory: the odd intent marker
+        (see the module docstring).
         """
-        if self.feed is not None:  # other clients see only what the server holds
-            record = self.feed.intent(ids)
-            return _Write(self.store.begin_write(), record)
+        if self.feed is not None:
+            return _Write(0, self.feed.intent(ids))
+        if self.store.config.mode == "http":  # other clients see only the collection metadata
+            return _Write(self.store.begin_write())
         current = self.generation()
         odd = current + 1 if current % 2 == 0 else current + 2
         self._record_intent(odd)
         return _Write(odd)
 
     def _finish(self, write: _Write, ids: Sequence[str] = ()) -> None:
-        """Mark the write complete (feed record, next even generation), then save BM25 at it.
+        """Mark the write complete: next even generation, feed completion, then save BM25.
 
-        A failed completion record is logged, not raised: the data write is done, and replicas
-        apply the intent record after its timeout instead.
+        The completion record is written by the feed's background thread (the write returns
+        without waiting); if it never reaches the server, replicas apply the intent record
+        after its timeout instead.
         """
-        if self.feed is not None and write.record is not None:
-            try:
-                self.feed.done(write.record, ids)
-            except HybridRetrieverError as e:
-                logger.warning("feed completion of %s failed (%s): replicas time it out", write, e)
         self.bm25.generation = self.store.end_write(at_least=write.generation)
+        if self.feed is not None and write.record is not None:
+            self.feed.done(write.record, ids)
         self._save()
 
     def add(
@@ -637,18 +638,33 @@ class HybridIndex:
         Replaces BM25 even when saves are deferred; saved like a write.
         """
         with self._lock:
-            started = self.feed.clock() if self.feed is not None else 0.0
-            generation = self.generation()
-            rebuilt = rebuild_bm25(self.store, params or self.bm25.params)
-            rebuilt.generation = generation
-            self.bm25 = rebuilt
-            if self.feed is not None:  # writes that ended during the rebuild: applied again
-                self.feed.restart(started)
-                batch = self.feed.poll()
-                if batch.ids:
-                    self.apply_changes(batch.ids)
-                self.feed.commit(batch)
+            for attempt in range(1, _REBUILD_ATTEMPTS + 1):
+                if self._rebuild(params) or attempt == _REBUILD_ATTEMPTS:
+                    break
+                logger.info("a write moved documents while BM25 was rebuilt: rebuilding again")
             self._save()
+
+    def _rebuild(self, params: BM25Params | None) -> bool:
+        """Rebuild BM25, then apply the feed from the rebuild's start; whether it is whole.
+
+        Chroma pages by offset: a delete during the rebuild can shift a document past the
+        pages read. Such a document is named by no feed record, so when the feed is quiet
+        after the catch-up, a count that differs from BM25's means the rebuild missed it.
+        """
+        started = self.feed.clock() if self.feed is not None else 0.0
+        generation = self.generation()
+        rebuilt = rebuild_bm25(self.store, params or self.bm25.params)
+        rebuilt.generation = generation
+        self.bm25 = rebuilt
+        if self.feed is None:
+            return True
+        self.feed.restart(started)  # writes that ended during the rebuild: applied again
+        count = self.store.count()
+        batch = self.feed.poll()
+        if batch.ids:
+            self.apply_changes(batch.ids)
+        self.feed.commit(batch)
+        return not batch.quiet or count == len(self.bm25)
 
     # ------------------------------------------------------------------ status
     def status(self) -> IndexStatus:

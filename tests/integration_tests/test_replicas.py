@@ -83,6 +83,7 @@ while done < ops:
     done += len(ids)
     if rng.random() < 0.2:
         retriever.invoke(" ".join(rng.sample(WORDS, 2)))
+retriever.index.feed.flush()  # completion records are written in the background
 print("done", json.dumps(stats), flush=True)
 sys.stdin.readline()  # quiescence: every replica finished writing
 for _ in range(20):
@@ -236,9 +237,10 @@ def test_the_lost_update_interleaving_over_a_real_server(
     a.store.upsert(ids, texts, EMB.embed_documents(texts), [None] * len(ids))
     stale = a.store.generation()  # A's completion reads the generation now ...
     b.add(["x"], ["new text of x"], EMB.embed_documents(["new text of x"]), [{"v": 2}])
+    assert b.feed.flush()
     a.bm25.add(ids, texts, [None] * len(ids))
     assert write_a.record is not None
-    a.feed.done(write_a.record, ids)
+    a.feed.done(write_a.record, ids, wait=True)
     collection = a.store.collection  # ... and writes it after B's whole write: B's bump is lost
     metadata = dict(a.store.client.get_collection(collection.name).metadata or {})
     metadata[GENERATION_KEY] = stale + 1
@@ -274,6 +276,8 @@ def test_a_replicas_lag_is_in_health_and_the_prometheus_export(
     to_prometheus(RetrievalMetricsHandler(), registry, monitor=monitor)
     for doc_id in ("p", "q"):
         a.add([doc_id], [f"text {doc_id}"], EMB.embed_documents([doc_id]), [None])
+    assert a.feed is not None
+    assert a.feed.flush()
     checks = {c.name: c for c in monitor.health_check().checks}
     assert checks["replica_feed"].value == 2
     assert checks["replica_feed"].status == "healthy"  # behind, but not for long

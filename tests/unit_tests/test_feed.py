@@ -41,6 +41,8 @@ def _replica(collection: str, settings: FeedSettings | None = None) -> HybridInd
 def _add(index: HybridIndex, docs: dict[str, str], meta: dict[str, object] | None = None) -> None:
     texts = list(docs.values())
     index.add(list(docs), texts, EMB.embed_documents(texts), [meta] * len(docs))
+    if index.feed is not None:
+        assert index.feed.flush()  # the completion record is written in the background
 
 
 def _state(index: HybridIndex) -> dict[str, tuple[str, dict[str, object]]]:
@@ -67,13 +69,31 @@ def test_a_record_is_an_intent_before_the_write_and_done_after(collection_name: 
     batch = reader.poll()
     assert (batch.ids, batch.pending) == ([], 1)  # a write under way is waited for
     reader.commit(batch)
-    writer.done(record, ["a", "b"])
+    writer.done(record, ["a", "b"], wait=True)
     batch = reader.poll()
     assert sorted(batch.ids) == ["a", "b"]
     assert batch.pending == 0
     reader.commit(batch)
     assert reader.poll().quiet  # applied: not read again
     assert writer.poll().quiet  # a writer's own completed records are already applied
+
+
+def test_a_writers_own_intent_seen_pending_resolves_when_it_completes(
+    collection_name: str,
+) -> None:
+    """A replica that polls between its own write and the background completion waits for
+    that completion (not for the intent timeout) and does not re-read its own write."""
+    store = _store(collection_name)
+    feed = ChangeFeed(store)
+    record = feed.intent(["a"])
+    feed.commit(feed.poll())  # seen as a write under way
+    assert feed.poll().pending == 1
+    feed.done(record, ["a"], wait=True)
+    batch = feed.poll()
+    assert (batch.ids, batch.pending, batch.resolved) == ([], 0, frozenset({record}))
+    feed.commit(batch)
+    assert feed.poll().quiet
+    assert feed.cursor.pending == {}
 
 
 def test_an_intent_whose_writer_died_is_applied_after_the_timeout(collection_name: str) -> None:
@@ -92,7 +112,7 @@ def test_an_intent_whose_writer_died_is_applied_after_the_timeout(collection_nam
     assert batch.pending == 0
     reader.commit(batch)
     assert reader.poll().quiet
-    writer.done(record, ["x"])  # it was only slow: its completion is applied once more
+    writer.done(record, ["x"], wait=True)  # it was only slow: its completion is applied once more
     assert reader.poll().ids == ["x"]
 
 
@@ -104,11 +124,11 @@ def test_records_outside_the_overlap_window_are_not_read(collection_name: str) -
     fast = ChangeFeed(store, settings, clock=lambda: wall.now + 100)  # a clock 100 s ahead
     slow = ChangeFeed(store, settings, clock=wall)
     reader = ChangeFeed(store, settings, clock=wall)
-    fast.done(fast.intent(["a"]), ["a"])
+    fast.done(fast.intent(["a"]), ["a"], wait=True)
     batch = reader.poll()
     assert batch.ids == ["a"]
     reader.commit(batch)  # the watermark moves to the fast writer's clock
-    slow.done(slow.intent(["b"]), ["b"])
+    slow.done(slow.intent(["b"]), ["b"], wait=True)
     assert reader.poll().ids == []  # 100 s of skew > 30 s of overlap: keep clocks in sync
     wide = ChangeFeed(store, FeedSettings(overlap_seconds=120), clock=wall)
     wide.cursor.watermark = reader.cursor.watermark
@@ -149,6 +169,8 @@ def test_replicas_follow_adds_count_neutral_updates_and_deletes(collection_name:
     assert b.refresh()
     _add(a, {"b": "saffron threads in paella"}, {"v": 2})  # count unchanged
     b.delete(["a"])
+    assert b.feed is not None
+    assert b.feed.flush()
     assert a.refresh()
     assert b.refresh()
     truth = _truth(a)
@@ -177,6 +199,10 @@ def test_the_lost_update_interleaving_applies_the_late_update(collection_name: s
     a._finish(write_a, ids)  # ... A ends first ...
     b.bm25.add(["x"], ["new text of x"], [{"v": 2}])
     b._finish(write_b, ["x"])  # ... then B
+    assert a.feed is not None
+    assert b.feed is not None
+    assert a.feed.flush()
+    assert b.feed.flush()
     a.refresh()
     b.refresh()
     assert _state(a)["x"] == ("new text of x", {"v": 2})
