@@ -16,12 +16,14 @@ Design (no compare-and-swap needed; Chroma is the truth):
   one-dimensional dummy vector. Records carry no content and no global order: a replica re-reads
   the named ids, so applying records in any order, or twice, gives the same state.
 * **Intent, then completion.** The writer adds the record with ``state: "intent"`` *before* its
-  data write and rewrites it with ``state: "done"`` and a fresh ``t`` after it. A replica applies
-  a record once it is ``done`` (it re-reads the ids after the data write ended, so it sees that
-  write or a later one, and any later write has its own record). An intent that stays pending for
-  ``intent_timeout_seconds`` on the replica's own monotonic clock (its writer died between its
-  data write and its completion, or failed midway) is applied as it is: whatever the writer got
-  into Chroma is re-read. If it completes later, it is applied again.
+  data write and rewrites it with ``state: "done"`` and a fresh ``t`` after it (a background
+  thread writes completions, several per call when they queue up, so a write waits for its
+  intent only; :meth:`ChangeFeed.flush` waits for them, and runs at interpreter exit). A
+  replica applies a record once it is ``done`` (it re-reads the ids after the data write ended,
+  so it sees that write or a later one, and any later write has its own record). An intent that
+  stays pending for ``intent_timeout_seconds`` on the replica's own monotonic clock (its writer
+  died between its data write and its completion, or failed midway) is applied as it is:
+  whatever the writer got into Chroma is re-read. If it completes later, it is applied again.
 * **What a replica applied** (:class:`FeedCursor`): a time watermark with an overlap window and
   the record ids applied inside it. The watermark is the largest ``t`` seen; each poll reads the
   records with ``t >= watermark - overlap_seconds`` (one ``get`` with a ``where`` filter, ids

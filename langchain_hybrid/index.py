@@ -18,11 +18,12 @@ The write protocol (a seqlock over the collection):
    ``<path>/.write-intent-<collection>`` (``"<collection id> <odd generation>"``, flushed to
    disk, about 0.1 ms), which every process opening that directory reads; for an ``ephemeral``
    store it is kept in this process (no other process can see the collection); over HTTP it is
-   the collection's metadata key ``langchain_hybrid_generation`` (other clients of the server
-   see nothing else).
+   the change feed's intent record (see below), or without a feed the collection's metadata
+   key ``langchain_hybrid_generation`` (other clients of the server see nothing else).
 3. The data write (batched by :class:`ChromaStore`), then the BM25 update.
 4. *End*: the collection's metadata generation becomes the next even value (one ``modify``),
-   then BM25 is saved at that generation (unless saves are deferred).
+   the feed's completion record is queued (HTTP), then BM25 is saved at that generation
+   (unless saves are deferred).
 
 The generation a reader sees is the larger of the collection's and the intent marker's (an
 intent older than the collection's generation, or of another collection, is spent and ignored).

@@ -261,3 +261,16 @@ def test_no_feed_for_embedded_or_in_memory_stores_unless_asked(collection_name: 
     assert collection_name in names
     assert f"{collection_name}{FEED_SUFFIX}" not in names
     assert plain.status().feed_unapplied is None
+
+
+def test_a_forked_child_writes_under_its_own_writer_id(collection_name: str) -> None:
+    """Record ids never clash between a parent and a child forked after it wrote."""
+    feed = ChangeFeed(_store(collection_name))
+    first = feed.intent(["a"])
+    parent = feed.writer
+    feed._pid = -1  # what a fork looks like to the feed: another process id
+    second = feed.intent(["b"])
+    assert feed.writer != parent
+    assert second.startswith(f"{feed.writer}.")
+    assert first.rpartition(".")[2] == second.rpartition(".")[2]  # both seq 1: ids still differ
+    assert first != second
