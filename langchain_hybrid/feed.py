@@ -412,6 +412,7 @@ class ChangeFeed:
             "feed get", feed.get, where={"t": {"$gte": low}}, include=["metadatas"]
         )
         now = self.monotonic()
+        waiting = dict(cursor.pending)  # a copy: status() polls without the index's lock
         fresh: list[FeedRecord] = []
         pending: dict[str, float] = {}
         resolved: set[str] = set()
@@ -426,23 +427,21 @@ class ChangeFeed:
             if record is None:
                 continue
             max_t = record.t if max_t is None else max(max_t, record.t)
-            if record.state == "done" and record_id in cursor.pending:
+            if record.state == "done" and record_id in waiting:
                 resolved.add(record_id)
             applied = cursor.applied.get(record_id)
             if applied is not None and applied[0] == record.state:
                 continue
             if record.state == "done":
                 fresh.append(record)
-            elif record_id not in cursor.pending:
+            elif record_id not in waiting:
                 pending[record_id] = record.t
         timeout = settings.intent_timeout_seconds
-        stale = [
-            r for r, seen in cursor.pending.items() if now - seen >= timeout and r not in resolved
-        ]
+        stale = [r for r, seen in waiting.items() if now - seen >= timeout and r not in resolved]
         fresh_ids = {f.id for f in fresh}
         ids = self._ids([*fresh_ids, *stale], feed) if fresh or stale else []
         records = fresh + [FeedRecord(r, "", 0, "intent", 0.0) for r in stale]
-        still = (set(cursor.pending) | set(pending)) - resolved - fresh_ids - set(stale)
+        still = (set(waiting) | set(pending)) - resolved - fresh_ids - set(stale)
         return FeedBatch(
             ids, records, pending, frozenset(resolved), len(still), behind=behind, max_t=max_t
         )
