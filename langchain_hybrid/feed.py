@@ -236,7 +236,6 @@ class ChangeFeed:
         self.writer = uuid.uuid4().hex[:16]
         self._seq = 0
         self._queue: list[tuple[str, list[str]]] = []
-        self._before: Callable[[], object] | None = None
         self._flushing = 0
         self._thread: threading.Thread | None = None
 
@@ -255,14 +254,7 @@ class ChangeFeed:
         self._put([(record, list(ids))], "intent", add=True)
         return record
 
-    def done(
-        self,
-        record: str,
-        ids: Sequence[str],
-        *,
-        wait: bool = False,
-        before: Callable[[], object] | None = None,
-    ) -> None:
+    def done(self, record: str, ids: Sequence[str], *, wait: bool = False) -> None:
         """Record that the write of ``record`` ended (after the data write), in the background.
 
         The completion is queued and written by this feed's background thread (several queued
@@ -275,15 +267,10 @@ class ChangeFeed:
             record: the id :meth:`intent` returned.
             ids: the ids the write changed.
             wait: write it before returning (:meth:`flush`).
-            before: called by the thread before it writes the completion (once per batch of
-                queued completions): :class:`~langchain_hybrid.index.HybridIndex` bumps the
-                collection's write generation there, off the write's path.
         """
         self.cursor.applied[record] = ("done", self.clock())  # already in this index
         with self._done:
             self._queue.append((record, list(ids)))
-            if before is not None:
-                self._before = before
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._complete, name=f"feed-{self.writer}", daemon=True
@@ -314,13 +301,7 @@ class ChangeFeed:
                         self._thread = None  # idle: the next completion starts a new thread
                         return
                 batch, self._queue = self._queue, []
-                before, self._before = self._before, None
                 self._flushing = len(batch)
-            if before is not None:
-                try:
-                    before()
-                except Exception as e:  # noqa: BLE001 - the completion still goes out
-                    logger.warning("before writing feed completions: %s", e)
             try:
                 self._put(batch, "done", add=False)
             except Exception as e:  # noqa: BLE001 - replicas time the intents out instead

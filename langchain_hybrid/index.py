@@ -452,15 +452,13 @@ class HybridIndex:
     def _finish(self, write: _Write, ids: Sequence[str] = ()) -> None:
         """Mark the write complete: next even generation, feed completion, then save BM25.
 
-        With a change feed, the generation bump and the completion record are written by the
-        feed's background thread, in that order (the write returns without waiting; BM25's
-        generation follows at the next :meth:`refresh` that finds the feed quiet); if they
-        never reach the server, replicas apply the intent record after its timeout instead.
+        The completion record is written by the feed's background thread (the write returns
+        without waiting); if it never reaches the server, replicas apply the intent record
+        after its timeout instead.
         """
+        self.bm25.generation = self.store.end_write(at_least=write.generation)
         if self.feed is not None and write.record is not None:
-            self.feed.done(write.record, ids, before=self.store.end_write)
-        else:
-            self.bm25.generation = self.store.end_write(at_least=write.generation)
+            self.feed.done(write.record, ids)
         self._save()
 
     def add(
