@@ -68,7 +68,11 @@ fuzz: setup
 
 # A longer crash run than CI's (tests/integration_tests/test_crash_safety.py): CRASH_POINTS
 # forked writers SIGKILLed at random points, a new seed every run. About 15 min on 2 cores.
+# Then the replica stress test (tests/integration_tests/test_replicas.py) with REPLICA_OPS
+# document operations across 3 replica processes on one chroma run (CI: 1,200).
 CRASH_POINTS ?= 250
+REPLICA_OPS  ?= 12000
 stress: setup
 	CRASH_POINTS=$(CRASH_POINTS) CRASH_SEED=$$RANDOM $(BIN)/pytest -q \
 		tests/integration_tests/test_crash_safety.py
+	REPLICA_OPS=$(REPLICA_OPS) $(BIN)/pytest -q tests/integration_tests/test_replicas.py

@@ -66,6 +66,17 @@ _OTEL_HINT = "pip install 'langchain-hybrid[otel]'"
 
 
 # ---------------------------------------------------------------------- logs
+_REPLICA_GAUGES = {
+    "replica_feed": (
+        "replica_feed_unapplied_records",
+        "Change-feed records this replica has not applied yet (http stores).",
+    ),
+    "replica_lag": (
+        "replica_seconds_since_caught_up",
+        "Seconds since this replica had applied every completed write it could see.",
+    ),
+}
+"""Health checks also exported as gauges of their own: check name -> (metric name, help)."""
 _KEY_UNSAFE = re.compile(r"[^\w.-]+")
 
 
@@ -264,6 +275,10 @@ class PrometheusExporter:
                 if check.status != "skipped":
                     checks.add_metric([check.name], _SEVERITY[check.status])
             yield checks
+            for check in status.checks:  # a replica of an http store: its change-feed lag
+                if check.name in _REPLICA_GAUGES and isinstance(check.value, int | float):
+                    name, text = _REPLICA_GAUGES[check.name]
+                    yield core.GaugeMetricFamily(f"{ns}_{name}", text, value=check.value)
 
 
 def to_prometheus(

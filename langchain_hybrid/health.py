@@ -223,6 +223,36 @@ def _lag(
     return f"generation {generation}, behind generation {seen.before}; {write.detail}"
 
 
+def _replica_checks(state: IndexStatus, limit: float | None) -> list[HealthCheck]:
+    """A replica's change-feed lag (``http`` stores; see :mod:`langchain_hybrid.feed`).
+
+    Degraded when the replica has not been caught up for more than ``limit`` seconds.
+    """
+    unapplied, since = state.feed_unapplied, state.seconds_since_caught_up
+    guarantee = (
+        "vouches for writes through langchain-hybrid, and for foreign writes that change the "
+        f"document count (detected and repaired so far: {state.foreign_writes}); a foreign "
+        "write that keeps the count is not seen: retriever.index.resync() repairs it"
+    )
+    if unapplied is None:
+        detail = f"change feed not readable; {guarantee}"
+        return [HealthCheck("replica_feed", "degraded", detail)]
+    late = limit is not None and since is not None and since > limit
+    status: CheckStatus = "degraded" if late else "healthy"
+    ago = "never" if since is None else f"{since:.1f} s ago"
+    return [
+        HealthCheck(
+            "replica_feed", status, f"{unapplied} feed records not applied; {guarantee}", unapplied
+        ),
+        HealthCheck(
+            "replica_lag",
+            status,
+            f"last caught up with the change feed {ago} (degraded after {limit} s)",
+            since,
+        ),
+    ]
+
+
 class HealthMonitor:
     """Side-effect-free health checks of a hybrid index and its traffic, and a JSON report.
 
@@ -275,7 +305,11 @@ class HealthMonitor:
        bad retrievals leave the window (enough new good traffic) or age past
        ``max_age_seconds``. Size ``window`` to a few minutes of traffic, or set
        ``max_age_seconds``.
-    5. ``extra_checks``: callables returning a :class:`HealthCheck` (a raised exception becomes
+    5. ``replica_feed`` and ``replica_lag`` (``http`` stores, whose replicas follow the change
+       feed, :mod:`langchain_hybrid.feed`): feed records not applied yet (value) and seconds
+       since the replica was last caught up (value, its own clock); degraded when that exceeds
+       ``stuck_write_seconds``. The detail states what the replica vouches for.
+    6. ``extra_checks``: callables returning a :class:`HealthCheck` (a raised exception becomes
        an unhealthy check naming it).
 
     Nothing is written and no query runs: the retriever's result cache is not read (its
@@ -418,6 +452,8 @@ class HealthMonitor:
             else HealthCheck("vector_store", leg_down, f"not answering: {store_error}")
         ]
         checks.append(self._bm25_index(state, write, leg_down))
+        if retriever.index.feed is not None and seen is not None:
+            checks.extend(_replica_checks(state, self.stuck_write_seconds))
         if state.saved is not None:
             checks.append(self._bm25_files(state.saved, seen, write))
         checks.extend(self._traffic_checks())

@@ -18,11 +18,12 @@ The write protocol (a seqlock over the collection):
    ``<path>/.write-intent-<collection>`` (``"<collection id> <odd generation>"``, flushed to
    disk, about 0.1 ms), which every process opening that directory reads; for an ``ephemeral``
    store it is kept in this process (no other process can see the collection); over HTTP it is
-   the collection's metadata key ``langchain_hybrid_generation`` (other clients of the server
-   see nothing else).
+   the change feed's intent record (see below), or without a feed the collection's metadata
+   key ``langchain_hybrid_generation`` (other clients of the server see nothing else).
 3. The data write (batched by :class:`ChromaStore`), then the BM25 update.
 4. *End*: the collection's metadata generation becomes the next even value (one ``modify``),
-   then BM25 is saved at that generation (unless saves are deferred).
+   the feed's completion record is queued (HTTP), then BM25 is saved at that generation
+   (unless saves are deferred).
 
 The generation a reader sees is the larger of the collection's and the intent marker's (an
 intent older than the collection's generation, or of another collection, is spent and ignored).
@@ -37,11 +38,14 @@ generation there. Readers outside a :class:`HybridIndex` (``chroma_staleness_che
 :mod:`langchain_hybrid.vectorstore_cache`) read it through :func:`change_signal`, the same
 reading as :meth:`HybridIndex.refresh`.
 
-Replica feed: a change-feed consumer (a replica that applies the records "these ids changed"
-written by the primary) plugs in at :meth:`HybridIndex.apply_changes`, which brings the given
-ids up to date in BM25 from what Chroma holds for them now (present: replaced; absent:
-removed). A producer would hook the end of :meth:`HybridIndex.add` / :meth:`HybridIndex.delete`
-(``_finish``), where the ids and the new generation are known.
+Replica feed (``store.mode: http``, where several processes write to one server): every write
+also records the ids it changes in the change feed (:mod:`langchain_hybrid.feed`), an *intent*
+record before step 2 and its completion after step 3; :meth:`HybridIndex.refresh` reads the
+records not applied yet and brings the named ids up to date with :meth:`HybridIndex.apply_changes`
+(present in Chroma: re-indexed; absent: removed). The generation stays for health checks and
+result-cache staleness, but a replica no longer relies on it to find other writers' changes
+(two writers' read-modify-writes of it can leave it unchanged by a write). Embedded and
+in-memory stores have one writer process and keep the generation protocol alone.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from langchain_hybrid.errors import (
     IndexNotBuiltError,
     StoreError,
 )
+from langchain_hybrid.feed import ChangeFeed, FeedSettings
 from langchain_hybrid.locking import (
     acquire_writer_lock,
     holds_writer_lock,
@@ -91,6 +96,7 @@ them on their next query (not after ``refresh_interval_seconds``)."""
 _EPHEMERAL_INTENTS: dict[str, tuple[str, int]] = {}
 """The odd marker of a write under way, per in-memory collection (only this process sees it)."""
 _GLOBAL_LOCK = threading.Lock()
+_REBUILD_ATTEMPTS = 3
 _WRITE_LOCKS: dict[str, threading.RLock] = {}
 
 
@@ -147,6 +153,13 @@ class IndexStatus(NamedTuple):
         bm25_generation: the generation the in-memory BM25 index is at.
         bm25_error: why the in-memory BM25 index is not usable.
         saved: the saved BM25 files (``None``: the index is kept in memory only).
+        feed_unapplied: change-feed records this replica has not applied yet (completed writes
+            of other processes, and writes under way); ``None``: no feed (not ``http``) or it
+            could not be read.
+        seconds_since_caught_up: seconds (this process's clock) since this replica had applied
+            every completed write it could see; ``0`` when nothing is waiting; ``None``: no feed.
+        foreign_writes: writes that bypassed this package and changed the document count,
+            detected (and repaired by a rebuild) since this index was opened.
     """
 
     collection: CollectionState | None
@@ -156,6 +169,9 @@ class IndexStatus(NamedTuple):
     bm25_generation: int | None
     bm25_error: Exception | None
     saved: SavedState | None
+    feed_unapplied: int | None = None
+    seconds_since_caught_up: float | None = None
+    foreign_writes: int = 0
 
     @property
     def in_sync(self) -> bool:
@@ -169,9 +185,10 @@ class IndexStatus(NamedTuple):
 
 
 class _Write(NamedTuple):
-    """A write begun by this process: the odd generation it runs under."""
+    """A write begun by this process: the odd generation it runs under, its feed record."""
 
     generation: int
+    record: str | None = None
 
 
 class HybridIndex:
@@ -203,8 +220,19 @@ class HybridIndex:
         ```
     """
 
-    def __init__(self, store: ChromaStore, bm25: BM25Index, path: Path | None = None) -> None:
-        """Wrap an opened pair (no I/O; :meth:`open` loads or rebuilds BM25 first)."""
+    def __init__(
+        self,
+        store: ChromaStore,
+        bm25: BM25Index,
+        path: Path | None = None,
+        feed: FeedSettings | None = None,
+    ) -> None:
+        """Wrap an opened pair (no I/O; :meth:`open` loads or rebuilds BM25 first).
+
+        ``feed``: change-feed settings. An ``http`` store always writes and follows the feed;
+        given for another store, it does too (one process's indexes on one in-memory
+        collection, tests).
+        """
         self.store = store
         self.bm25 = bm25
         self.path = path
@@ -214,6 +242,10 @@ class HybridIndex:
         self._seen_writes = _LOCAL_WRITES.get(self.key, 0)
         self.opened_from = "given"
         """How :meth:`open` / :meth:`inspect` got the BM25 index (``"saved"``, a reason)."""
+        followed = feed is not None or store.config.mode == "http"
+        self.feed = ChangeFeed(store, feed) if followed else None
+        """The replica change feed (``None``: not an ``http`` store; see :mod:`.feed`)."""
+        self.foreign_writes = 0
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -224,6 +256,7 @@ class HybridIndex:
         params: BM25Params | None = None,
         *,
         check_vectors: bool = True,
+        feed: FeedSettings | None = None,
     ) -> HybridIndex:
         """Open the pair: load the saved BM25 index if it matches the collection, else rebuild.
 
@@ -233,8 +266,16 @@ class HybridIndex:
         is embedded), saved, and the reason logged. A write whose writer died is marked
         complete first; with ``check_vectors``, a crash detected this way also has the
         embedded vector index checked (:meth:`ChromaStore.repair_vectors`).
+
+        An ``http`` store (several writer processes) is always rebuilt from Chroma: no local
+        file can show which of other processes' writes it holds. The replica then follows the
+        change feed from the moment the rebuild began (``feed``: its settings).
         """
-        index = cls(store, BM25Index(params), path)
+        index = cls(store, BM25Index(params), path, feed)
+        if index.feed is not None:
+            index.resync(params)
+            index.opened_from = "rebuilt: replica of an http store"
+            return index
         index.bm25, index.opened_from = index._synced(params, check_vectors=check_vectors)
         return index
 
@@ -408,8 +449,16 @@ class HybridIndex:
             finally:
                 self._count_local_write()
 
-    def _begin(self) -> _Write:
-        """Mark a write as begun: the generation becomes odd, before any data is written."""
+    def _begin(self, ids: Sequence[str] = ()) -> _Write:
+        """Mark a write of ``ids`` as begun, before any data is written.
+
+        With a change feed (``http``): the feed's intent record, which replicas read as "a
+        write under way" (if it fails, nothing was written). Without one, over HTTP: the odd
+        generation in the collection metadata; embedded and in-memory: the odd intent marker
+        (see the module docstring).
+        """
+        if self.feed is not None:
+            return _Write(0, self.feed.intent(ids))
         if self.store.config.mode == "http":  # other clients see only the collection metadata
             return _Write(self.store.begin_write())
         current = self.generation()
@@ -417,9 +466,16 @@ class HybridIndex:
         self._record_intent(odd)
         return _Write(odd)
 
-    def _finish(self, write: _Write) -> None:
-        """Mark the write complete (the next even generation), then save BM25 at it."""
+    def _finish(self, write: _Write, ids: Sequence[str] = ()) -> None:
+        """Mark the write complete: next even generation, feed completion, then save BM25.
+
+        The completion record is written by the feed's background thread (the write returns
+        without waiting); if it never reaches the server, replicas apply the intent record
+        after its timeout instead.
+        """
         self.bm25.generation = self.store.end_write(at_least=write.generation)
+        if self.feed is not None and write.record is not None:
+            self.feed.done(write.record, ids)
         self._save()
 
     def add(
@@ -437,16 +493,16 @@ class HybridIndex:
             WriterLockError: another process is writing to this embedded index.
         """
         with self.write_guard():
-            write = self._begin()
+            write = self._begin(ids)
             try:
                 self.store.upsert(ids, texts, embeddings, metadatas)
             except BatchWriteError as e:  # what was written is in both legs, then raise
                 self._add_bm25(e.written_ids, texts, metadatas, ids)
                 with contextlib.suppress(HybridRetrieverError):
-                    self._finish(write)
+                    self._finish(write, ids)
                 raise
             self._add_bm25(ids, texts, metadatas, ids)
-            self._finish(write)
+            self._finish(write, ids)
 
     def _add_bm25(
         self,
@@ -463,10 +519,10 @@ class HybridIndex:
     def delete(self, ids: Sequence[str]) -> None:
         """Delete validated, distinct ids from both legs; unknown ids are ignored."""
         with self.write_guard():
-            write = self._begin()
+            write = self._begin(ids)
             self.store.delete(ids)
             self.bm25.delete(ids)
-            self._finish(write)
+            self._finish(write, ids)
 
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
         """Documents stored under distinct ``ids`` in Chroma (unknown ids are left out)."""
@@ -544,6 +600,9 @@ class HybridIndex:
         if not self._lock.acquire(blocking=False):
             return False
         try:
+            if self.feed is not None:
+                self._seen_writes = _LOCAL_WRITES.get(self.key, 0)
+                return self._catch_up(self.feed)
             local_writes = _LOCAL_WRITES.get(self.key, 0)
             seen = (self.generation(), self.store.count())
             self._seen_writes = local_writes
@@ -557,6 +616,73 @@ class HybridIndex:
             return True
         finally:
             self._lock.release()
+
+    def _catch_up(self, feed: ChangeFeed) -> bool:
+        """Apply the feed records not applied yet (a replica of an ``http`` store); changed?
+
+        The count is read before the feed: when the feed then shows nothing new and nothing
+        under way, every write through this package is in BM25 as of that count, so a count that
+        differs was changed by a foreign writer: BM25 is rebuilt (and the event counted).
+        """
+        generation = self.generation()
+        count = self.store.count()
+        batch = feed.poll()
+        if batch.behind:
+            logger.warning("feed compacted past this replica's watermark: rebuilding BM25 once")
+            self.resync()
+            return True
+        if batch.ids:
+            self.apply_changes(batch.ids)
+        feed.commit(batch)
+        if batch.quiet and count != len(self.bm25):
+            self.foreign_writes += 1
+            logger.warning(
+                "the collection holds %d documents, BM25 %d, and no feed record explains it: a "
+                "write bypassed langchain-hybrid; rebuilding BM25",
+                count,
+                len(self.bm25),
+            )
+            self.resync()
+            return True
+        if batch.quiet:
+            self.bm25.generation = generation
+        return bool(batch.ids)
+
+    def resync(self, params: BM25Params | None = None) -> None:
+        """Rebuild BM25 from everything Chroma holds now; the repair for foreign writes.
+
+        For an ``http`` store, the replica follows the change feed again from the moment the
+        rebuild began (records of writes under way then are applied once they complete).
+        Replaces BM25 even when saves are deferred; saved like a write.
+        """
+        with self._lock:
+            for attempt in range(1, _REBUILD_ATTEMPTS + 1):
+                if self._rebuild(params) or attempt == _REBUILD_ATTEMPTS:
+                    break
+                logger.info("a write moved documents while BM25 was rebuilt: rebuilding again")
+            self._save()
+
+    def _rebuild(self, params: BM25Params | None) -> bool:
+        """Rebuild BM25, then apply the feed from the rebuild's start; whether it is whole.
+
+        Chroma pages by offset: a delete during the rebuild can shift a document past the
+        pages read. Such a document is named by no feed record, so when the feed is quiet
+        after the catch-up, a count that differs from BM25's means the rebuild missed it.
+        """
+        started = self.feed.clock() if self.feed is not None else 0.0
+        generation = self.generation()
+        rebuilt = rebuild_bm25(self.store, params or self.bm25.params)
+        rebuilt.generation = generation
+        self.bm25 = rebuilt
+        if self.feed is None:
+            return True
+        self.feed.restart(started)  # writes that ended during the rebuild: applied again
+        count = self.store.count()
+        batch = self.feed.poll()
+        if batch.ids:
+            self.apply_changes(batch.ids)
+        self.feed.commit(batch)
+        return not batch.quiet or count == len(self.bm25)
 
     # ------------------------------------------------------------------ status
     def status(self) -> IndexStatus:
@@ -576,6 +702,13 @@ class HybridIndex:
         except Exception as e:  # noqa: BLE001 - a failed probe is a finding, not an error
             store_error = e
         dead = collection is not None and self._writer_died(collection)
+        unapplied: int | None = None
+        since: float | None = None
+        if self.feed is not None and store_error is None:
+            try:
+                unapplied, since = self.feed.lag()
+            except Exception as e:  # noqa: BLE001 - a failed probe is a finding
+                store_error = e
         bm25_documents = bm25_generation = None
         bm25_error: Exception | None = None
         try:
@@ -591,6 +724,9 @@ class HybridIndex:
             bm25_generation,
             bm25_error,
             None if self.path is None else read_saved(self.path),
+            unapplied,
+            since,
+            self.foreign_writes,
         )
 
     def _writer_died(self, seen: CollectionState) -> bool:

@@ -568,7 +568,9 @@ class HybridRetriever(BaseRetriever):
         if path is not None:
             check_bm25_path(path, store.config)
         index = HybridIndex.open(store, path, bm25_params, check_vectors=True)
-        return cls(store=store, bm25=index.bm25, embedding=embedding, bm25_path=path, **kwargs)
+        retriever = cls(store=store, bm25=index.bm25, embedding=embedding, bm25_path=path, **kwargs)
+        retriever.index.feed = index.feed  # follow the change feed from where the open began
+        return retriever
 
     @classmethod
     def from_config(

@@ -346,6 +346,17 @@ class ChromaStore:
             msg = f"Chroma at {self._target()} did not answer a heartbeat: {type(e).__name__}"
             raise StoreUnavailableError(msg) from None
 
+    def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn`` of this store's client (or of another collection of it), typed errors.
+
+        For companions of the collection such as the replica feed (:mod:`langchain_hybrid.feed`).
+
+        Raises:
+            StoreUnavailableError: the server did not answer.
+            StoreError: Chroma rejected or failed the call.
+        """
+        return self._call(what, fn, *args, **kwargs)
+
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Call the Chroma client, turning connection failures into typed errors."""
         try:
