@@ -1,6 +1,7 @@
 """langchain-hybrid: a hybrid BM25 + ChromaDB retriever for LangChain, z-score fusion by default."""
 
 from langchain_hybrid._tokenize import TokenizerConfig, register_tokenizer
+from langchain_hybrid.adaptive import AdaptiveWeights
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.cache import CachedEmbeddings, LRUCache
 from langchain_hybrid.config import HybridConfig, load_config
@@ -10,6 +11,7 @@ from langchain_hybrid.errors import (
     BatchWriteError,
     CollectionConfigError,
     ConfigError,
+    EmbeddingMismatchError,
     EmbeddingModelNotFoundError,
     ForkedProcessError,
     HybridRetrieverError,
@@ -32,6 +34,7 @@ from langchain_hybrid.vectorstore import HybridVectorStore
 from langchain_hybrid.vectorstore_cache import CachedVectorStore
 
 __all__ = [
+    "AdaptiveWeights",
     "AllLegsFailedError",
     "BM25Index",
     "BM25Params",
@@ -41,6 +44,7 @@ __all__ = [
     "ChromaStore",
     "CollectionConfigError",
     "ConfigError",
+    "EmbeddingMismatchError",
     "EmbeddingModelNotFoundError",
     "ForkedProcessError",
     "HNSWConfig",

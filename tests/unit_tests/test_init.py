@@ -3,8 +3,10 @@ import sys
 from pathlib import Path
 
 import langchain_hybrid
+import langchain_hybrid.errors
 
 EXPECTED = [
+    "AdaptiveWeights",
     "AllLegsFailedError",
     "BM25Index",
     "BM25Params",
@@ -14,6 +16,7 @@ EXPECTED = [
     "ChromaStore",
     "CollectionConfigError",
     "ConfigError",
+    "EmbeddingMismatchError",
     "EmbeddingModelNotFoundError",
     "ForkedProcessError",
     "HNSWConfig",
@@ -49,6 +52,17 @@ def test_public_surface_is_pinned() -> None:
     assert langchain_hybrid.__all__ == sorted(langchain_hybrid.__all__, key=str)
     for name in EXPECTED:
         assert getattr(langchain_hybrid, name) is not None
+
+
+def test_every_error_of_the_tree_is_exported() -> None:
+    # a caller catches what it can import from the package: no error class only in errors.py
+    tree = {
+        name
+        for name, value in vars(langchain_hybrid.errors).items()
+        if isinstance(value, type) and issubclass(value, langchain_hybrid.HybridRetrieverError)
+    }
+    assert tree, "the error tree was found"
+    assert tree <= set(langchain_hybrid.__all__), sorted(tree - set(langchain_hybrid.__all__))
 
 
 def test_import_pulls_in_no_optional_package() -> None:
