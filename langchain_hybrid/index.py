@@ -308,46 +308,75 @@ class HybridIndex:
     ) -> tuple[BM25Index, str]:
         """The BM25 index that matches the collection: the saved one, or one rebuilt from Chroma.
 
-        A process that is not the writer saves a rebuilt index under the save lock, and only if
-        the collection is still at the generation and count it was rebuilt from: a writer's
-        later save always comes after it, and a writer's newer files are never replaced.
+        The steps: read the collection's state (settling a write whose writer died), use the
+        saved BM25 index if it matches that state, else rebuild from Chroma, check the vector
+        index if the mismatch shows a crash (``check_vectors``), and save the rebuilt index if
+        it is still current (:meth:`_save_rebuilt`).
 
         ``seen`` is the collection's ``(generation, count)`` if the caller read it before
         reopening the store (as :meth:`refresh` does); else it is read here.
         """
-        store, path = self.store, self.path
-        generation, count = seen if seen is not None else (self.generation(), store.count())
+        generation, count = seen if seen is not None else (self.generation(), self.store.count())
         if generation % 2:
             generation = self._settle_dead_write(generation)
-        index, reason = _load_saved(path) if generation % 2 == 0 else (None, "")
-        if generation % 2:
-            reason = f"a write is under way (generation {generation})"
-        if index is not None:
-            if params is not None and index.params != params:
-                reason = "BM25 settings changed"
-            elif index.generation != generation or len(index) != count:
-                reason = (
-                    f"BM25 index stale (generation {index.generation} vs {generation}, "
-                    f"{len(index)} vs {count} documents)"
-                )
-            else:
-                return index, "saved"
-        rebuilt = rebuild_bm25(store, params or (index.params if index else None))
+        saved, reason = self._saved_matching(params, generation, count)
+        if saved is not None and not reason:
+            return saved, "saved"
+        rebuilt = rebuild_bm25(self.store, params or (saved.params if saved else None))
         rebuilt.generation = generation
-        crashed = reason.startswith(("BM25 index stale", "BM25 index corrupt"))
-        if check_vectors and crashed and store.config.mode == "persistent" and count:
-            with writer_lock_if_free(store.config.path) as writer:  # a writer died: check vectors
-                store.repair_vectors(rebuilt.ids, rewrite=writer)
-        if path is not None and generation % 2 == 0:  # an unsettled state is never saved
-            with save_lock(path) as locked:
-                if locked and (
-                    holds_writer_lock(self._lock_dir())
-                    or (self.generation(), store.count()) == (generation, count)
-                ):
-                    rebuilt.save(path)
-        level = logging.DEBUG if count == 0 or path is None or generation % 2 else logging.WARNING
-        logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
+        if check_vectors and reason.startswith(("BM25 index stale", "BM25 index corrupt")):
+            self._repair_vectors_after_crash(rebuilt, count)
+        self._save_rebuilt(rebuilt, generation, count)
+        self._log_rebuild(reason, generation, count)
         return rebuilt, reason
+
+    def _log_rebuild(self, reason: str, generation: int, count: int) -> None:
+        """Log a rebuild: a warning, unless nothing was lost (empty, in memory, write under way)."""
+        level = (
+            logging.DEBUG if count == 0 or self.path is None or generation % 2 else logging.WARNING
+        )
+        logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
+
+    def _saved_matching(
+        self, params: BM25Params | None, generation: int, count: int
+    ) -> tuple[BM25Index | None, str]:
+        """The saved BM25 index and ``""`` if it matches the collection, else why it does not.
+
+        The saved index is returned (with the reason) also when it does not match, so that a
+        rebuild can keep its settings. A collection at an odd generation (a write under way)
+        matches no saved index: BM25 is always saved at an even one.
+        """
+        if generation % 2:
+            return None, f"a write is under way (generation {generation})"
+        saved, reason = _load_saved(self.path)
+        if saved is None:
+            return None, reason
+        return saved, _saved_mismatch(saved, params, generation, count)
+
+    def _repair_vectors_after_crash(self, rebuilt: BM25Index, count: int) -> None:
+        """Check the embedded vector index after a crash (a writer died): see ``repair_vectors``."""
+        store = self.store
+        if store.config.mode == "persistent" and count:
+            with writer_lock_if_free(store.config.path) as writer:
+                store.repair_vectors(rebuilt.ids, rewrite=writer)
+
+    def _save_rebuilt(self, rebuilt: BM25Index, generation: int, count: int) -> None:
+        """Save a rebuilt BM25 index if the collection is still at ``(generation, count)``.
+
+        A process that is not the writer saves a rebuilt index under the save lock, and only if
+        the collection is still at the generation and count it was rebuilt from: a writer's
+        later save always comes after it, and a writer's newer files are never replaced.
+        An unsettled (odd) state is never saved.
+        """
+        path = self.path
+        if path is None or generation % 2:
+            return
+        with save_lock(path) as locked:
+            if locked and (
+                holds_writer_lock(self._lock_dir())
+                or (self.generation(), self.store.count()) == (generation, count)
+            ):
+                rebuilt.save(path)
 
     def _lock_dir(self) -> str | Path:
         """The directory whose writer lock guards this pair's writes."""
@@ -775,6 +804,20 @@ def _load_saved(path: Path | None) -> tuple[BM25Index | None, str]:
     if isinstance(saved, IndexCorruptError):
         return None, f"BM25 index corrupt ({saved})"
     return saved, ""
+
+
+def _saved_mismatch(
+    saved: BM25Index, params: BM25Params | None, generation: int, count: int
+) -> str:
+    """Why the saved BM25 index does not match the collection at ``(generation, count)``; ``""``."""
+    if params is not None and saved.params != params:
+        return "BM25 settings changed"
+    if saved.generation != generation or len(saved) != count:
+        return (
+            f"BM25 index stale (generation {saved.generation} vs {generation}, "
+            f"{len(saved)} vs {count} documents)"
+        )
+    return ""
 
 
 def rebuild_bm25(store: ChromaStore, params: BM25Params | None = None) -> BM25Index:
