@@ -12,7 +12,8 @@ Glossary: "generation" alone names nothing here; each kind has its own word.
 
 * *write generation* (:meth:`HybridIndex.write_generation`): the seqlock counter every reader
   goes by, odd while a write is under way (or after its writer died), even once it completed;
-  the larger of the next two.
+  the larger of the next two. (With a change feed, the feed's intent record marks a write
+  under way instead, and this stays even.)
 * *metadata generation* (:meth:`ChromaStore.metadata_generation`): the counter kept in the
   collection's metadata (key ``langchain_hybrid_generation``); each completed write makes it
   the next even value, and over HTTP without a change feed it also carries the odd mark.
@@ -50,8 +51,8 @@ The write protocol (a seqlock over the collection):
    the feed's completion record is queued (HTTP), then BM25 is saved at that generation
    (unless saves are deferred).
 
-The generation a reader sees is the larger of the collection's and the intent marker's (an
-intent older than the collection's generation, or of another collection, is spent and ignored).
+The write generation a reader sees is the larger of the metadata and intent generations (an
+intent generation older than the metadata one, or of another collection, is spent and ignored).
 So readers see exactly what they saw when both markers lived in the collection metadata: odd
 while a write is under way, or after its writer died mid-write; even and at the value BM25 was
 saved with once it completed. The odd marker costs a file write and an ``fdatasync`` (0.1 ms on
@@ -67,7 +68,7 @@ Replica feed (``store.mode: http``, where several processes write to one server)
 also records the ids it changes in the change feed (:mod:`langchain_hybrid.feed`), an *intent*
 record before step 2 and its completion after step 3; :meth:`HybridIndex.refresh` reads the
 records not applied yet and brings the named ids up to date with :meth:`HybridIndex.apply_changes`
-(present in Chroma: re-indexed; absent: removed). The generation stays for health checks and
+(present in Chroma: re-indexed; absent: removed). The write generation stays for health checks and
 result-cache staleness, but a replica no longer relies on it to find other writers' changes
 (two writers' read-modify-writes of it can leave it unchanged by a write). Embedded and
 in-memory stores have one writer process and keep the generation protocol alone.
@@ -614,18 +615,23 @@ class HybridIndex:
         """
         ids = list(dict.fromkeys(ids))
         with self._lock:
-            stored = self.store.get(ids) if ids else []
-            present = {d.id for d in stored}
-            gone = [i for i in ids if i not in present]
-            if gone:
-                self.bm25.delete(gone)
-            if stored:
-                self.bm25.add(
-                    [d.id for d in stored], [d.text for d in stored], [d.metadata for d in stored]
-                )
+            stored = self._reindex_from_chroma(ids)
             if bm25_generation is not None:
                 self.bm25.generation = bm25_generation
             self._save()
+        return stored
+
+    def _reindex_from_chroma(self, ids: list[str]) -> int:
+        """(Re)index in BM25 the distinct ``ids`` Chroma holds, remove the others; how many held."""
+        stored = self.store.get(ids) if ids else []
+        present = {d.id for d in stored}
+        gone = [i for i in ids if i not in present]
+        if gone:
+            self.bm25.delete(gone)
+        if stored:
+            self.bm25.add(
+                [d.id for d in stored], [d.text for d in stored], [d.metadata for d in stored]
+            )
         return len(stored)
 
     def _count_local_write(self) -> None:
