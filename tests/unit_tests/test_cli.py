@@ -22,7 +22,7 @@ from helpers import HashEmbeddings
 
 from langchain_hybrid import cli
 from langchain_hybrid.bm25 import BM25Index
-from langchain_hybrid.config import make_embedding
+from langchain_hybrid.config import HybridConfig, make_embedding
 from langchain_hybrid.retrievers import HybridRetriever
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
@@ -737,6 +737,24 @@ def test_stats_names_each_sync_problem(capsys: pytest.CaptureFixture[str]) -> No
     stats = json.loads(run(capsys, "stats", "--json").out)
     assert stats["bm25"]["documents"] is None
     assert stats["chroma"] == {**stats["chroma"], "documents": CORPUS_CHUNKS, "generation": 4}
+
+
+def test_stats_of_an_in_memory_index_reports_bm25_as_built_from_chroma(
+    collection_name: str,
+) -> None:
+    settings = HybridConfig(store=StoreConfig(mode="ephemeral", collection=collection_name))
+    texts = ["espresso needs a fine grind", "routers forward packets", "tomatoes need water"]
+    retriever = HybridRetriever.from_texts(
+        texts, embedding=HashEmbeddings(), store_config=settings.store
+    )
+    report = cli.collect_stats(settings, retriever.store)
+    assert report["bm25"]["status"] == "in memory (built from Chroma when opened)"
+    assert report["bm25"]["path"] is None
+    assert report["bm25"]["bytes"] is None
+    assert report["bm25"]["documents"] == report["chroma"]["documents"] == len(texts)
+    assert report["bm25"]["generation"] == report["chroma"]["generation"] == 2  # one write
+    assert report["chroma"]["directory"] is None
+    assert (report["in_sync"], report["sync_problem"]) == (True, None)
 
 
 def test_stats_without_an_index(capsys: pytest.CaptureFixture[str]) -> None:
