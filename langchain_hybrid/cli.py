@@ -36,7 +36,7 @@ from langchain_core.embeddings import Embeddings
 from tqdm import tqdm
 
 from langchain_hybrid.adaptive import as_yaml as adaptive_yaml
-from langchain_hybrid.bm25 import BM25Index
+from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.config import HybridConfig, load_config, make_embedding
 from langchain_hybrid.embeddings import MODEL_DIR_ENV_VAR, chroma_cache_dir
 from langchain_hybrid.errors import (
@@ -64,7 +64,7 @@ from langchain_hybrid.evaluation import (
 from langchain_hybrid.exact_match import DEFAULT_BASE_SIZE as EXACT_MATCH_BASE_SIZE
 from langchain_hybrid.exact_match import format_report, run_exact_match
 from langchain_hybrid.filters import validate_metadata
-from langchain_hybrid.index import HybridIndex, load_saved
+from langchain_hybrid.index import CollectionState, HybridIndex, load_saved
 from langchain_hybrid.loaders import (
     SUPPORTED_SUFFIXES,
     FileScope,
@@ -793,55 +793,81 @@ def collect_stats(settings: HybridConfig, store: ChromaStore) -> dict[str, Any]:
     """
     params = settings.bm25.params()
     path = settings.bm25_path()
-    index: BM25Index | None = None
+    index, status = _stats_bm25(store, path, params)
+    collection = _stats_collection(store, index or BM25Index(params), path)
+    problem = _sync_problem(index, status, params, collection)
+    chroma_dir = Path(store.config.path) if store.config.mode == "persistent" else None
+    return {
+        "collection": settings.store.collection,
+        "chroma": {
+            "documents": collection.documents,
+            "generation": collection.generation,
+            "directory": str(chroma_dir) if chroma_dir else None,
+            "directory_bytes": _size(chroma_dir, chroma_dir / "bm25") if chroma_dir else None,
+        },
+        "bm25": _bm25_report(index, status, path),
+        "in_sync": problem is None,
+        "sync_problem": problem,
+        "settings": _settings_summary(settings),
+    }
+
+
+def _stats_bm25(
+    store: ChromaStore, path: Path | None, params: BM25Params
+) -> tuple[BM25Index | None, str]:
+    """The BM25 index ``stats`` reports on (``None``: none usable) and its status."""
     if path is None:
-        index = HybridIndex.inspect(store, None, params).bm25
-        status = "in memory (built from Chroma when opened)"
-    else:
-        saved = load_saved(path)
-        if isinstance(saved, BM25Index):
-            index, status = saved, "saved"
-        elif isinstance(saved, FileNotFoundError):
-            status = "missing"
-        else:
-            status = f"corrupt: {saved}"
-    state = HybridIndex(store, index or BM25Index(params), path).status()
+        return HybridIndex.inspect(store, None, params).bm25, (
+            "in memory (built from Chroma when opened)"
+        )
+    saved = load_saved(path)
+    if isinstance(saved, BM25Index):
+        return saved, "saved"
+    if isinstance(saved, FileNotFoundError):
+        return None, "missing"
+    return None, f"corrupt: {saved}"
+
+
+def _stats_collection(store: ChromaStore, index: BM25Index, path: Path | None) -> CollectionState:
+    """The collection as :meth:`HybridIndex.status` reads it (seqlock), or the store's error.
+
+    Raises:
+        StoreError: the store did not answer.
+    """
+    state = HybridIndex(store, index, path).status()
     if state.collection is None:
         if isinstance(state.store_error, HybridRetrieverError):
             raise state.store_error
         msg = f"the store did not answer: {state.store_error}"
         raise StoreError(msg) from state.store_error
-    generation, count = state.collection.generation, state.collection.documents
-    problem = None
+    return state.collection
+
+
+def _sync_problem(
+    index: BM25Index | None, status: str, params: BM25Params, collection: CollectionState
+) -> str | None:
+    """Why BM25 is not in sync with the collection (``None``: it is)."""
     if index is None:
-        problem = f"BM25 index {status}"
-    elif index.params != params:
-        problem = "BM25 settings changed"
-    elif not state.collection.settled:
-        problem = f"a write is under way (generation {state.collection.latest})"
-    elif index.generation != generation or len(index) != count:
-        problem = "BM25 index stale"
-    chroma_dir = Path(store.config.path) if store.config.mode == "persistent" else None
+        return f"BM25 index {status}"
+    if index.params != params:
+        return "BM25 settings changed"
+    if not collection.settled:
+        return f"a write is under way (generation {collection.latest})"
+    if index.generation != collection.generation or len(index) != collection.documents:
+        return "BM25 index stale"
+    return None
+
+
+def _bm25_report(index: BM25Index | None, status: str, path: Path | None) -> dict[str, Any]:
+    """The ``bm25`` section of the ``stats`` report."""
     return {
-        "collection": settings.store.collection,
-        "chroma": {
-            "documents": count,
-            "generation": generation,
-            "directory": str(chroma_dir) if chroma_dir else None,
-            "directory_bytes": _size(chroma_dir, chroma_dir / "bm25") if chroma_dir else None,
-        },
-        "bm25": {
-            "status": status,
-            "documents": len(index) if index is not None else None,
-            "vocabulary_size": index.vocabulary_size if index is not None else None,
-            "avgdl": index.avgdl if index is not None else None,
-            "generation": index.generation if index is not None else None,
-            "path": str(path) if path else None,
-            "bytes": _size(path) if path and path.exists() else None,
-        },
-        "in_sync": problem is None,
-        "sync_problem": problem,
-        "settings": _settings_summary(settings),
+        "status": status,
+        "documents": len(index) if index is not None else None,
+        "vocabulary_size": index.vocabulary_size if index is not None else None,
+        "avgdl": index.avgdl if index is not None else None,
+        "generation": index.generation if index is not None else None,
+        "path": str(path) if path else None,
+        "bytes": _size(path) if path and path.exists() else None,
     }
 
 

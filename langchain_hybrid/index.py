@@ -8,6 +8,32 @@ the pair's state (:meth:`HybridIndex.status`, read by health checks and ``langch
 stats``). It is the only reader of the write generation: :class:`HybridRetriever` (parameters,
 legs, fusion, hydration, result cache) and the health monitor go through it.
 
+Glossary: "generation" alone names nothing here; each kind has its own word.
+
+* *write generation* (:meth:`HybridIndex.write_generation`): the seqlock counter every reader
+  goes by, odd while a write is under way (or after its writer died), even once it completed;
+  the larger of the next two. (With a change feed, the feed's intent record marks a write
+  under way instead, and this stays even.)
+* *metadata generation* (:meth:`ChromaStore.metadata_generation`): the counter kept in the
+  collection's metadata (key ``langchain_hybrid_generation``); each completed write makes it
+  the next even value, and over HTTP without a change feed it also carries the odd mark.
+* *intent generation*: the odd value of the intent marker written before a write's data (the
+  ``.write-intent-<collection>`` file of an embedded store, a record in this process for an
+  in-memory one).
+* *BM25 generation* (``BM25Index.generation``, :attr:`IndexStatus.bm25_generation`): the write
+  generation whose documents the in-memory BM25 index holds.
+* *saved generation* (:attr:`SavedState.generation`): the write generation the saved BM25 files
+  hold, as their manifest and log record it (the stored key stays ``"generation"``; segment
+  file names ``<kind>-<generation>-<hex>`` carry it too, as a label).
+* *change signal* (:func:`change_signal`; ``signal`` in this module): the pair (write
+  generation, document count) compared to notice other writers' changes.
+* *local write count*: writes completed through this process per collection
+  (``_LOCAL_WRITE_COUNTS``), so that its other indexes of the collection sync on their next
+  query; a counter, not a generation.
+
+Unrelated despite the word: the result cache's generation (:mod:`langchain_hybrid.cache`, an
+invalidation epoch of that cache only).
+
 The write protocol (a seqlock over the collection):
 
 1. One writer: the per-collection lock of this process (threads, and every retriever of the
@@ -25,8 +51,8 @@ The write protocol (a seqlock over the collection):
    the feed's completion record is queued (HTTP), then BM25 is saved at that generation
    (unless saves are deferred).
 
-The generation a reader sees is the larger of the collection's and the intent marker's (an
-intent older than the collection's generation, or of another collection, is spent and ignored).
+The write generation a reader sees is the larger of the metadata and intent generations (an
+intent generation older than the metadata one, or of another collection, is spent and ignored).
 So readers see exactly what they saw when both markers lived in the collection metadata: odd
 while a write is under way, or after its writer died mid-write; even and at the value BM25 was
 saved with once it completed. The odd marker costs a file write and an ``fdatasync`` (0.1 ms on
@@ -42,7 +68,7 @@ Replica feed (``store.mode: http``, where several processes write to one server)
 also records the ids it changes in the change feed (:mod:`langchain_hybrid.feed`), an *intent*
 record before step 2 and its completion after step 3; :meth:`HybridIndex.refresh` reads the
 records not applied yet and brings the named ids up to date with :meth:`HybridIndex.apply_changes`
-(present in Chroma: re-indexed; absent: removed). The generation stays for health checks and
+(present in Chroma: re-indexed; absent: removed). The write generation stays for health checks and
 result-cache staleness, but a replica no longer relies on it to find other writers' changes
 (two writers' read-modify-writes of it can leave it unchanged by a write). Embedded and
 in-memory stores have one writer process and keep the generation protocol alone.
@@ -90,19 +116,20 @@ logger = logging.getLogger(__name__)
 INTENT_PREFIX = ".write-intent-"
 _INTENT_WIDTH = 20  # digits: a fixed-size record is rewritten in place, never truncated
 
-_LOCAL_WRITES: dict[str, int] = {}
-"""Writes completed in this process, per collection: other indexes of the same collection see
-them on their next query (not after ``refresh_interval_seconds``)."""
+_LOCAL_WRITE_COUNTS: dict[str, int] = {}
+"""The local write count: writes completed in this process, per collection; other indexes of the
+same collection see them on their next query (not after ``refresh_interval_seconds``)."""
 _EPHEMERAL_INTENTS: dict[str, tuple[str, int]] = {}
-"""The odd marker of a write under way, per in-memory collection (only this process sees it)."""
-_GLOBAL_LOCK = threading.Lock()
+"""The intent marker (collection id, intent generation) per in-memory collection (only this
+process sees it)."""
+_REGISTRY_LOCK = threading.Lock()
 _REBUILD_ATTEMPTS = 3
 _WRITE_LOCKS: dict[str, threading.RLock] = {}
 
 
 def _write_lock(key: str) -> threading.RLock:
     """The lock every write to one collection takes in this process (shared by its indexes)."""
-    with _GLOBAL_LOCK:
+    with _REGISTRY_LOCK:
         lock = _WRITE_LOCKS.get(key)
         if lock is None:
             lock = _WRITE_LOCKS[key] = threading.RLock()
@@ -110,10 +137,15 @@ def _write_lock(key: str) -> threading.RLock:
 
 
 class CollectionState(NamedTuple):
-    """The collection as read with the seqlock: generation, document count, generation again.
+    """The collection as read with the seqlock: write generation, document count, again.
 
     ``documents`` belongs to ``generation`` only if ``latest == generation`` and it is even;
     else a write was under way during the read.
+
+    Attributes:
+        generation: the write generation, read before the count.
+        documents: the document count.
+        latest: the write generation read again, after the count.
     """
 
     generation: int
@@ -132,7 +164,15 @@ class CollectionState(NamedTuple):
 
 
 class SavedState(NamedTuple):
-    """The saved BM25 files as their manifest describes them (``error``: none usable)."""
+    """The saved BM25 files as their manifest describes them (``error``: none usable).
+
+    Attributes:
+        path: the BM25 directory.
+        generation: the saved generation (the write generation the files hold).
+        documents: the documents the files hold.
+        params: the BM25 settings recorded in the manifest (as stored).
+        error: why the files cannot be read (missing, corrupt).
+    """
 
     path: Path
     generation: int | None = None
@@ -147,10 +187,11 @@ class IndexStatus(NamedTuple):
     Attributes:
         collection: the seqlock read of the collection; ``None`` if the store did not answer.
         store_error: why the store did not answer.
-        dead_write: an odd generation whose writer died (embedded store, no writer-lock holder
-            and the generation did not move).
+        dead_write: an odd write generation whose writer died (embedded store, no writer-lock
+            holder and the generation did not move).
         bm25_documents: documents in the in-memory BM25 index (``None``: not usable).
-        bm25_generation: the generation the in-memory BM25 index is at.
+        bm25_generation: the BM25 generation (the write generation the in-memory BM25 index
+            holds).
         bm25_error: why the in-memory BM25 index is not usable.
         saved: the saved BM25 files (``None``: the index is kept in memory only).
         feed_unapplied: change-feed records this replica has not applied yet (completed writes
@@ -185,7 +226,7 @@ class IndexStatus(NamedTuple):
 
 
 class _Write(NamedTuple):
-    """A write begun by this process: the odd generation it runs under, its feed record."""
+    """A write begun by this process: the write generation it runs under, its feed record."""
 
     generation: int
     record: str | None = None
@@ -238,8 +279,8 @@ class HybridIndex:
         self.path = path
         self.key = store.identity()
         self._lock = _write_lock(self.key)
-        self._deferred = 0
-        self._seen_writes = _LOCAL_WRITES.get(self.key, 0)
+        self._deferred_saves = 0
+        self._local_writes_synced = _LOCAL_WRITE_COUNTS.get(self.key, 0)
         self.opened_from = "given"
         """How :meth:`open` / :meth:`inspect` got the BM25 index (``"saved"``, a reason)."""
         followed = feed is not None or store.config.mode == "http"
@@ -276,7 +317,9 @@ class HybridIndex:
             index.resync(params)
             index.opened_from = "rebuilt: replica of an http store"
             return index
-        index.bm25, index.opened_from = index._synced(params, check_vectors=check_vectors)
+        index.bm25, index.opened_from = index._load_or_rebuild_bm25(
+            params, check_vectors=check_vectors
+        )
         return index
 
     @classmethod
@@ -290,64 +333,92 @@ class HybridIndex:
         settings, it is rebuilt in memory only. ``opened_from`` says which.
         """
         index = cls(store, BM25Index(params), path)
-        saved, reason = _load_saved(path)
+        saved, reason = _saved_or_reason(path)
         if saved is not None and (params is None or saved.params == params):
             index.bm25, index.opened_from = saved, "saved"
             return index
         index.bm25 = rebuild_bm25(store, params)
-        index.bm25.generation = index.generation()
+        index.bm25.generation = index.write_generation()
         index.opened_from = reason if saved is None else "BM25 settings changed"
         return index
 
-    def _synced(
+    def _load_or_rebuild_bm25(
         self,
         params: BM25Params | None,
         *,
-        seen: tuple[int, int] | None = None,
+        signal: tuple[int, int] | None = None,
         check_vectors: bool = False,
     ) -> tuple[BM25Index, str]:
         """The BM25 index that matches the collection: the saved one, or one rebuilt from Chroma.
 
+        The steps: read the collection's state (settling a write whose writer died), use the
+        saved BM25 index if it matches that state, else rebuild from Chroma, check the vector
+        index if the mismatch shows a crash (``check_vectors``), and save the rebuilt index if
+        it is still current (:meth:`_save_rebuilt`).
+
+        ``signal`` is the collection's change signal ``(write generation, count)`` if the caller
+        read it before reopening the store (as :meth:`refresh` does); else it is read here.
+        """
+        generation, count = signal if signal is not None else self._change_signal()
+        if generation % 2:
+            generation = self._settle_dead_write(generation)
+        saved, reason = self._saved_matching(params, generation, count)
+        if saved is not None and not reason:
+            return saved, "saved"
+        rebuilt = rebuild_bm25(self.store, params or (saved.params if saved else None))
+        rebuilt.generation = generation
+        if check_vectors and reason.startswith(("BM25 index stale", "BM25 index corrupt")):
+            self._repair_vectors_after_crash(rebuilt, count)
+        self._save_rebuilt(rebuilt, generation, count)
+        self._log_rebuild(reason, generation, count)
+        return rebuilt, reason
+
+    def _log_rebuild(self, reason: str, generation: int, count: int) -> None:
+        """Log a rebuild: a warning, unless nothing was lost (empty, in memory, write under way)."""
+        level = (
+            logging.DEBUG if count == 0 or self.path is None or generation % 2 else logging.WARNING
+        )
+        logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
+
+    def _saved_matching(
+        self, params: BM25Params | None, generation: int, count: int
+    ) -> tuple[BM25Index | None, str]:
+        """The saved BM25 index and ``""`` if it matches the collection, else why it does not.
+
+        The saved index is returned (with the reason) also when it does not match, so that a
+        rebuild can keep its settings. A collection at an odd generation (a write under way)
+        matches no saved index: BM25 is always saved at an even one.
+        """
+        if generation % 2:
+            return None, f"a write is under way (generation {generation})"
+        saved, reason = _saved_or_reason(self.path)
+        if saved is None:
+            return None, reason
+        return saved, _saved_mismatch(saved, params, generation, count)
+
+    def _repair_vectors_after_crash(self, rebuilt: BM25Index, count: int) -> None:
+        """Check the embedded vector index after a crash (a writer died): see ``repair_vectors``."""
+        store = self.store
+        if store.config.mode == "persistent" and count:
+            with writer_lock_if_free(store.config.path) as writer:
+                store.repair_vectors(rebuilt.ids, rewrite=writer)
+
+    def _save_rebuilt(self, rebuilt: BM25Index, generation: int, count: int) -> None:
+        """Save a rebuilt BM25 index if the collection is still at ``(generation, count)``.
+
         A process that is not the writer saves a rebuilt index under the save lock, and only if
         the collection is still at the generation and count it was rebuilt from: a writer's
         later save always comes after it, and a writer's newer files are never replaced.
-
-        ``seen`` is the collection's ``(generation, count)`` if the caller read it before
-        reopening the store (as :meth:`refresh` does); else it is read here.
+        An unsettled (odd) state is never saved.
         """
-        store, path = self.store, self.path
-        generation, count = seen if seen is not None else (self.generation(), store.count())
-        if generation % 2:
-            generation = self._settle_dead_write(generation)
-        index, reason = _load_saved(path) if generation % 2 == 0 else (None, "")
-        if generation % 2:
-            reason = f"a write is under way (generation {generation})"
-        if index is not None:
-            if params is not None and index.params != params:
-                reason = "BM25 settings changed"
-            elif index.generation != generation or len(index) != count:
-                reason = (
-                    f"BM25 index stale (generation {index.generation} vs {generation}, "
-                    f"{len(index)} vs {count} documents)"
-                )
-            else:
-                return index, "saved"
-        rebuilt = rebuild_bm25(store, params or (index.params if index else None))
-        rebuilt.generation = generation
-        crashed = reason.startswith(("BM25 index stale", "BM25 index corrupt"))
-        if check_vectors and crashed and store.config.mode == "persistent" and count:
-            with writer_lock_if_free(store.config.path) as writer:  # a writer died: check vectors
-                store.repair_vectors(rebuilt.ids, rewrite=writer)
-        if path is not None and generation % 2 == 0:  # an unsettled state is never saved
-            with save_lock(path) as locked:
-                if locked and (
-                    holds_writer_lock(self._lock_dir())
-                    or (self.generation(), store.count()) == (generation, count)
-                ):
-                    rebuilt.save(path)
-        level = logging.DEBUG if count == 0 or path is None or generation % 2 else logging.WARNING
-        logger.log(level, "%s: rebuilt from %d Chroma documents", reason, count)
-        return rebuilt, reason
+        path = self.path
+        if path is None or generation % 2:
+            return
+        with save_lock(path) as locked:
+            if locked and (
+                holds_writer_lock(self._lock_dir()) or self._change_signal() == (generation, count)
+            ):
+                rebuilt.save(path)
 
     def _lock_dir(self) -> str | Path:
         """The directory whose writer lock guards this pair's writes."""
@@ -368,7 +439,7 @@ class HybridIndex:
         if store.config.mode != "persistent" or holds_writer_lock(store.config.path):
             return generation
         with writer_lock_if_free(store.config.path) as free:
-            if not free or self.generation() != generation:
+            if not free or self.write_generation() != generation:
                 return generation  # a live writer is in the middle of a write, or it moved on
             settled = store.end_write(at_least=generation)
         logger.warning(
@@ -378,29 +449,33 @@ class HybridIndex:
         )
         return settled
 
-    # ------------------------------------------------------------------ the generation
-    def generation(self) -> int:
+    # ------------------------------------------------------------------ the write generation
+    def write_generation(self) -> int:
         """The write generation readers go by: odd while a write is under way (or died).
 
-        The collection's metadata generation, or the odd intent marker of a write begun after
-        it (see the module docstring), whichever is larger.
+        The larger of the metadata generation (:meth:`ChromaStore.metadata_generation`) and
+        the intent generation (the odd marker of a write begun after it; see the module
+        docstring).
         """
-        generation = self.store.generation()
-        intent = self._intent()
-        return max(generation, intent)
+        return max(self.store.metadata_generation(), self._intent_generation())
 
-    def _intent_file(self) -> Path | None:
+    def _change_signal(self) -> tuple[int, int]:
+        """The change signal: ``(write generation, document count)``, read in that order."""
+        return self.write_generation(), self.store.count()
+
+    def _intent_marker_path(self) -> Path | None:
+        """The intent marker file of an embedded store (``None``: not an embedded store)."""
         config = self.store.config
         if config.mode != "persistent":
             return None
         return Path(config.path) / f"{INTENT_PREFIX}{config.chroma_collection}"
 
-    def _intent(self) -> int:
+    def _intent_generation(self) -> int:
         """The odd generation of the last write begun here, 0 if none (or of another collection)."""
         if self.store.config.mode == "ephemeral":
             owner, value = _EPHEMERAL_INTENTS.get(self.key, ("", 0))
             return value if owner == str(self.store.collection.id) else 0
-        file = self._intent_file()
+        file = self._intent_marker_path()
         if file is None:
             return 0
         try:
@@ -415,15 +490,16 @@ class HybridIndex:
             return 0
         return int(number)
 
-    def _record_intent(self, generation: int) -> None:
-        """Make ``generation`` (odd) visible to readers before the data write."""
+    def _record_intent(self, odd_generation: int) -> None:
+        """Make ``odd_generation`` the intent generation readers see, before the data write."""
         if self.store.config.mode == "ephemeral":
-            _EPHEMERAL_INTENTS[self.key] = (str(self.store.collection.id), generation)
+            _EPHEMERAL_INTENTS[self.key] = (str(self.store.collection.id), odd_generation)
             return
-        file = self._intent_file()
+        file = self._intent_marker_path()
         if file is None:
             return
-        record = f"{self.store.collection.id} {generation:0{_INTENT_WIDTH}d}\n".encode("ascii")
+        owner = self.store.collection.id
+        record = f"{owner} {odd_generation:0{_INTENT_WIDTH}d}\n".encode("ascii")
         fd = os.open(file, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             os.pwrite(fd, record, 0)
@@ -461,7 +537,7 @@ class HybridIndex:
             return _Write(0, self.feed.intent(ids))
         if self.store.config.mode == "http":  # other clients see only the collection metadata
             return _Write(self.store.begin_write())
-        current = self.generation()
+        current = self.write_generation()
         odd = current + 1 if current % 2 == 0 else current + 2
         self._record_intent(odd)
         return _Write(odd)
@@ -528,40 +604,46 @@ class HybridIndex:
         """Documents stored under distinct ``ids`` in Chroma (unknown ids are left out)."""
         return self.store.get(ids)
 
-    def apply_changes(self, ids: Sequence[str], generation: int | None = None) -> int:
+    def apply_changes(self, ids: Sequence[str], bm25_generation: int | None = None) -> int:
         """Bring ``ids`` up to date in BM25 from what Chroma holds now; how many were stored.
 
         The seam for a change feed (a replica applying "these ids changed" records): an id
         stored in Chroma is (re)indexed with its stored text and metadata, an id absent from
-        Chroma is removed from BM25. ``generation``: the generation the records bring BM25 to
-        (``None``: unchanged). Saved like a write (or at the end of :meth:`deferred_save`).
+        Chroma is removed from BM25. ``bm25_generation``: the write generation the records
+        bring BM25 to (``None``: unchanged). Saved like a write (or at the end of
+        :meth:`deferred_save`).
         """
         ids = list(dict.fromkeys(ids))
         with self._lock:
-            stored = self.store.get(ids) if ids else []
-            present = {d.id for d in stored}
-            gone = [i for i in ids if i not in present]
-            if gone:
-                self.bm25.delete(gone)
-            if stored:
-                self.bm25.add(
-                    [d.id for d in stored], [d.text for d in stored], [d.metadata for d in stored]
-                )
-            if generation is not None:
-                self.bm25.generation = generation
+            stored = self._reindex_from_chroma(ids)
+            if bm25_generation is not None:
+                self.bm25.generation = bm25_generation
             self._save()
+        return stored
+
+    def _reindex_from_chroma(self, ids: list[str]) -> int:
+        """(Re)index in BM25 the distinct ``ids`` Chroma holds, remove the others; how many held."""
+        stored = self.store.get(ids) if ids else []
+        present = {d.id for d in stored}
+        gone = [i for i in ids if i not in present]
+        if gone:
+            self.bm25.delete(gone)
+        if stored:
+            self.bm25.add(
+                [d.id for d in stored], [d.text for d in stored], [d.metadata for d in stored]
+            )
         return len(stored)
 
     def _count_local_write(self) -> None:
         """Count a write for this process's other indexes of the collection."""
-        with _GLOBAL_LOCK:
-            current = _LOCAL_WRITES.get(self.key, 0)
-            _LOCAL_WRITES[self.key] = current + 1
-            if current == self._seen_writes:  # else another index wrote: still to sync
-                self._seen_writes = current + 1
+        with _REGISTRY_LOCK:
+            current = _LOCAL_WRITE_COUNTS.get(self.key, 0)
+            _LOCAL_WRITE_COUNTS[self.key] = current + 1
+            if current == self._local_writes_synced:  # else another index wrote: still to sync
+                self._local_writes_synced = current + 1
 
     def _save(self) -> None:
-        if self.path is not None and not self._deferred:
+        if self.path is not None and not self._deferred_saves:
             with save_lock(self.path) as locked:
                 if locked:
                     self.bm25.save(self.path)
@@ -575,17 +657,17 @@ class HybridIndex:
         collection and is rebuilt from Chroma on the next open: nothing is lost.
         """
         with self._lock:
-            self._deferred += 1
+            self._deferred_saves += 1
             try:
                 yield
             finally:
-                self._deferred -= 1
+                self._deferred_saves -= 1
                 self._save()
 
     # ------------------------------------------------------------------ other writers
     def local_writes_pending(self) -> bool:
         """Whether another index of this process wrote to the collection since the last sync."""
-        return _LOCAL_WRITES.get(self.key, 0) != self._seen_writes
+        return _LOCAL_WRITE_COUNTS.get(self.key, 0) != self._local_writes_synced
 
     def refresh(self) -> bool:
         """Pick up writes made to the collection by other processes (and other indexes).
@@ -601,18 +683,18 @@ class HybridIndex:
             return False
         try:
             if self.feed is not None:
-                self._seen_writes = _LOCAL_WRITES.get(self.key, 0)
+                self._local_writes_synced = _LOCAL_WRITE_COUNTS.get(self.key, 0)
                 return self._catch_up(self.feed)
-            local_writes = _LOCAL_WRITES.get(self.key, 0)
-            seen = (self.generation(), self.store.count())
-            self._seen_writes = local_writes
-            if seen == (self.bm25.generation, len(self.bm25)) and seen[0] % 2 == 0:
+            local_writes = _LOCAL_WRITE_COUNTS.get(self.key, 0)
+            signal = self._change_signal()
+            self._local_writes_synced = local_writes
+            if signal == (self.bm25.generation, len(self.bm25)) and signal[0] % 2 == 0:
                 return False
             # read before reopening, so the state recorded is never newer than the one loaded;
             # an odd generation (a write under way) keeps this resyncing until it settles
             logger.info("collection changed by another writer: reopening and syncing BM25")
             self.store.reopen()
-            self.bm25, _ = self._synced(self.bm25.params, seen=seen)
+            self.bm25, _ = self._load_or_rebuild_bm25(self.bm25.params, signal=signal)
             return True
         finally:
             self._lock.release()
@@ -624,7 +706,7 @@ class HybridIndex:
         under way, every write through this package is in BM25 as of that count, so a count that
         differs was changed by a foreign writer: BM25 is rebuilt (and the event counted).
         """
-        generation = self.generation()
+        generation = self.write_generation()
         count = self.store.count()
         batch = feed.poll()
         if batch.behind:
@@ -670,7 +752,7 @@ class HybridIndex:
         after the catch-up, a count that differs from BM25's means the rebuild missed it.
         """
         started = self.feed.clock() if self.feed is not None else 0.0
-        generation = self.generation()
+        generation = self.write_generation()
         rebuilt = rebuild_bm25(self.store, params or self.bm25.params)
         rebuilt.generation = generation
         self.bm25 = rebuilt
@@ -696,9 +778,9 @@ class HybridIndex:
         store_error: Exception | None = None
         try:
             self.store.heartbeat()
-            generation = self.generation()
+            generation = self.write_generation()
             count = self.store.count()
-            collection = CollectionState(generation, count, self.generation())
+            collection = CollectionState(generation, count, self.write_generation())
         except Exception as e:  # noqa: BLE001 - a failed probe is a finding, not an error
             store_error = e
         dead = collection is not None and self._writer_died(collection)
@@ -729,15 +811,15 @@ class HybridIndex:
             self.foreign_writes,
         )
 
-    def _writer_died(self, seen: CollectionState) -> bool:
+    def _writer_died(self, state: CollectionState) -> bool:
         """An odd generation, no process holds the writer lock, and it did not move meanwhile."""
         config = self.store.config
-        if seen.latest != seen.generation or seen.generation % 2 == 0:
+        if state.latest != state.generation or state.generation % 2 == 0:
             return False
         if config.mode != "persistent" or writer_lock_free(config.path) is not True:
             return False
         try:
-            return self.generation() == seen.generation
+            return self.write_generation() == state.generation
         except Exception:  # noqa: BLE001 - cannot tell: not reported as dead
             return False
 
@@ -765,7 +847,7 @@ def load_saved(path: Path) -> BM25Index | FileNotFoundError | IndexCorruptError:
         return e
 
 
-def _load_saved(path: Path | None) -> tuple[BM25Index | None, str]:
+def _saved_or_reason(path: Path | None) -> tuple[BM25Index | None, str]:
     """The saved BM25 index, or ``None`` and why there is none to use."""
     if path is None:
         return None, "no BM25 path (in-memory index)"
@@ -775,6 +857,20 @@ def _load_saved(path: Path | None) -> tuple[BM25Index | None, str]:
     if isinstance(saved, IndexCorruptError):
         return None, f"BM25 index corrupt ({saved})"
     return saved, ""
+
+
+def _saved_mismatch(
+    saved: BM25Index, params: BM25Params | None, generation: int, count: int
+) -> str:
+    """Why the saved BM25 index does not match the collection at ``(generation, count)``; ``""``."""
+    if params is not None and saved.params != params:
+        return "BM25 settings changed"
+    if saved.generation != generation or len(saved) != count:
+        return (
+            f"BM25 index stale (generation {saved.generation} vs {generation}, "
+            f"{len(saved)} vs {count} documents)"
+        )
+    return ""
 
 
 def rebuild_bm25(store: ChromaStore, params: BM25Params | None = None) -> BM25Index:
@@ -800,7 +896,7 @@ def change_signal(client: Any, collection: str) -> Callable[[], tuple[int, int]]
     """A reader of the change signal of a collection opened by another library's client.
 
     The signal is the pair :meth:`HybridIndex.refresh` compares to notice writes: the write
-    generation readers go by (:meth:`HybridIndex.generation`, the odd marker of a write under
+    generation readers go by (:meth:`HybridIndex.write_generation`, the odd marker of a write under
     way included) and the document count. This gives the same reading for a ``chromadb`` client
     opened elsewhere, such as ``langchain_chroma.Chroma``'s (see
     :func:`~langchain_hybrid.vectorstore_cache.chroma_staleness_check`): the collection is
@@ -848,7 +944,7 @@ def change_signal(client: Any, collection: str) -> Callable[[], tuple[int, int]]
     index = HybridIndex(store, BM25Index())
 
     def read() -> tuple[int, int]:
-        return index.generation(), store.count()
+        return index.write_generation(), store.count()
 
     return read
 

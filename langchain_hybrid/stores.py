@@ -1,11 +1,12 @@
 """The tuned Chroma store: client modes, HNSW configuration, batched all-or-report writes.
 
-Chroma is the system of record: documents, metadata, ids and vectors live here, and a write
-generation counter is kept in the collection's metadata (``langchain_hybrid_generation``) so the
-derived BM25 index can tell whether it is current. The same metadata records which embedding
-model and precision made the vectors (``langchain_hybrid_embedding``, e.g.
-``"all-MiniLM-L6-v2/fp32"``), written by the first write's generation ``modify`` (no extra
-round trip) and checked when a retriever opens the store (:meth:`ChromaStore.use_embedding`).
+Chroma is the system of record: documents, metadata, ids and vectors live here, and the
+*metadata generation* is kept in the collection's metadata (``langchain_hybrid_generation``), the
+stored part of the write generation by which the derived BM25 index tells whether it is current
+(:mod:`langchain_hybrid.index` says which generation is which). The same metadata records which
+embedding model and precision made the vectors (``langchain_hybrid_embedding``, e.g.
+``"all-MiniLM-L6-v2/fp32"``), written by the first write's metadata-generation ``modify`` (no
+extra round trip) and checked when a retriever opens the store (:meth:`ChromaStore.use_embedding`).
 
 Chroma 1.5 behaviours this module corrects for (see ``FIELD-NOTES.md``):
 
@@ -494,8 +495,8 @@ class ChromaStore:
     def use_embedding(self, embedding: Embeddings, *, allow_mismatch: bool = False) -> None:
         """Check ``embedding`` against the recorded model; record it with the next write if none.
 
-        An index written before models were recorded (a generation but no record) is accepted:
-        its vectors are assumed to be ``embedding``'s, which is recorded by the next write.
+        An index written before models were recorded (a metadata generation but no record) is
+        accepted: its vectors are assumed to be ``embedding``'s, which the next write records.
 
         Args:
             embedding: the embedding that will query and extend this collection.
@@ -508,7 +509,7 @@ class ChromaStore:
         recorded = self.recorded_embedding()
         check_embedding_model(recorded, embedding, allow_mismatch=allow_mismatch)
         self.embedding_id = embedding_model_id(embedding)
-        if recorded is None and self._metadata_generation(self.collection) > 0:
+        if recorded is None and self._metadata_generation_of(self.collection) > 0:
             logger.info(
                 "collection %s records no embedding model (written before 0.3): assuming %s, "
                 "recorded with the next write",
@@ -516,25 +517,31 @@ class ChromaStore:
                 self.embedding_id,
             )
 
-    # ------------------------------------------------------------------ generation
+    # ------------------------------------------------------------------ metadata generation
     @staticmethod
-    def _metadata_generation(collection: Any) -> int:
+    def _metadata_generation_of(collection: Any) -> int:
+        """The metadata generation recorded in a Chroma collection object (0 if none)."""
         value = (collection.metadata or {}).get(GENERATION_KEY, 0)
         return int(value) if isinstance(value, int) else 0
 
-    def generation(self) -> int:
-        """The collection's write generation (0 if never written through this package)."""
+    def metadata_generation(self) -> int:
+        """The metadata generation: the collection's stored write counter (0: never written).
+
+        Readers of the pair go by :meth:`HybridIndex.write_generation
+        <langchain_hybrid.index.HybridIndex.write_generation>`, which also sees the odd intent
+        marker of an embedded or in-memory write under way; this is the stored part alone.
+        """
         collection = self._call(
             "get_collection", self.client.get_collection, self.config.chroma_collection
         )
-        return self._metadata_generation(collection)
+        return self._metadata_generation_of(collection)
 
-    def bump_generation(self, *, to_odd: bool | None = None, at_least: int = 0) -> int:
-        """Advance the write generation and return the new value (one read, one ``modify``).
+    def bump_metadata_generation(self, *, to_odd: bool | None = None, at_least: int = 0) -> int:
+        """Advance the metadata generation and return the new value (one read, one ``modify``).
 
         ``to_odd=None`` adds one; ``True`` / ``False`` advance to the next odd / even value.
         ``at_least``: advance past this value too (a generation a reader saw elsewhere, such as
-        the intent marker of :class:`~langchain_hybrid.index.HybridIndex`). The same ``modify``
+        the intent generation of :class:`~langchain_hybrid.index.HybridIndex`). The same ``modify``
         records :attr:`embedding_id` if the collection records no model yet. Writers go through
         :class:`~langchain_hybrid.index.HybridIndex`, or :meth:`begin_write` / :meth:`end_write`.
         """
@@ -555,7 +562,7 @@ class ChromaStore:
         return new
 
     def begin_write(self) -> int:
-        """Mark a write as begun: the generation becomes odd (called *before* writing).
+        """Mark a write as begun: the metadata generation becomes odd (called *before* writing).
 
         An odd generation means a write is in progress, or a writer died in the middle of one:
         a reader that sees it knows the collection may still change without another bump, and
@@ -563,14 +570,14 @@ class ChromaStore:
         embedded writer keeps this marker in a file instead (one ``modify`` less per write):
         see :mod:`langchain_hybrid.index`.
         """
-        return self.bump_generation(to_odd=True)
+        return self.bump_metadata_generation(to_odd=True)
 
     def end_write(self, *, at_least: int = 0) -> int:
-        """Mark the write complete: the generation becomes even (called *after* writing).
+        """Mark the write complete: the metadata generation becomes even (called *after* writing).
 
         ``at_least``: the odd generation the write ran under, if it was not recorded here.
         """
-        return self.bump_generation(to_odd=False, at_least=at_least)
+        return self.bump_metadata_generation(to_odd=False, at_least=at_least)
 
     def count(self) -> int:
         """Number of documents in the collection."""

@@ -413,7 +413,7 @@ def test_a_reader_repairing_bm25_does_not_fail_the_writer(tmp_path: Path) -> Non
         persist_directory=tmp_path,
         collection_name="kb",
     )
-    built.store.bump_generation()  # the saved BM25 index is now stale, as after a crash
+    built.store.bump_metadata_generation()  # the saved BM25 index is now stale, as after a crash
     built.store.client.close()
     release_writer_lock(tmp_path)
     repairer = Proc("slow-repairer", tmp_path, 5, "3.0")

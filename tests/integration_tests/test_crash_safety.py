@@ -327,7 +327,7 @@ def reopen_and_check(
         )
     try:
         rebuilt = [rec.getMessage() for rec in caplog.records if "rebuilt from" in rec.getMessage()]
-        generation, count = r.store.generation(), r.store.count()
+        generation, count = r.store.metadata_generation(), r.store.count()
         stale = (
             manifest is None
             or manifest.get("generation") != generation
@@ -455,7 +455,7 @@ def test_generation_key_is_what_the_check_reads(directory: Path) -> None:
     r = HybridRetriever.load(directory, collection_name=COLLECTION, embedding=HashEmbeddings())
     try:
         collection = r.store.client.get_collection(r.store.config.chroma_collection)
-        assert collection.metadata[GENERATION_KEY] == r.store.generation()
-        assert saved_manifest(directory)["generation"] == r.store.generation()  # type: ignore[index]
+        assert collection.metadata[GENERATION_KEY] == r.store.metadata_generation()
+        assert saved_manifest(directory)["generation"] == r.store.metadata_generation()  # type: ignore[index]
     finally:
         r.store.client.close()

@@ -156,7 +156,7 @@ def test_interrupted_index_run_resumes_without_reembedding(
     assert embedded_second == added, "nothing the first run wrote is embedded again"
     store = ChromaStore(StoreConfig(path=str(workdir / "index"), collection="kb"))
     assert store.count() == PASSAGES
-    assert store.generation() % 2 == 0
+    assert store.metadata_generation() % 2 == 0
     assert store.recorded_embedding() == "all-MiniLM-L6-v2/fp32"
 
 

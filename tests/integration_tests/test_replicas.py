@@ -235,7 +235,7 @@ def test_the_lost_update_interleaving_over_a_real_server(
     texts = [f"batch document {i}" for i in range(50)]
     write_a = a._begin(ids)  # A's large batch begins
     a.store.upsert(ids, texts, EMB.embed_documents(texts), [None] * len(ids))
-    stale = a.store.generation()  # A's completion reads the generation now ...
+    stale = a.store.metadata_generation()  # A's completion reads the generation now ...
     b.add(["x"], ["new text of x"], EMB.embed_documents(["new text of x"]), [{"v": 2}])
     assert b.feed.flush()
     a.bm25.add(ids, texts, [None] * len(ids))
@@ -247,7 +247,7 @@ def test_the_lost_update_interleaving_over_a_real_server(
     collection.modify(metadata=metadata)
     a.bm25.generation = stale + 1
     # what the generation protocol alone saw: A in sync, holding B's old text
-    assert (a.generation(), a.store.count()) == (a.bm25.generation, len(a.bm25))
+    assert (a.write_generation(), a.store.count()) == (a.bm25.generation, len(a.bm25))
     assert a.bm25.get(["x"])[0] is not None
     assert a.bm25.get(["x"])[0].text == "old text of x"  # type: ignore[union-attr]
     assert a.refresh()  # the feed names x: A re-reads it

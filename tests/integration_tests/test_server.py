@@ -121,11 +121,11 @@ def test_cached_vector_store_over_http_goes_by_the_retrievers_change_signal(
     )
     chroma = Chroma(collection_name="kb-server", client=client, embedding_function=HashEmbeddings())
     check = chroma_staleness_check(chroma)
-    assert check() == (retriever.index.generation(), len(DOCS))
+    assert check() == (retriever.index.write_generation(), len(DOCS))
     store = CachedVectorStore(chroma, staleness_check=check, check_interval_seconds=0)
     assert store.similarity_search("Sirius brightest star", k=1)[0].id == "d4"
     assert store.similarity_search("Sirius brightest star", k=1)[0].id == "d4"
     assert store.cache_stats()["hits"] == 1
     retriever.add_documents([Document(id="d3", page_content="Sirius brightest star")])
-    assert check() == (retriever.index.generation(), len(DOCS))  # count-neutral: generation
+    assert check() == (retriever.index.write_generation(), len(DOCS))  # count-neutral: generation
     assert store.similarity_search("Sirius brightest star", k=1)[0].id == "d3"

@@ -22,8 +22,9 @@ from helpers import HashEmbeddings
 
 from langchain_hybrid import cli
 from langchain_hybrid.bm25 import BM25Index
-from langchain_hybrid.config import make_embedding
+from langchain_hybrid.config import HybridConfig, make_embedding
 from langchain_hybrid.retrievers import HybridRetriever
+from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 ROUTER_MD = """\
 # Router guide
@@ -710,6 +711,50 @@ def test_stats_reports_a_stale_bm25_index(capsys: pytest.CaptureFixture[str]) ->
     assert (stats["chroma"]["generation"], stats["bm25"]["generation"]) == (4, 2)
     assert stats["in_sync"] is False
     assert stats["sync_problem"] == "BM25 index stale"
+
+
+@pytest.mark.usefixtures("corpus", "embedding")
+def test_stats_names_each_sync_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    summary(run(capsys, "index", "docs"))
+
+    def problem(*args: str) -> tuple[bool, str | None]:
+        stats = json.loads(run(capsys, *args, "stats", "--json").out)
+        return stats["in_sync"], stats["sync_problem"]
+
+    write("k1.yaml", "bm25:\n  k1: 1.7\n")
+    assert problem("--config", "k1.yaml") == (False, "BM25 settings changed")
+    store = ChromaStore(StoreConfig(path="index", collection="kb"))
+    assert store.begin_write() == 3  # a write under way in another writer
+    assert problem() == (False, "a write is under way (generation 3)")
+    assert store.end_write() == 4  # completed: the saved BM25 index (at 2) is behind it
+    assert problem() == (False, "BM25 index stale")
+    manifest = Path("index/bm25/kb/manifest.json")
+    manifest.write_text("{not json", encoding="utf-8")
+    in_sync, corrupt = problem()
+    assert not in_sync
+    assert corrupt is not None
+    assert corrupt.startswith("BM25 index corrupt: ")
+    stats = json.loads(run(capsys, "stats", "--json").out)
+    assert stats["bm25"]["documents"] is None
+    assert stats["chroma"] == {**stats["chroma"], "documents": CORPUS_CHUNKS, "generation": 4}
+
+
+def test_stats_of_an_in_memory_index_reports_bm25_as_built_from_chroma(
+    collection_name: str,
+) -> None:
+    settings = HybridConfig(store=StoreConfig(mode="ephemeral", collection=collection_name))
+    texts = ["espresso needs a fine grind", "routers forward packets", "tomatoes need water"]
+    retriever = HybridRetriever.from_texts(
+        texts, embedding=HashEmbeddings(), store_config=settings.store
+    )
+    report = cli.collect_stats(settings, retriever.store)
+    assert report["bm25"]["status"] == "in memory (built from Chroma when opened)"
+    assert report["bm25"]["path"] is None
+    assert report["bm25"]["bytes"] is None
+    assert report["bm25"]["documents"] == report["chroma"]["documents"] == len(texts)
+    assert report["bm25"]["generation"] == report["chroma"]["generation"] == 2  # one write
+    assert report["chroma"]["directory"] is None
+    assert (report["in_sync"], report["sync_problem"]) == (True, None)
 
 
 def test_stats_without_an_index(capsys: pytest.CaptureFixture[str]) -> None:

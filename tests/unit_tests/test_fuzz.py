@@ -114,7 +114,7 @@ def snapshot(r: HybridRetriever) -> tuple[object, ...]:
         r.store.count(),
         len(r.bm25),
         tuple(sorted(r.bm25.ids)),
-        r.store.generation(),
+        r.store.metadata_generation(),
         r.bm25.generation,
         typed(chroma),
         typed(bm25),
@@ -323,14 +323,19 @@ def call_search(r: HybridRetriever, mode: str, query: object, kwargs: dict[str, 
 
 
 def check_search(r: HybridRetriever, mode: str, query: object, kwargs: dict[str, Any]) -> None:
-    before = (r.store.count(), r.store.generation(), len(r.bm25), r.bm25.generation)
+    before = (r.store.count(), r.store.metadata_generation(), len(r.bm25), r.bm25.generation)
     try:
         result = call_search(r, mode, query, kwargs)
     except HybridRetrieverError:
         result = None
     except Exception as e:
         raise unexpected(e) from e
-    assert (r.store.count(), r.store.generation(), len(r.bm25), r.bm25.generation) == before
+    assert (
+        r.store.count(),
+        r.store.metadata_generation(),
+        len(r.bm25),
+        r.bm25.generation,
+    ) == before
     if result is None:
         return
     assert isinstance(result, list)

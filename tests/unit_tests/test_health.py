@@ -138,7 +138,7 @@ def test_a_write_between_the_two_generation_reads_is_under_way(
 ) -> None:
     store = retriever.store
     reads = iter([2, 4])  # a whole write landed between the reads: the count is of neither
-    monkeypatch.setattr(store, "generation", lambda: next(reads))
+    monkeypatch.setattr(store, "metadata_generation", lambda: next(reads))
     monkeypatch.setattr(store, "count", lambda: 99)
     status = HealthMonitor(retriever).health_check()
     assert status.status == "healthy"
@@ -199,9 +199,9 @@ def test_writes_of_a_live_writer_process_and_of_a_dead_one(tmp_path: Path) -> No
         text = detail(status, name)
         assert "the write at generation 5 never finished" in text
         assert "no process holds the writer lock" in text
-    assert retriever.store.generation() == 5  # reported, not settled
+    assert retriever.store.metadata_generation() == 5  # reported, not settled
     retriever.refresh()  # what a reader does: marks the dead write complete, resyncs BM25
-    assert retriever.store.generation() == 6
+    assert retriever.store.metadata_generation() == 6
     assert monitor.health_check().status == "healthy"
 
 
@@ -453,7 +453,7 @@ def test_cli_health_during_a_write_and_after_its_writer_died(
     for name in ("bm25_index", "bm25_files"):
         assert checks[name]["status"] == "degraded"
         assert f"the write at generation {generation} never finished" in checks[name]["detail"]
-    assert store.generation() == generation  # health settles nothing, rebuilds nothing
+    assert store.metadata_generation() == generation  # health settles nothing, rebuilds nothing
     assert Path("index/bm25/kb/manifest.json").read_bytes() == manifest
     assert not holds_writer_lock("index")
 

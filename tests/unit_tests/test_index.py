@@ -51,26 +51,26 @@ def test_a_write_keeps_its_odd_marker_beside_chroma_and_ends_in_the_collection(
 ) -> None:
     """The lean protocol: the odd marker is a file, the even one the collection's metadata."""
     store = persistent.store
-    before = store.generation()
+    before = store.metadata_generation()
     assert before % 2 == 0
-    assert persistent.generation() == before
+    assert persistent.write_generation() == before
     write = persistent._begin()
     assert write.generation == before + 1
-    assert store.generation() == before  # no Chroma round trip for the odd marker
-    assert persistent.generation() == before + 1  # but every reader sees it
+    assert store.metadata_generation() == before  # no Chroma round trip for the odd marker
+    assert persistent.write_generation() == before + 1  # but every reader sees it
     intent = _marker(persistent).read_text()
     assert intent.split() == [str(store.collection.id), f"{before + 1:020d}"]
-    assert _persistent(tmp_path).generation() == before + 1  # another opener sees it too
+    assert _persistent(tmp_path).write_generation() == before + 1  # another opener sees it too
     persistent._finish(write)
-    assert (store.generation(), persistent.generation()) == (before + 2, before + 2)
+    assert (store.metadata_generation(), persistent.write_generation()) == (before + 2, before + 2)
     assert persistent.bm25.generation == before + 2
 
 
 def test_writes_move_the_generation_by_two_and_bm25_follows(persistent: HybridIndex) -> None:
-    first = persistent.generation()
+    first = persistent.write_generation()
     _add(persistent, ["d"], ["saffron threads in paella"])
     persistent.delete(["a"])
-    assert persistent.store.generation() == persistent.generation() == first + 4
+    assert persistent.store.metadata_generation() == persistent.write_generation() == first + 4
     assert persistent.bm25.generation == first + 4
     assert sorted(persistent.bm25.ids) == ["b", "c", "d"]
     status = persistent.status()
@@ -86,7 +86,7 @@ def test_a_writer_that_died_after_its_odd_marker_is_settled_on_open(
 ) -> None:
     """A count-neutral replace whose writer died before the end marker is still detected."""
     store = persistent.store
-    before = store.generation()
+    before = store.metadata_generation()
     persistent._begin()
     store.upsert(["b"], ["saffron paella"], HashEmbeddings(16).embed_documents(["x"]), [None])
     release_writer_lock(tmp_path)  # the writer "dies": no end marker, no BM25 save
@@ -95,7 +95,8 @@ def test_a_writer_that_died_after_its_odd_marker_is_settled_on_open(
     assert status.collection is not None
     assert status.collection.generation == before + 1
     reopened = _persistent(tmp_path)
-    assert reopened.store.generation() == reopened.generation() == before + 2  # settled
+    settled = before + 2
+    assert reopened.store.metadata_generation() == reopened.write_generation() == settled
     assert reopened.bm25.generation == before + 2
     hit = reopened.bm25.get(["b"])[0]
     assert hit is not None
@@ -112,7 +113,7 @@ def test_a_live_writer_s_odd_marker_is_not_settled(persistent: HybridIndex, tmp_
         assert not status.dead_write
         assert not status.in_sync
         reopened = _persistent(tmp_path)
-        assert reopened.generation() % 2 == 1  # nothing settled behind a live writer's back
+        assert reopened.write_generation() % 2 == 1  # nothing settled behind a live writer's back
         assert "write is under way" in reopened.opened_from
     finally:
         holder.kill()
@@ -123,31 +124,31 @@ def test_a_live_writer_s_odd_marker_is_not_settled(persistent: HybridIndex, tmp_
 def test_an_intent_of_another_collection_or_an_old_one_is_ignored(
     persistent: HybridIndex,
 ) -> None:
-    generation = persistent.generation()
+    generation = persistent.write_generation()
     marker = _marker(persistent)
     assert marker.exists()  # the fixture's write left its marker, spent: older than Chroma's
 
     marker.write_text(f"{uuid.uuid4()} {generation + 7:020d}\n")  # a dropped collection's
-    assert persistent.generation() == generation
+    assert persistent.write_generation() == generation
     marker.write_text(f"{persistent.store.collection.id} {generation - 1:020d}\n")  # spent
-    assert persistent.generation() == generation
+    assert persistent.write_generation() == generation
     marker.write_text("garbage")
-    assert persistent.generation() == generation
+    assert persistent.write_generation() == generation
 
 
 def test_ephemeral_writes_keep_the_marker_in_the_process(collection_name: str) -> None:
     store = ChromaStore(StoreConfig(mode="ephemeral", collection=collection_name))
     index = HybridIndex.open(store)
     _add(index, ["a"], ["espresso"])
-    assert (store.generation(), index.generation()) == (2, 2)
+    assert (store.metadata_generation(), index.write_generation()) == (2, 2)
     write = index._begin()
-    assert (store.generation(), index.generation()) == (2, 3)
+    assert (store.metadata_generation(), index.write_generation()) == (2, 3)
     other = HybridIndex(
         ChromaStore(StoreConfig(mode="ephemeral", collection=collection_name)), index.bm25
     )
-    assert other.generation() == 3  # another index of the collection in this process sees it
+    assert other.write_generation() == 3  # another index of the collection in this process sees it
     index._finish(write)
-    assert other.generation() == 4
+    assert other.write_generation() == 4
 
 
 def test_apply_changes_brings_given_ids_up_to_date_from_chroma(persistent: HybridIndex) -> None:
@@ -159,7 +160,7 @@ def test_apply_changes_brings_given_ids_up_to_date_from_chroma(persistent: Hybri
     )
     store.delete(["a"])
     assert "a" in persistent.bm25
-    assert persistent.apply_changes(["a", "b", "e", "never"], generation=10) == 2
+    assert persistent.apply_changes(["a", "b", "e", "never"], bm25_generation=10) == 2
     assert sorted(persistent.bm25.ids) == ["b", "c", "e"]
     assert persistent.bm25.search("saffron", 5)[0].id in {"b", "e"}
     assert persistent.bm25.generation == 10
@@ -225,15 +226,15 @@ def test_change_signal_of_a_foreign_client_is_the_one_refresh_compares(
     metadata_before = store.collection.metadata
     signal = change_signal(store.client, store.config.chroma_collection)
     assert store.collection.metadata == metadata_before  # opening it modified nothing
-    assert signal() == (index.generation(), 2)
+    assert signal() == (index.write_generation(), 2)
     write = index._begin()  # the odd marker lives outside the collection's metadata
     assert signal() == (write.generation, 2)
     assert write.generation % 2 == 1
-    assert store.generation() == write.generation - 1
+    assert store.metadata_generation() == write.generation - 1
     index._finish(write)
     _add(index, ["c"], ["grind"])
-    assert signal() == (index.generation(), 3)
-    assert index.generation() % 2 == 0
+    assert signal() == (index.write_generation(), 3)
+    assert index.write_generation() % 2 == 0
 
 
 def test_change_signal_of_a_missing_collection_raises(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_the_next_batch_is_embedded_while_one_is_written(collection_name: str) -
     assert (result.written, result.batches) == (40, 4)
     assert embedding.embedded_documents == 40, "each text embedded once"
     assert retriever.store.count() == 40
-    assert retriever.index.generation() == 2 * 4, "one write (two generation steps) per batch"
+    assert retriever.index.write_generation() == 2 * 4, "one write (two generation steps) per batch"
 
 
 @pytest.mark.parametrize("depth", [1, 3])
@@ -166,7 +166,7 @@ def test_a_failed_first_embedding_raises_it_and_writes_nothing(collection_name: 
     with pytest.raises(OSError, match="embedding call 0 failed"):
         retriever.add_documents(_docs(30), batch_size=10)
     assert retriever.store.count() == 0
-    assert retriever.index.generation() == 0
+    assert retriever.index.write_generation() == 0
 
 
 def test_large_add_documents_goes_through_the_pipeline(
@@ -181,7 +181,7 @@ def test_large_add_documents_goes_through_the_pipeline(
     assert len(ids) == 600
     assert embedding.embedded_documents == 600
     assert retriever.store.count() == len(retriever.bm25) == 600
-    assert retriever.index.generation() == 2 * 5, "five batches of 128: five writes"
+    assert retriever.index.write_generation() == 2 * 5, "five batches of 128: five writes"
     progress = [r.getMessage() for r in caplog.records if r.name == "langchain_hybrid.ingest"]
     assert progress[0] == "indexing: 3 files, 0/600 chunks (0%), -- passages/s, ETA --"
     assert progress[-1].startswith("indexing: 3 files, 600/600 chunks (100%), ")
@@ -189,7 +189,7 @@ def test_large_add_documents_goes_through_the_pipeline(
     assert hits[0].id == ids[599]
     small = _retriever(collection_name + "-small")
     small.add_documents(docs[:511])
-    assert small.index.generation() == 2, "below 512 documents: one write"
+    assert small.index.write_generation() == 2, "below 512 documents: one write"
 
 
 def test_pipeline_rejects_a_bad_batch_size() -> None:

@@ -22,12 +22,20 @@ def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
     release_writer_lock(tmp_path)  # as if this process had only read
     holder = hold_writer_lock(tmp_path)
     try:
-        before = (retriever.store.count(), len(retriever.bm25), retriever.store.generation())
+        before = (
+            retriever.store.count(),
+            len(retriever.bm25),
+            retriever.store.metadata_generation(),
+        )
         with pytest.raises(WriterLockError, match=rf"pid {holder.pid}"):
             retriever.add_documents([Document(id="b", page_content="bananas")])
         with pytest.raises(WriterLockError):
             retriever.delete(["a"])
-        after = (retriever.store.count(), len(retriever.bm25), retriever.store.generation())
+        after = (
+            retriever.store.count(),
+            len(retriever.bm25),
+            retriever.store.metadata_generation(),
+        )
         assert after == before  # nothing written
         assert [d.id for d in retriever.invoke("apples")] == ["a"]  # reading is fine
     finally:

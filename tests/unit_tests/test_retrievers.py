@@ -81,7 +81,7 @@ def retriever(embedding: HashEmbeddings, collection_name: str) -> HybridRetrieve
 
 
 def _snapshot(r: HybridRetriever) -> tuple[int, int, list[str], int]:
-    return (r.store.count(), len(r.bm25), sorted(r.bm25.ids), r.store.generation())
+    return (r.store.count(), len(r.bm25), sorted(r.bm25.ids), r.store.metadata_generation())
 
 
 # ---------------------------------------------------------------------- standard suite
@@ -618,7 +618,7 @@ def test_bm25_is_rebuilt_from_chroma(
             tmp_path, collection_name="kb", embedding=HashEmbeddings(), bm25_params=params
         )
     assert len(reopened.bm25) == len(CORPUS)
-    assert reopened.bm25.generation == reopened.store.generation()
+    assert reopened.bm25.generation == reopened.store.metadata_generation()
     assert reopened.bm25.generation % 2 == 0  # a dead writer's write is marked complete
     if params is None:
         assert [d.id for d in reopened.invoke("coffee grind", k=5)] == expected
@@ -674,7 +674,7 @@ def test_deferred_save_writes_bm25_once_at_the_end(
         retriever.delete(["net-1"])
         assert manifest.read_bytes() == before  # nothing saved inside the block
     reopened = HybridRetriever.load(tmp_path, collection_name="kb", embedding=HashEmbeddings())
-    assert reopened.bm25.generation == retriever.store.generation()
+    assert reopened.bm25.generation == retriever.store.metadata_generation()
     assert {"x1", "x2"} <= set(reopened.bm25.ids)
     assert "net-1" not in reopened.bm25
 
@@ -786,10 +786,10 @@ def test_writes_leave_an_even_generation_that_bm25_matches(
     retriever = HybridRetriever.from_documents(
         corpus_documents(), embedding=embedding, persist_directory=tmp_path, collection_name="kb"
     )
-    first = retriever.store.generation()
+    first = retriever.store.metadata_generation()
     retriever.add_documents([Document(id="new", page_content="Saffron threads in paella")])
     retriever.delete(["new"])
-    generation = retriever.store.generation()
+    generation = retriever.store.metadata_generation()
     assert generation % 2 == 0
     assert generation == first + 4  # each write: odd while under way, even once complete
     assert retriever.bm25.generation == generation

@@ -190,7 +190,7 @@ def test_retriever_write_with_another_dimension_changes_neither_leg(
         documents[:3], embedding=embedding, collection_name=collection_name, k=3
     )
     before = [d.id for d in retriever.invoke("espresso grind")]
-    generation = retriever.store.generation()
+    generation = retriever.store.metadata_generation()
     retriever.embedding = HashEmbeddings(dim=8)  # a different model on the same index
     with pytest.raises(BatchWriteError) as info:
         retriever.add_documents(documents[3:])
@@ -202,8 +202,8 @@ def test_retriever_write_with_another_dimension_changes_neither_leg(
     assert sorted(retriever.bm25.ids) == ["d0", "d1", "d2"]
     assert [d.id for d in retriever.invoke("espresso grind")] == before
     assert retriever.invoke("compost garden soil", weights=(1.0, 0.0)) == []
-    assert retriever.store.generation() % 2 == 0  # the failed write was closed
-    assert retriever.store.generation() > generation
+    assert retriever.store.metadata_generation() % 2 == 0  # the failed write was closed
+    assert retriever.store.metadata_generation() > generation
 
 
 # ---------------------------------------------------------------------- reads and replaces
@@ -253,17 +253,17 @@ def test_generation_is_odd_during_a_write_and_survives_reopen(
     tmp_path: Path, collection_name: str
 ) -> None:
     store = _persistent(tmp_path, collection_name)
-    assert store.generation() == 0
+    assert store.metadata_generation() == 0
     assert store.begin_write() == 1
-    assert store.generation() == 1
+    assert store.metadata_generation() == 1
     assert store.end_write() == 2
     assert store.begin_write() == 3
     assert store.begin_write() == 5  # the writer of 3 died mid-write: still odd, but newer
     store.reopen()
-    assert store.generation() == 5
+    assert store.metadata_generation() == 5
     assert _persistent(tmp_path, collection_name).end_write() == 6
     store.reopen()
-    assert store.generation() == 6
+    assert store.metadata_generation() == 6
     # an end past a generation recorded elsewhere (an embedded writer's intent marker, 9)
     assert store.end_write(at_least=9) == 10
     assert store.begin_write() == 11
@@ -355,10 +355,10 @@ def test_repair_vectors_of_a_complete_index_changes_nothing(
 ) -> None:
     store = _persistent(tmp_path, collection_name)
     _fill(store)
-    generation = store.generation()
+    generation = store.metadata_generation()
     assert store.repair_vectors(IDS) == []
     assert store.repair_vectors(IDS, rewrite=False) == []
-    assert (store.count(), store.generation()) == (len(IDS), generation)
+    assert (store.count(), store.metadata_generation()) == (len(IDS), generation)
     assert store.repair_vectors([]) == []
 
 
@@ -381,7 +381,9 @@ def test_first_write_records_the_embedding_model(tmp_path: Path) -> None:
         persist_directory=tmp_path,
         collection_name="kb",
     )
-    assert retriever.index.generation() == 2, "recorded in the write's own modify: no extra step"
+    assert retriever.index.write_generation() == 2, (
+        "recorded in the write's own modify: no extra step"
+    )
     assert _stored_record(tmp_path, "kb") == "HashEmbeddings"
     assert retriever.store.collection.metadata["langchain_hybrid_generation"] == 2
 

@@ -697,7 +697,7 @@ def test_chroma_staleness_check_follows_a_hybrid_retrievers_writes(tmp_path: Pat
         client=retriever.store.client,
     )
     check = chroma_staleness_check(chroma)
-    assert check() == (index.generation(), len(CORPUS))
+    assert check() == (index.write_generation(), len(CORPUS))
     store = CachedVectorStore(chroma, staleness_check=check, check_interval_seconds=0)
     before = [d.id for d in store.similarity_search("router", k=2)]
     assert before[0] == "net-1"
@@ -706,10 +706,10 @@ def test_chroma_staleness_check_follows_a_hybrid_retrievers_writes(tmp_path: Pat
     assert store.similarity_search("router", k=2)[0].id == "net-1"
     assert store.cache_stats()["hits"] == 1  # cached while nothing changed
     write = index._begin()  # under way: its odd marker is a file beside Chroma's database
-    assert check()[0] == write.generation == index.generation()
+    assert check()[0] == write.generation == index.write_generation()
     index._finish(write)
     # a count-neutral rewrite through the retriever: the generation alone tells
     retriever.add_documents([Document(id="cof-1", page_content="router router router")])
-    assert check() == (index.generation(), len(CORPUS))
+    assert check() == (index.write_generation(), len(CORPUS))
     assert store.similarity_search("router", k=2) == chroma.similarity_search("router", k=2)
     assert "cof-1" in [d.id for d in store.similarity_search("router", k=2)]
