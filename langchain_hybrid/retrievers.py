@@ -1305,7 +1305,7 @@ class HybridRetriever(BaseRetriever):
         if params.group_by is None:
             found = self._found(ranked[: params.rerank_k])
         else:
-            found = _best_per_group(self._found(ranked), params.group_by)
+            found = self._found_groups(ranked, params.group_by, params.rerank_k)
             short = len(found) < params.rerank_k and _some_leg_cut(runs, params.fetch_k)
         degraded = ",".join(failed) if failed else None
         candidates = [table.document(hit, degraded) for hit in found[: params.rerank_k]]
@@ -1318,6 +1318,21 @@ class HybridRetriever(BaseRetriever):
         """
         hydrated = self._hydrate([fused.id for fused in ranked])
         return [_Found(fused, *hydrated[fused.id]) for fused in ranked if fused.id in hydrated]
+
+    def _found_groups(self, ranked: Sequence[Fused], key: str, want: int) -> list[_Found]:
+        """Each group's best fused document, in fused order, until ``want`` groups are found.
+
+        Read in batches down the fused order (``want`` documents, then twice as many each time),
+        so the texts of candidates past the ``want``-th group are not read. All groups when
+        there are fewer than ``want``.
+        """
+        found: list[_Found] = []
+        seen: set[tuple[str, Any]] = set()
+        start, size = 0, want
+        while start < len(ranked) and len(found) < want:
+            found += _best_per_group(self._found(ranked[start : start + size]), key, seen)
+            start, size = start + size, size * 2
+        return found
 
     def _reranked(
         self,
@@ -1435,9 +1450,11 @@ def _raise_leg_failure(failed: Mapping[str, BaseException], *, every: bool) -> N
     raise AllLegsFailedError(msg) from error
 
 
-def _best_per_group(found: Iterable[_Found], key: str) -> list[_Found]:
-    """Each group's first (best fused) document; a document without ``key`` is its own group."""
-    seen: set[tuple[str, Any]] = set()
+def _best_per_group(found: Iterable[_Found], key: str, seen: set[tuple[str, Any]]) -> list[_Found]:
+    """Each group's first (best fused) document; a document without ``key`` is its own group.
+
+    ``seen`` holds the groups already kept (by earlier batches); the new ones are added to it.
+    """
     kept = []
     for item in found:
         if key in item.metadata:

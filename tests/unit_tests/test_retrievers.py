@@ -185,6 +185,36 @@ def test_texts_are_read_for_the_final_k_only(
         assert (doc.page_content, metadata) == stored[doc.id]
 
 
+def test_grouping_reads_texts_down_the_fused_order_only_as_far_as_needed(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``group_by`` reads candidates in batches (``k``, then twice as many) until ``k`` groups,
+    not every fused candidate; the groups are those of the whole fused order."""
+    query = "coffee grind water python router"
+    fused = retriever.invoke(query, k=len(CORPUS))
+    expected, sources = [], set()
+    for doc in fused:  # each source's best document, in fused order
+        if doc.metadata["source"] not in sources:
+            sources.add(doc.metadata["source"])
+            expected.append(doc.id)
+    reads: list[list[str]] = []
+    real_get = BM25Index.get
+
+    def recording_get(self: BM25Index, ids: Any) -> Any:
+        reads.append(list(ids))
+        return real_get(self, reads[-1])
+
+    monkeypatch.setattr(BM25Index, "get", recording_get)
+    for k in (1, 2, 3):
+        reads.clear()
+        docs = retriever.invoke(query, k=k, group_by="source")
+        assert [d.id for d in docs] == expected[:k]
+        read = [i for batch in reads for i in batch]
+        assert read == [d.id for d in fused[: len(read)]]  # a prefix of the fused order
+        assert len(read) < len(fused), k  # not the whole list: the k groups come early
+        assert all(len(batch) == k * 2**i for i, batch in enumerate(reads[:-1])), reads
+
+
 def test_fusion_matches_the_pure_function(retriever: HybridRetriever) -> None:
     query = "coffee grind water"
     bm25 = retriever.search_leg("bm25", query, k=12)
