@@ -8,7 +8,8 @@ seeded corpus (``benchmarks/corpus.py``, hashing embedding, in-memory Chroma, ``
 a seeded random order of (revision, variant), so both see the same load. Only one worker runs at
 a time. Variants: ``plain`` (``invoke``), ``noop_handler`` (a callback handler that does
 nothing: LangChain's run bookkeeping and the legs' child runs), ``metrics_handler``
-(:class:`~langchain_hybrid.RetrievalMetricsHandler`), and ``async`` (``ainvoke``, no handler).
+(:class:`~langchain_hybrid.RetrievalMetricsHandler`), ``async`` (``ainvoke``, no handler) and
+``group_by`` (``group_by="source"``, eight documents per source).
 A revision's variants must give equal answers (ids, fused scores, texts); across revisions they
 are not compared (each process builds its own HNSW graph, whose vector scores differ slightly:
 the unit tests pin the answers instead).
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ("plain", "noop_handler", "metrics_handler", "async")
+VARIANTS = ("plain", "noop_handler", "metrics_handler", "async", "group_by")
 
 
 def _worker(docs: int) -> None:
@@ -50,8 +51,11 @@ def _worker(docs: int) -> None:
     from langchain_hybrid import HybridRetriever, RetrievalMetricsHandler  # noqa: PLC0415
 
     corpus = generate_corpus(docs, seed=2)
+    documents = corpus.documents()
+    for doc in documents:  # eight chunks per source, as in test_bench_pipeline.py
+        doc.metadata["source"] = f"s{doc.metadata['n'] // 8}"
     retriever = HybridRetriever.from_documents(
-        corpus.documents(),
+        documents,
         embedding=HashingEmbeddings(),
         collection_name=f"ab-{uuid.uuid4().hex[:12]}",
         k=10,
@@ -72,6 +76,8 @@ def _worker(docs: int) -> None:
         started = time.perf_counter()
         if variant == "async":
             documents = loop.run_until_complete(retriever.ainvoke(query))
+        elif variant == "group_by":
+            documents = retriever.invoke(query, group_by="source")
         else:
             documents = retriever.invoke(query, config=configs[variant])
         seconds = time.perf_counter() - started
