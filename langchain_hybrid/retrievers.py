@@ -1,7 +1,16 @@
 """HybridRetriever: run the BM25 and vector legs at once, fuse their ranks, cut to ``k``.
 
 Orchestration only: scoring lives in :mod:`langchain_hybrid.bm25`, storage in
-:mod:`langchain_hybrid.stores`, fusion in :mod:`langchain_hybrid.fusion`.
+:mod:`langchain_hybrid.stores`, fusion in :mod:`langchain_hybrid.fusion`, the index lifecycle
+in :mod:`langchain_hybrid.index`.
+
+A query, in the order the code runs it: ``_keyed_params`` (validated :class:`SearchParams` and
+the cache key) -> the result cache -> ``_run_legs`` (each leg's ``_rank``: :class:`LegHit` ids
+and scores, no texts; as a child run ``bm25`` / ``vector`` when a callback handler is attached)
+-> ``_combine`` (:func:`~langchain_hybrid.fusion.fuse`, ``group_by``, and ``_found``: the only
+read of texts and metadata, for the kept candidates) -> ``_reranked`` -> cut to ``k``.
+:meth:`HybridRetriever.rank_leg` is one leg's ranking as fused; :meth:`HybridRetriever.search_leg`
+one leg alone with texts.
 """
 
 from __future__ import annotations
