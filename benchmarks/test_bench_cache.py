@@ -217,8 +217,8 @@ def test_cache_hybrid_uncached(
     for query in distinct_queries[:CHECKED]:
         documents = retriever.invoke(query)
         assert len(documents) == K == len({d.id for d in documents}), query
-        params = retriever._params(query, {})
-        runs = [leg_run(leg, retriever.leg_search(leg, params), params.fetch_k) for leg in LEGS]
+        depth = retriever.fetch_k
+        runs = [leg_run(leg, retriever.rank_leg(leg, query, fetch_k=depth), depth) for leg in LEGS]
         expected = fuse(retriever.fusion, runs, retriever.weights, rrf_k=retriever.rrf_k)[:K]
         assert [d.id for d in documents] == [f.id for f in expected], query
 

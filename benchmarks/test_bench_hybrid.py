@@ -9,7 +9,7 @@ time is equal and small on both sides), same in-memory Chroma engine (one epheme
 * baseline: ``EnsembleRetriever([BM25Retriever(k=10), Chroma.as_retriever(k=10)],
   weights=[0.5, 0.5])``, LangChain's documented hybrid recipe: legs run one after the other,
   the union of both top-10s is returned (10-20 documents).
-* ours, one leg at a time (``leg_search``, depth 50), and LangChain's Chroma leg alone (top 10),
+* ours, one leg at a time (``rank_leg``, depth 50), and LangChain's Chroma leg alone (top 10),
   to show where the hybrid time goes.
 """
 
@@ -29,7 +29,7 @@ from langchain_classic.retrievers import EnsembleRetriever
 from langchain_core.retrievers import BaseRetriever
 
 from langchain_hybrid.fusion import rrf
-from langchain_hybrid.retrievers import HybridRetriever, SearchParams
+from langchain_hybrid.retrievers import HybridRetriever
 
 with warnings.catch_warnings():  # langchain-community warns on import that it is sunset
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -109,10 +109,6 @@ def exact(hybrid_corpus: Corpus, embeddings: HashingEmbeddings) -> Exact:
     )
 
 
-def _params(retriever: HybridRetriever, query: str) -> SearchParams:
-    return retriever._params(query, {})
-
-
 @pytest.mark.benchmark(group=GROUP)
 def test_hybrid_ours(
     benchmark, settings: BenchSettings, hybrid_corpus: Corpus, ours: HybridRetriever
@@ -132,10 +128,7 @@ def test_hybrid_ours(
         documents = ours.invoke(query)
         ids = [d.id for d in documents]
         assert len(ids) == K == len(set(ids)), query
-        params = _params(ours, query)
-        runs = [
-            [(h.id, h.score) for h in ours.leg_search(leg, params)] for leg in ("bm25", "vector")
-        ]
+        runs = [[(h.id, h.score) for h in ours.rank_leg(leg, query)] for leg in ("bm25", "vector")]
         fused = rrf(runs, ours.weights, rrf_k=ours.rrf_k)[:K]
         assert ids == [f.id for f in fused], f"invoke disagrees with RRF of the legs for {query!r}"
         np.testing.assert_allclose(
@@ -172,23 +165,22 @@ def test_hybrid_ours_leg(
     benchmark, settings: BenchSettings, hybrid_corpus: Corpus, ours: HybridRetriever, leg: str
 ) -> None:
     benchmark.extra_info.update(docs=len(hybrid_corpus), role="ours", fetch_k=FETCH_K)
-    params = [_params(ours, q) for q in hybrid_corpus.queries]
     hits = benchmark.pedantic(
-        ours.leg_search,
-        setup=QueryCycle(params, leg),
+        ours.rank_leg,
+        setup=QueryCycle(hybrid_corpus.queries, leg),
         rounds=settings.rounds,
         warmup_rounds=settings.warmup(settings.rounds),
         iterations=1,
     )
     assert hits
-    for p in params[:CHECKED]:
-        hits = ours.leg_search(leg, p)
-        matching = int(np.count_nonzero(ours.bm25.scores(p.query) > 0.0)) if leg == "bm25" else None
-        assert len(hits) == min(FETCH_K, matching or FETCH_K), p.query
+    for query in hybrid_corpus.queries[:CHECKED]:
+        hits = ours.rank_leg(leg, query)  # type: ignore[arg-type]
+        matching = int(np.count_nonzero(ours.bm25.scores(query) > 0.0)) if leg == "bm25" else None
+        assert len(hits) == min(FETCH_K, matching or FETCH_K), query
         scores = [h.score for h in hits]
-        assert scores == sorted(scores, reverse=True), p.query
+        assert scores == sorted(scores, reverse=True), query
         if leg == "bm25":
-            assert [h.id for h in hits] == [h.id for h in ours.bm25.search(p.query, FETCH_K)]
+            assert [h.id for h in hits] == [h.id for h in ours.bm25.search(query, FETCH_K)]
 
 
 @pytest.mark.benchmark(group=GROUP)
@@ -215,7 +207,7 @@ def test_vector_legs_quality(ours: HybridRetriever, stock: Stock, exact: Exact) 
     """
     ours_quality, stock_quality = [], []
     for query in exact.similarity:
-        hits = ours.leg_search("vector", _params(ours, query))[:K]
+        hits = ours.rank_leg("vector", query)[:K]
         ours_quality.append(exact.quality(query, [h.id for h in hits]))
         stock_quality.append(exact.quality(query, [str(d.id) for d in stock.vector.invoke(query)]))
     for quality in (ours_quality, stock_quality):

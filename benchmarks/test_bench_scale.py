@@ -223,10 +223,10 @@ def _reference(method: str, runs: list[LegRun]) -> dict[str, float]:
 def test_scale_fusion(benchmark: Any, settings: BenchSettings, scale: Scale, method: str) -> None:
     _need_vectors(scale)
     corpus, ours = scale.corpus, scale.ours
-    all_runs = []  # what the retriever fuses: BM25 with its population, floor and depth
-    for query in corpus.queries[:FUSION_QUERIES]:
-        params = ours._params(query, {"fetch_k": FETCH_K})
-        all_runs.append([leg_run(leg, ours.leg_search(leg, params), FETCH_K) for leg in LEGS])
+    all_runs = [  # what the retriever fuses: BM25 with its population, floor and depth
+        [leg_run(leg, ours.rank_leg(leg, query, fetch_k=FETCH_K), FETCH_K) for leg in LEGS]
+        for query in corpus.queries[:FUSION_QUERIES]
+    ]
     function = {"zscore": zscore, "rrf": rrf}[method]
     lengths = [len(run.hits) for runs in all_runs for run in runs]
     benchmark.extra_info.update(scale.info("ours", mean_leg_length=round(float(np.mean(lengths)))))
@@ -257,8 +257,8 @@ def _ids(documents: list[Document]) -> list[str | None]:
 
 def _check_hybrid(ours: HybridRetriever, query: str, documents: list[Document]) -> None:
     """``documents`` are the fusion of the two legs, cut to ``k``, with their texts."""
-    params = ours._params(query, {})
-    runs = [leg_run(leg, ours.leg_search(leg, params), params.fetch_k) for leg in LEGS]
+    depth = ours.fetch_k
+    runs = [leg_run(leg, ours.rank_leg(leg, query, fetch_k=depth), depth) for leg in LEGS]
     expected = fuse(ours.fusion, runs, ours.weights, rrf_k=ours.rrf_k)[:K]
     assert _ids(documents) == [f.id for f in expected], query
     np.testing.assert_allclose(

@@ -634,12 +634,13 @@ def leg_runs(
 ) -> dict[int, LegRuns]:
     """Each leg's ranked list (a :class:`~langchain_hybrid.fusion.LegRun`) per query and depth.
 
-    ``out[depth][leg][query_id]`` is what the retriever's leg search returns when a hybrid
-    search fetches ``depth`` candidates per leg (the same calls; each query is embedded once).
+    ``out[depth][leg][query_id]`` is what the retriever's leg returns when a hybrid search
+    fetches ``depth`` candidates per leg (:meth:`HybridRetriever.rank_leg`, the call a search
+    makes; each query is embedded once).
     Depths are searched separately, not cut from the deepest list: Chroma searches HNSW with a
     beam of ``max(ef_search, n)``, so a deeper search need not start with a shallower one.
     """
-    from langchain_hybrid.retrievers import LEGS, SearchParams, leg_run  # noqa: PLC0415
+    from langchain_hybrid.retrievers import LEGS, leg_run  # noqa: PLC0415
 
     wanted = sorted(set(depths))
     out: dict[int, LegRuns] = {d: {leg: {} for leg in LEGS} for d in wanted}
@@ -651,24 +652,9 @@ def leg_runs(
     for qid, text in items:
         vector = retriever.embedding.embed_query(text)
         for depth in wanted:
-            params = SearchParams(
-                query=text,
-                k=depth,
-                fetch_k=depth,
-                weights=retriever.weights,
-                fusion=retriever.fusion,
-                rrf_k=retriever.rrf_k,
-                where=None,
-                node=None,
-                rerank_k=depth,
-                group_by=None,
-            )
-            hits = {
-                "bm25": retriever.leg_search("bm25", params),
-                "vector": retriever.vector_leg_search(vector, params),
-            }
             for leg in LEGS:
-                out[depth][leg][qid] = leg_run(leg, hits[leg], depth)
+                hits = retriever.rank_leg(leg, text, fetch_k=depth, embedding=vector)
+                out[depth][leg][qid] = leg_run(leg, hits, depth)
     return out
 
 

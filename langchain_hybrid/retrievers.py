@@ -1,7 +1,16 @@
 """HybridRetriever: run the BM25 and vector legs at once, fuse their ranks, cut to ``k``.
 
 Orchestration only: scoring lives in :mod:`langchain_hybrid.bm25`, storage in
-:mod:`langchain_hybrid.stores`, fusion in :mod:`langchain_hybrid.fusion`.
+:mod:`langchain_hybrid.stores`, fusion in :mod:`langchain_hybrid.fusion`, the index lifecycle
+in :mod:`langchain_hybrid.index`.
+
+A query, in the order the code runs it: ``_keyed_params`` (validated :class:`SearchParams` and
+the cache key) -> the result cache -> ``_run_legs`` (each leg's ``_rank``: :class:`LegHit` ids
+and scores, no texts; as a child run ``bm25`` / ``vector`` when a callback handler is attached)
+-> ``_combine`` (:func:`~langchain_hybrid.fusion.fuse`, ``group_by``, and ``_found``: the only
+read of texts and metadata, for the kept candidates) -> ``_reranked`` -> cut to ``k``.
+:meth:`HybridRetriever.rank_leg` is one leg's ranking as fused; :meth:`HybridRetriever.search_leg`
+one leg alone with texts.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -211,7 +221,13 @@ def leg_run(leg: str, hits: Sequence[LegHit], depth: int) -> LegRun:
 
 
 class _Leg(BaseRetriever):
-    """One retrieval leg as a child retriever run, so traces and callbacks nest per leg."""
+    """One retrieval leg as a child retriever run ``bm25`` / ``vector``, so traces nest per leg.
+
+    Used only when a callback handler is attached. It ranks with the same
+    :meth:`HybridRetriever._rank` as an unwatched search and appends the hits to the list
+    passed as ``ranked`` (the search fuses those); the handlers see them as documents made from
+    the same hits (:func:`_trace_documents`), never read back.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -221,30 +237,16 @@ class _Leg(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        params: SearchParams = kwargs["params"]
-        hits = self.parent.leg_search(self.leg, params)
-        return [_hit_document(hit, hits) for hit in hits]
+        hits: LegHits = self.parent._rank(self.leg, kwargs["params"])  # noqa: SLF001
+        kwargs["ranked"].append(hits)
+        return _trace_documents(self.leg, hits)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        params: SearchParams = kwargs["params"]
-        if self.leg == "vector":
-            embedding = await self.parent.embedding.aembed_query(params.query)
-            hits = await asyncio.get_running_loop().run_in_executor(
-                _executor(),
-                self.parent.vector_leg_search,
-                embedding,
-                params,
-            )
-        else:
-            hits = await asyncio.get_running_loop().run_in_executor(
-                _executor(),
-                self.parent.leg_search,
-                self.leg,
-                params,
-            )
-        return [_hit_document(hit, hits) for hit in hits]
+        hits: LegHits = await self.parent._arank(self.leg, kwargs["params"])  # noqa: SLF001
+        kwargs["ranked"].append(hits)
+        return _trace_documents(self.leg, hits)
 
 
 class _Rerank(BaseRetriever):
@@ -280,26 +282,19 @@ class _Rerank(BaseRetriever):
         )
 
 
-def _hit_document(hit: LegHit, hits: Sequence[LegHit] = ()) -> Document:
-    metadata = {**hit.metadata, "_score": hit.score}
-    if hit.text is None:
-        metadata["_bare"] = True
-    if isinstance(hits, LegHits) and hits.population is not None:
-        metadata["_population"] = tuple(hits.population)
-    return Document(id=hit.id, page_content=hit.text or "", metadata=metadata)
+def _trace_documents(leg: str, hits: Sequence[LegHit]) -> list[Document]:
+    """A leg's hits as its child run reports them: id, no text, the leg's rank and score."""
+    rank_key, score_key = f"{leg}_rank", f"{leg}_score"
+    return [
+        Document(id=hit.id, page_content="", metadata={rank_key: rank, score_key: hit.score})
+        for rank, hit in enumerate(hits, start=1)
+    ]
 
 
-def _leg_hits(documents: Sequence[Document]) -> LegHits:
-    out = LegHits()
-    for doc in documents:
-        metadata = dict(doc.metadata)
-        score = float(metadata.pop("_score"))
-        text = None if metadata.pop("_bare", False) else doc.page_content
-        population = metadata.pop("_population", None)
-        if population is not None:
-            out.population = Population(*population)
-        out.append(LegHit(str(doc.id), score, text, metadata))
-    return out
+def _check_leg(leg: object) -> None:
+    if leg not in LEGS:
+        msg = f"unknown leg {leg!r}; expected one of {LEGS}"
+        raise InvalidQueryError(msg)
 
 
 def _valid_weights(value: object) -> tuple[float, ...]:
@@ -463,12 +458,12 @@ class HybridRetriever(BaseRetriever):
     @property
     def index(self) -> HybridIndex:
         """The Chroma collection + BM25 index pair this retriever searches and writes."""
-        return cast("HybridIndex", self._hot()["_index"])
+        return cast("HybridIndex", self._private_attrs()["_index"])
 
     @property
     def bm25(self) -> BM25Index:
         """The BM25 index (owned by :attr:`index`; replaced when it resyncs)."""
-        return cast("BM25Index", self._hot()["_index"].bm25)
+        return cast("BM25Index", self._private_attrs()["_index"].bm25)
 
     @bm25.setter
     def bm25(self, value: BM25Index) -> None:
@@ -911,11 +906,12 @@ class HybridRetriever(BaseRetriever):
         Yes if another retriever of this process wrote to the store, or if
         ``refresh_interval_seconds`` have passed since the last check.
         """
-        hot = self._hot()
-        if hot["_index"].local_writes_pending():
+        private = self._private_attrs()
+        if private["_index"].local_writes_pending():
             return True
         return (
-            self.refresh_interval_seconds is not None and time.monotonic() >= hot["_next_refresh"]
+            self.refresh_interval_seconds is not None
+            and time.monotonic() >= private["_next_refresh"]
         )
 
     def _maybe_refresh(self) -> None:
@@ -952,8 +948,12 @@ class HybridRetriever(BaseRetriever):
         return params
 
     # ------------------------------------------------------------------ search
-    def _hot(self) -> dict[str, Any]:
-        """The private attributes, read without pydantic's slow ``__getattr__`` (hot paths)."""
+    def _private_attrs(self) -> dict[str, Any]:
+        """Pydantic's dict of the private attributes, to read them without its ``__getattr__``.
+
+        ``self._x`` on a pydantic model goes through ``BaseModel.__getattr__``, which is slow;
+        the query path reads a few private attributes per call, so it reads them here.
+        """
         return cast("dict[str, Any]", self.__pydantic_private__)
 
     def _params(self, query: object, kwargs: Mapping[str, Any]) -> SearchParams:
@@ -974,7 +974,7 @@ class HybridRetriever(BaseRetriever):
                 self.reranker is None,
                 self.adaptive,
             )
-            defaults = self._hot()["_defaults"]
+            defaults = self._private_attrs()["_defaults"]
             if defaults is None or defaults[0] != current:
                 validated = self._validate(query, {})
                 defaults = self._defaults = (current, validated[1:], validated.key_prefix())
@@ -1027,45 +1027,113 @@ class HybridRetriever(BaseRetriever):
     def search_leg(self, leg: Literal["bm25", "vector"], query: str, **kwargs: Any) -> list[LegHit]:
         """Search one leg alone (diagnostics, evaluation, the CLI's ``--mode``), best first.
 
-        Takes the same per-call arguments as ``invoke``; ``k`` is the number of hits returned.
+        Takes the same per-call arguments as ``invoke``; ``k`` is the number of hits returned,
+        each with its text and metadata (:meth:`rank_leg`: ids and scores only).
 
         Raises:
             InvalidQueryError: bad query or arguments.
             InvalidFilterError: bad filter.
         """
-        if leg not in LEGS:
-            msg = f"unknown leg {leg!r}; expected one of {LEGS}"
-            raise InvalidQueryError(msg)
+        _check_leg(leg)
         params = self._params(query, kwargs)
-        hits = self.leg_search(leg, params._replace(fetch_k=params.k))
-        found = self._hydrate([h.id for h in hits if h.text is None])
+        hits = self._rank(leg, params._replace(fetch_k=params.k))
+        found = self._hydrate([h.id for h in hits])
         return [
             h._replace(text=found[h.id][0], metadata=found[h.id][1]) if h.id in found else h
             for h in hits
         ]
 
-    def leg_search(self, leg: str, params: SearchParams) -> list[LegHit]:
-        """Run one leg's search (what the leg's child run does), best first.
+    def rank_leg(
+        self,
+        leg: Literal["bm25", "vector"],
+        query: str,
+        *,
+        fetch_k: int | None = None,
+        filter: Mapping[str, Any] | None = None,  # noqa: A002 - the per-call argument's name
+        embedding: Sequence[float] | None = None,
+    ) -> LegHits:
+        """One leg's ranking as a hybrid search fuses it: ids and scores, best first, no texts.
 
-        The BM25 leg's list is a :class:`LegHits` carrying the statistics of all its scores.
-        Both legs return ids and scores only (text ``None``): fusion keeps at most ``k`` of
-        the ``fetch_k`` hits, and only those are read (:meth:`_hydrate`).
+        For evaluation and tuning, which fuse the legs offline: :func:`leg_run` turns the
+        result into the input of :func:`langchain_hybrid.fusion.fuse`. The BM25 leg's list
+        carries the statistics of all its scores (:attr:`LegHits.population`).
+
+        ```python
+        from langchain_hybrid.retrievers import LEGS, leg_run
+
+        query = "router error E-4471"
+        vector = retriever.embedding.embed_query(query)  # embedded once for every depth
+        runs = [
+            leg_run(leg, retriever.rank_leg(leg, query, fetch_k=100, embedding=vector), 100)
+            for leg in LEGS
+        ]
+        ```
+
+        Args:
+            leg: ``"bm25"`` or ``"vector"``.
+            query: the query text.
+            fetch_k: how many hits (the candidate depth); ``None``: the depth a search with
+                the retriever's settings fetches (``fetch_k``, at least ``k`` or ``rerank_k``).
+            filter: a ``where`` filter, as for ``invoke``.
+            embedding: the query's vector, for a caller that embedded it already (the vector
+                leg then does not embed the query; the BM25 leg ignores it).
+
+        Raises:
+            InvalidQueryError: bad query, leg or ``fetch_k``.
+            InvalidFilterError: bad filter.
+        """
+        _check_leg(leg)
+        params = self._params(query, {} if filter is None else {"filter": filter})
+        if fetch_k is not None:
+            params = params._replace(fetch_k=_positive_int("fetch_k", fetch_k))
+        return self._rank(leg, params, embedding)
+
+    def leg_search(self, leg: str, params: SearchParams) -> list[LegHit]:
+        """Deprecated since 0.3 (removed in 0.4): use :meth:`rank_leg`."""
+        warnings.warn(
+            "HybridRetriever.leg_search is deprecated: use rank_leg(leg, query, fetch_k=...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        _check_leg(leg)
+        return self._rank(leg, params)
+
+    def vector_leg_search(self, embedding: Sequence[float], params: SearchParams) -> list[LegHit]:
+        """Deprecated since 0.3 (removed in 0.4): use :meth:`rank_leg` with ``embedding=``."""
+        warnings.warn(
+            "HybridRetriever.vector_leg_search is deprecated: use "
+            "rank_leg('vector', query, fetch_k=..., embedding=...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._rank("vector", params, embedding)
+
+    def _rank(
+        self, leg: str, params: SearchParams, embedding: Sequence[float] | None = None
+    ) -> LegHits:
+        """One leg's top ``params.fetch_k``: ids and scores (text ``None``), best first.
+
+        The one way a leg searches, watched or not (the child run of :class:`_Leg` calls it
+        too). Texts are not read here: fusion keeps at most ``rerank_k`` of the ``fetch_k``
+        hits, and only those are read (:meth:`_found`). The vector leg embeds the query
+        unless given its ``embedding``.
         """
         if leg == "bm25":
             ranked, population = self.bm25.rank(params.query, params.fetch_k, params.node)
-            hits = LegHits(LegHit(doc_id, score, None, {}) for doc_id, score, _ in ranked)
+            hits = LegHits([LegHit(doc_id, score, None, {}) for doc_id, score, _ in ranked])
             hits.population = population
             return hits
-        return self.vector_leg_search(self.embedding.embed_query(params.query), params)
+        if embedding is None:
+            embedding = self.embedding.embed_query(params.query)
+        found = self.store.query(embedding, params.fetch_k, params.where, include_documents=False)
+        return LegHits([LegHit(h.id, h.score, None, {}) for h in found])
 
-    def vector_leg_search(self, embedding: Sequence[float], params: SearchParams) -> list[LegHit]:
-        """Vector leg search for an already embedded query: ids and scores only (text ``None``).
-
-        Fusion keeps at most ``k`` of the ``fetch_k`` hits, so their texts are attached
-        afterwards (:meth:`_hydrate`) instead of being fetched from Chroma for every hit.
-        """
-        hits = self.store.query(embedding, params.fetch_k, params.where, include_documents=False)
-        return [LegHit(h.id, h.score, None, {}) for h in hits]
+    async def _arank(self, leg: str, params: SearchParams) -> LegHits:
+        """:meth:`_rank` on the event loop: ``aembed_query``, then the search in a thread."""
+        embedding = await self.embedding.aembed_query(params.query) if leg == "vector" else None
+        return await asyncio.get_running_loop().run_in_executor(
+            _executor(), self._rank, leg, params, embedding
+        )
 
     def _hydrate(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Text and metadata of ``ids``: from the BM25 index's files, else from Chroma.
@@ -1110,7 +1178,7 @@ class HybridRetriever(BaseRetriever):
     def _note_reranker(self) -> None:
         """Clear cached answers when the reranker was replaced (they are its order)."""
         reranker = self.reranker
-        if reranker is not self._hot()["_reranker_seen"]:
+        if reranker is not self._private_attrs()["_reranker_seen"]:
             self._reranker_seen = reranker
             self._invalidate()
 
@@ -1128,7 +1196,7 @@ class HybridRetriever(BaseRetriever):
 
     def _run_legs(
         self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
-    ) -> dict[str, list[LegHit] | BaseException]:
+    ) -> dict[str, LegHits | BaseException]:
         """Each active leg's hits (or its error), the two legs in parallel threads."""
         active = params.active_legs()
         if len(active) == 1:
@@ -1139,21 +1207,25 @@ class HybridRetriever(BaseRetriever):
 
     def _run_leg(
         self, leg: str, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[LegHit] | BaseException:
-        if not run_manager.handlers:  # nobody is watching: skip the child run's bookkeeping
-            try:
-                return self.leg_search(leg, params)
-            except Exception as e:  # noqa: BLE001 - one leg failing is reported in _combine
-                return e
+    ) -> LegHits | BaseException:
+        """One leg's hits (:meth:`_rank`), or its error (reported by :meth:`_combine`).
+
+        With a callback handler attached the leg runs as its child run (:class:`_Leg`), which
+        hands back the hits it ranked; without one that bookkeeping is skipped.
+        """
         try:
-            documents = self._legs[leg].invoke(
+            if not run_manager.handlers:
+                return self._rank(leg, params)
+            ranked: list[LegHits] = []
+            self._legs[leg].invoke(
                 params.query,
                 config={"callbacks": run_manager.get_child(leg), "run_name": leg},
                 params=params,
+                ranked=ranked,
             )
+            return ranked[0]
         except Exception as e:  # noqa: BLE001 - one leg failing is reported in _combine
             return e
-        return _leg_hits(documents)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
@@ -1195,28 +1267,37 @@ class HybridRetriever(BaseRetriever):
 
     async def _arun_legs(
         self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
-    ) -> dict[str, list[LegHit] | BaseException]:
+    ) -> dict[str, LegHits | BaseException]:
+        """:meth:`_run_legs` on the event loop: the legs run concurrently."""
         active = params.active_legs()
         results = await asyncio.gather(
-            *(
-                self._legs[leg].ainvoke(
-                    params.query,
-                    config={"callbacks": run_manager.get_child(leg), "run_name": leg},
-                    params=params,
-                )
-                for leg in active
-            ),
+            *(self._arun_leg(leg, params, run_manager) for leg in active),
             return_exceptions=True,
         )
-        outcomes: dict[str, list[LegHit] | BaseException] = {}
+        outcomes: dict[str, LegHits | BaseException] = {}
         for leg, result in zip(active, results, strict=True):
             if isinstance(result, asyncio.CancelledError):
                 raise result
-            outcomes[leg] = result if isinstance(result, BaseException) else _leg_hits(result)
+            outcomes[leg] = result
         return outcomes
 
+    async def _arun_leg(
+        self, leg: str, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> LegHits:
+        """:meth:`_run_leg` for the event loop (:meth:`_arank`); errors go to ``gather``."""
+        if not run_manager.handlers:
+            return await self._arank(leg, params)
+        ranked: list[LegHits] = []
+        await self._legs[leg].ainvoke(
+            params.query,
+            config={"callbacks": run_manager.get_child(leg), "run_name": leg},
+            params=params,
+            ranked=ranked,
+        )
+        return ranked[0]
+
     def _combine(
-        self, params: SearchParams, outcomes: Mapping[str, list[LegHit] | BaseException]
+        self, params: SearchParams, outcomes: Mapping[str, LegHits | BaseException]
     ) -> tuple[list[Document], bool]:
         """Fuse the legs' hits, group, and annotate the top ``rerank_k`` (in fused order).
 
@@ -1231,25 +1312,35 @@ class HybridRetriever(BaseRetriever):
         table = _LegTable(runs)
         short = False
         if params.group_by is None:
-            found = self._found(ranked[: params.rerank_k], table)
+            found = self._found(ranked[: params.rerank_k])
         else:
-            found = _best_per_group(self._found(ranked, table), params.group_by)
+            found = self._found_groups(ranked, params.group_by, params.rerank_k)
             short = len(found) < params.rerank_k and _some_leg_cut(runs, params.fetch_k)
         degraded = ",".join(failed) if failed else None
         candidates = [table.document(hit, degraded) for hit in found[: params.rerank_k]]
         return candidates, short
 
-    def _found(self, ranked: Sequence[Fused], table: _LegTable) -> list[_Found]:
-        """The fused documents with their text and metadata (documents deleted since: left out)."""
-        best = {fused.id: table.best_hit(fused.id) for fused in ranked}
-        hydrated = self._hydrate([i for i, hit in best.items() if hit.text is None])
-        found = []
-        for fused in ranked:
-            hit = best[fused.id]
-            if hit.text is not None:
-                found.append(_Found(fused, hit.text, hit.metadata))
-            elif fused.id in hydrated:
-                found.append(_Found(fused, *hydrated[fused.id]))
+    def _found(self, ranked: Sequence[Fused]) -> list[_Found]:
+        """The fused documents with their text and metadata (documents deleted since: left out).
+
+        The only place a search reads texts: the legs return ids and scores (:meth:`_rank`).
+        """
+        hydrated = self._hydrate([fused.id for fused in ranked])
+        return [_Found(fused, *hydrated[fused.id]) for fused in ranked if fused.id in hydrated]
+
+    def _found_groups(self, ranked: Sequence[Fused], key: str, want: int) -> list[_Found]:
+        """Each group's best fused document, in fused order, until ``want`` groups are found.
+
+        Read in batches down the fused order (``want`` documents, then twice as many each time),
+        so the texts of candidates past the ``want``-th group are not read. All groups when
+        there are fewer than ``want``.
+        """
+        found: list[_Found] = []
+        seen: set[tuple[str, Any]] = set()
+        start, size = 0, want
+        while start < len(ranked) and len(found) < want:
+            found += _best_per_group(self._found(ranked[start : start + size]), key, seen)
+            start, size = start + size, size * 2
         return found
 
     def _reranked(
@@ -1265,7 +1356,7 @@ class HybridRetriever(BaseRetriever):
         given = _rerank_input(candidates)
         try:
             if run_manager.handlers:
-                returned = self._hot()["_rerank"].invoke(
+                returned = self._private_attrs()["_rerank"].invoke(
                     params.query,
                     config={"callbacks": run_manager.get_child("rerank"), "run_name": "rerank"},
                     documents=given,
@@ -1289,7 +1380,7 @@ class HybridRetriever(BaseRetriever):
         given = _rerank_input(candidates)
         try:
             if run_manager.handlers:
-                returned = await self._hot()["_rerank"].ainvoke(
+                returned = await self._private_attrs()["_rerank"].ainvoke(
                     params.query,
                     config={"callbacks": run_manager.get_child("rerank"), "run_name": "rerank"},
                     documents=given,
@@ -1332,10 +1423,6 @@ class _LegTable:
             if leg in runs
         }
 
-    def best_hit(self, doc_id: str) -> LegHit:
-        """The leg hit to take text and metadata from: BM25's (it carries them) if present."""
-        return next(hits[doc_id][1] for hits in self.positions.values() if doc_id in hits)
-
     def document(self, found: _Found, degraded: str | None) -> Document:
         """The result document: its own metadata, the fused score, each leg's rank and score."""
         metadata = dict(found.metadata)
@@ -1350,8 +1437,8 @@ class _LegTable:
 
 
 def _usable_runs(
-    outcomes: Mapping[str, list[LegHit] | BaseException], on_leg_error: str
-) -> tuple[dict[str, list[LegHit]], dict[str, BaseException]]:
+    outcomes: Mapping[str, LegHits | BaseException], on_leg_error: str
+) -> tuple[dict[str, LegHits], dict[str, BaseException]]:
     """The legs' hits and the failed legs' errors; raises when the answer cannot be degraded."""
     failed = {leg: r for leg, r in outcomes.items() if isinstance(r, BaseException)}
     _raise_if_forked(failed)
@@ -1372,9 +1459,11 @@ def _raise_leg_failure(failed: Mapping[str, BaseException], *, every: bool) -> N
     raise AllLegsFailedError(msg) from error
 
 
-def _best_per_group(found: Iterable[_Found], key: str) -> list[_Found]:
-    """Each group's first (best fused) document; a document without ``key`` is its own group."""
-    seen: set[tuple[str, Any]] = set()
+def _best_per_group(found: Iterable[_Found], key: str, seen: set[tuple[str, Any]]) -> list[_Found]:
+    """Each group's first (best fused) document; a document without ``key`` is its own group.
+
+    ``seen`` holds the groups already kept (by earlier batches); the new ones are added to it.
+    """
     kept = []
     for item in found:
         if key in item.metadata:

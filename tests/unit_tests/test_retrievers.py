@@ -38,12 +38,13 @@ from langchain_hybrid.fusion import (
     LegRun,
     dbsf,
     fractional_ranks,
+    fuse,
     relative_score,
     rrf,
     zscore,
 )
 from langchain_hybrid.locking import release_writer_lock
-from langchain_hybrid.retrievers import default_bm25_path
+from langchain_hybrid.retrievers import LEGS, default_bm25_path, leg_run
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 CORPUS = [
@@ -184,6 +185,36 @@ def test_texts_are_read_for_the_final_k_only(
         assert (doc.page_content, metadata) == stored[doc.id]
 
 
+def test_grouping_reads_texts_down_the_fused_order_only_as_far_as_needed(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``group_by`` reads candidates in batches (``k``, then twice as many) until ``k`` groups,
+    not every fused candidate; the groups are those of the whole fused order."""
+    query = "coffee grind water python router"
+    fused = retriever.invoke(query, k=len(CORPUS))
+    expected, sources = [], set()
+    for doc in fused:  # each source's best document, in fused order
+        if doc.metadata["source"] not in sources:
+            sources.add(doc.metadata["source"])
+            expected.append(doc.id)
+    reads: list[list[str]] = []
+    real_get = BM25Index.get
+
+    def recording_get(self: BM25Index, ids: Any) -> Any:
+        reads.append(list(ids))
+        return real_get(self, reads[-1])
+
+    monkeypatch.setattr(BM25Index, "get", recording_get)
+    for k in (1, 2, 3):
+        reads.clear()
+        docs = retriever.invoke(query, k=k, group_by="source")
+        assert [d.id for d in docs] == expected[:k]
+        read = [i for batch in reads for i in batch]
+        assert read == [d.id for d in fused[: len(read)]]  # a prefix of the fused order
+        assert len(read) < len(fused), k  # not the whole list: the k groups come early
+        assert all(len(batch) == k * 2**i for i, batch in enumerate(reads[:-1])), reads
+
+
 def test_fusion_matches_the_pure_function(retriever: HybridRetriever) -> None:
     query = "coffee grind water"
     bm25 = retriever.search_leg("bm25", query, k=12)
@@ -200,6 +231,60 @@ def test_fusion_matches_the_pure_function(retriever: HybridRetriever) -> None:
         expected = function(runs, (0.4, 0.6), rrf_k=60)
         assert [d.id for d in docs] == [f.id for f in expected][:12]
         assert [d.metadata["hybrid_score"] for d in docs] == [f.score for f in expected][:12]
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "rrf", "relative_score", "dbsf"])
+def test_rank_leg_is_what_a_search_fuses(retriever: HybridRetriever, fusion: str) -> None:
+    """Fusing each leg's ``rank_leg`` offline (as evaluation does) gives ``invoke``'s answer."""
+    for query in ("coffee grind water", "E-4471", "python mypy", "router"):
+        legs = {leg: retriever.rank_leg(leg, query, fetch_k=6) for leg in LEGS}
+        assert all(h.text is None and h.metadata == {} for hits in legs.values() for h in hits)
+        assert legs["bm25"].population is not None
+        runs = [leg_run(leg, legs[leg], 6) for leg in LEGS]
+        expected = fuse(fusion, runs, (0.3, 0.7), rrf_k=60)[:5]
+        docs = retriever.invoke(query, k=5, fetch_k=6, fusion=fusion, weights=(0.3, 0.7))
+        assert [(d.id, d.metadata["hybrid_score"]) for d in docs] == [
+            (f.id, f.score) for f in expected
+        ], query
+        for leg in LEGS:  # the same hits the answer reports per leg
+            ranks = {h.id: (rank, h.score) for rank, h in enumerate(legs[leg], start=1)}
+            for doc in docs:
+                got = (doc.metadata[f"{leg}_rank"], doc.metadata[f"{leg}_score"])
+                assert got == ranks.get(doc.id, (None, None)), (query, leg)
+
+
+def test_rank_leg_depth_filter_and_given_embedding(
+    retriever: HybridRetriever, embedding: HashEmbeddings
+) -> None:
+    query = "coffee grind"
+    assert len(retriever.rank_leg("vector", query)) == min(retriever.fetch_k, len(CORPUS))
+    assert len(retriever.rank_leg("vector", query, fetch_k=3)) == 3
+    faq = retriever.rank_leg("vector", query, filter={"source": "faq"})
+    assert {h.id for h in faq} == {i for i, _, s, _ in CORPUS if s == "faq"}
+    assert [h.id for h in retriever.rank_leg("bm25", query, filter={"source": "faq"})] == ["cof-2"]
+    # a given vector is searched instead of the query's own (evaluation embeds once per query)
+    other = embedding.embed_query("tomatoes summer water")
+    given = retriever.rank_leg("vector", query, embedding=other)
+    assert given == retriever.rank_leg("vector", "tomatoes summer water")
+    assert given != retriever.rank_leg("vector", query)
+    assert retriever.rank_leg("bm25", query, embedding=other) == retriever.rank_leg("bm25", query)
+    for bad in ({"leg": "sparse"}, {"fetch_k": 0}, {"fetch_k": True}, {"query": " "}):
+        arguments: dict[str, Any] = {"leg": "bm25", "query": query, **bad}
+        leg, text = arguments.pop("leg"), arguments.pop("query")
+        with pytest.raises(InvalidQueryError):
+            retriever.rank_leg(leg, text, **arguments)
+
+
+def test_deprecated_leg_search_names_warn_and_agree(retriever: HybridRetriever) -> None:
+    query = "router error"
+    params = retriever._params(query, {})  # the old calls took this tuple
+    with pytest.warns(DeprecationWarning, match="rank_leg"):
+        bm25 = retriever.leg_search("bm25", params)
+    vector_of_query = retriever.embedding.embed_query(query)
+    with pytest.warns(DeprecationWarning, match="rank_leg"):
+        vector = retriever.vector_leg_search(vector_of_query, params)
+    assert bm25 == retriever.rank_leg("bm25", query)
+    assert vector == retriever.rank_leg("vector", query)
 
 
 def test_default_fusion_is_zscore(retriever: HybridRetriever) -> None:
@@ -513,6 +598,77 @@ def test_legs_are_child_runs_in_parallel_threads(retriever: HybridRetriever) -> 
     assert names["vector"][1] == root
     threads = {name: thread for name, _, _, thread in recorder.starts}
     assert threads["bm25"] != threads["vector"]
+
+
+class _LegDocuments(BaseCallbackHandler):
+    """Records what each leg's child run reported, by run name."""
+
+    def __init__(self) -> None:
+        self.names: dict[UUID, str] = {}
+        self.documents: dict[str, list[Document]] = {}
+
+    def on_retriever_start(
+        self, serialized: dict[str, Any], query: str, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        self.names[run_id] = kwargs.get("name") or ""
+
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self.documents[self.names[run_id]] = list(documents)
+
+
+def _answer(docs: list[Document]) -> list[tuple[Any, str, dict[str, Any]]]:
+    return [(d.id, d.page_content, d.metadata) for d in docs]
+
+
+@pytest.mark.parametrize("group_by", [None, "source"])
+async def test_watched_and_unwatched_searches_take_one_path(
+    embedding: HashEmbeddings,
+    collection_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    group_by: str | None,
+) -> None:
+    """With or without a handler, sync or async: each leg ranks once (``_rank``), the answers
+    are equal, and the legs' child runs report exactly the hits that were fused."""
+    retriever = HybridRetriever.from_documents(
+        corpus_documents(),
+        embedding=embedding,
+        collection_name=collection_name,
+        k=4,
+        cache=False,
+        group_by=group_by,
+    )
+    calls: list[tuple[str, int]] = []
+    real_rank = HybridRetriever._rank
+
+    def counting_rank(self: HybridRetriever, leg: str, params: Any, vector: Any = None) -> Any:
+        calls.append((leg, params.fetch_k))
+        return real_rank(self, leg, params, vector)
+
+    monkeypatch.setattr(HybridRetriever, "_rank", counting_rank)
+    for query in ("coffee grind water", "router error E-4471", "python"):
+        answers = []
+        for watched in (False, True):
+            for run in ("sync", "async"):
+                handler = _LegDocuments()
+                config: Any = {"callbacks": [handler]} if watched else {}
+                calls.clear()
+                if run == "sync":
+                    docs = retriever.invoke(query, config=config)
+                else:
+                    docs = await retriever.ainvoke(query, config=config)
+                assert sorted(calls) == [("bm25", 50), ("vector", 50)], (query, watched, run)
+                answers.append(_answer(docs))
+                if not watched:
+                    assert handler.documents == {}
+                    continue
+                for leg in LEGS:
+                    hits = real_rank(retriever, leg, retriever._params(query, {}))
+                    assert [(d.id, d.page_content, d.metadata) for d in handler.documents[leg]] == [
+                        (h.id, "", {f"{leg}_rank": r, f"{leg}_score": h.score})
+                        for r, h in enumerate(hits, start=1)
+                    ], (query, leg, run)
+        assert all(answer == answers[0] for answer in answers), query
+        assert len(answers[0]) == (4 if group_by is None else 3), query  # three sources
 
 
 async def test_async_legs_are_child_runs(retriever: HybridRetriever) -> None:
