@@ -44,8 +44,9 @@ Design (no compare-and-swap needed; Chroma is the truth):
   :meth:`HybridIndex.refresh` compares the collection count with the BM25 leg when the feed is
   quiet (no new and no pending records, in a read before the count and one after it): a foreign
   write that changed the count is detected there and repaired by a rebuild. A catch-up that has
-  records to apply reads no count (Chroma's ``count`` grows with the collection). A count-neutral foreign write (an update of existing ids) cannot be
-  seen without reading every document; health says so, and ``resync()`` repairs it.
+  records to apply reads no count (Chroma's ``count`` grows with the collection). A
+  count-neutral foreign write (an update of existing ids) cannot be seen without reading every
+  document; health says so, and ``resync()`` repairs it.
 """
 
 from __future__ import annotations
