@@ -42,9 +42,11 @@ Design (no compare-and-swap needed; Chroma is the truth):
   leg from Chroma once and restarts its watermark (:attr:`FeedBatch.behind`).
 * **Foreign writers** (clients writing to the collection without this package) leave no record.
   :meth:`HybridIndex.refresh` compares the collection count with the BM25 leg when the feed is
-  quiet (no new and no pending records): a foreign write that changed the count is detected there
-  and repaired by a rebuild. A count-neutral foreign write (an update of existing ids) cannot be
-  seen without reading every document; health says so, and ``resync()`` repairs it.
+  quiet (no new and no pending records, in a read before the count and one after it): a foreign
+  write that changed the count is detected there and repaired by a rebuild. A catch-up that has
+  records to apply reads no count (Chroma's ``count`` grows with the collection). A
+  count-neutral foreign write (an update of existing ids) cannot be seen without reading every
+  document; health says so, and ``resync()`` repairs it.
 """
 
 from __future__ import annotations
@@ -394,37 +396,25 @@ class ChangeFeed:
         )
         now = self.monotonic()
         waiting = dict(cursor.pending)  # a copy: status() polls without the index's lock
-        fresh: list[FeedRecord] = []
-        pending: dict[str, float] = {}
-        resolved: set[str] = set()
-        behind = False
-        max_t: float | None = None
+        scan = _Scan(low, waiting, cursor.applied)
         for record_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
-            if record_id.startswith(MARKER_PREFIX):
-                before = (meta or {}).get("before")
-                behind = behind or (isinstance(before, int | float) and before > low)
-                continue
-            record = _record(record_id, meta)
-            if record is None:
-                continue
-            max_t = record.t if max_t is None else max(max_t, record.t)
-            if record.state == "done" and record_id in waiting:
-                resolved.add(record_id)
-            applied = cursor.applied.get(record_id)
-            if applied is not None and applied[0] == record.state:
-                continue
-            if record.state == "done":
-                fresh.append(record)
-            elif record_id not in waiting:
-                pending[record_id] = record.t
+            scan.see(record_id, meta)
         timeout = settings.intent_timeout_seconds
-        stale = [r for r, seen in waiting.items() if now - seen >= timeout and r not in resolved]
-        fresh_ids = {f.id for f in fresh}
-        ids = self._ids([*fresh_ids, *stale], feed) if fresh or stale else []
-        records = fresh + [FeedRecord(r, "", 0, "intent", 0.0) for r in stale]
-        still = (set(waiting) | set(pending)) - resolved - fresh_ids - set(stale)
+        stale = [
+            r for r, seen in waiting.items() if now - seen >= timeout and r not in scan.resolved
+        ]
+        fresh_ids = {f.id for f in scan.fresh}
+        ids = self._ids([*fresh_ids, *stale], feed) if fresh_ids or stale else []
+        records = scan.fresh + [FeedRecord(r, "", 0, "intent", 0.0) for r in stale]
+        still = (set(waiting) | set(scan.pending)) - scan.resolved - fresh_ids - set(stale)
         return FeedBatch(
-            ids, records, pending, frozenset(resolved), len(still), behind=behind, max_t=max_t
+            ids,
+            records,
+            scan.pending,
+            frozenset(scan.resolved),
+            len(still),
+            behind=scan.behind,
+            max_t=scan.max_t,
         )
 
     def _ids(self, records: list[str], feed: Any) -> list[str]:
@@ -471,6 +461,45 @@ class ChangeFeed:
         if unapplied == 0 and not batch.behind:
             since = 0.0
         return unapplied, since
+
+
+class _Scan:
+    """One poll's pass over the records in its window (see :meth:`ChangeFeed.poll`).
+
+    Sorts each record into: done and not applied yet (``fresh``), an intent seen for the first
+    time (``pending``), an intent waited for that is now done (``resolved``); a compaction
+    marker past the window's start sets ``behind``; ``max_t`` is the largest writer clock.
+    """
+
+    def __init__(
+        self, low: float, waiting: dict[str, float], applied: dict[str, tuple[State, float]]
+    ) -> None:
+        self.low, self.waiting, self.applied = low, waiting, applied
+        self.fresh: list[FeedRecord] = []
+        self.pending: dict[str, float] = {}
+        self.resolved: set[str] = set()
+        self.behind = False
+        self.max_t: float | None = None
+
+    def see(self, record_id: str, meta: object) -> None:
+        """Take one entry of the feed collection into account."""
+        if record_id.startswith(MARKER_PREFIX):  # compaction deleted records before ``before``
+            before = meta.get("before") if isinstance(meta, dict) else None
+            self.behind |= isinstance(before, int | float) and before > self.low
+            return
+        record = _record(record_id, meta)
+        if record is None:
+            return
+        self.max_t = record.t if self.max_t is None else max(self.max_t, record.t)
+        if record.state == "done" and record_id in self.waiting:
+            self.resolved.add(record_id)
+        applied = self.applied.get(record_id)
+        if applied is not None and applied[0] == record.state:
+            return
+        if record.state == "done":
+            self.fresh.append(record)
+        elif record_id not in self.waiting:
+            self.pending[record_id] = record.t
 
 
 def _record(record_id: str, meta: object) -> FeedRecord | None:

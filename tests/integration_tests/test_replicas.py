@@ -230,6 +230,7 @@ def test_the_lost_update_interleaving_over_a_real_server(
     assert a.feed is not None
     assert b.feed is not None
     a.add(["x", "y"], ["old text of x", "y text"], EMB.embed_documents(["x", "y"]), [{"v": 1}] * 2)
+    assert a.feed.flush()  # A's completion record is written in the background
     assert b.refresh()
     ids = [f"n{i}" for i in range(50)]
     texts = [f"batch document {i}" for i in range(50)]

@@ -274,3 +274,63 @@ def test_a_forked_child_writes_under_its_own_writer_id(collection_name: str) -> 
     assert second.startswith(f"{feed.writer}.")
     assert first.rpartition(".")[2] == second.rpartition(".")[2]  # both seq 1: ids still differ
     assert first != second
+
+
+def _count_calls(
+    monkeypatch: pytest.MonkeyPatch, store: ChromaStore, before: object = None
+) -> list[int]:
+    """Count ``store.count()`` calls (the real count still runs); ``before`` runs first, once."""
+    calls: list[int] = []
+    real = ChromaStore.count
+
+    def counted(self: ChromaStore) -> int:
+        if self is store:
+            calls.append(1)
+            if callable(before) and len(calls) == 1:
+                before()
+        return real(self)
+
+    monkeypatch.setattr(ChromaStore, "count", counted)
+    return calls
+
+
+def test_a_catch_up_that_applies_records_reads_the_feed_only(
+    collection_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chroma's count grows with the collection: only a quiet feed is checked against it."""
+    a, b = _replica(collection_name), _replica(collection_name)
+    calls = _count_calls(monkeypatch, b.store)
+    _add(a, {"a": "espresso grind", "b": "pour over"})
+    assert b.refresh()
+    assert calls == []  # records to apply: no count
+    assert _state(b) == _truth(a)
+    assert not b.refresh()
+    assert calls == [1]  # quiet: counted once (the foreign-writer check)
+
+
+def test_a_write_begun_between_the_feed_read_and_the_count_is_not_foreign(
+    collection_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's write lands while B counts: B's second feed read sees A's intent, so the count that
+    differs from BM25 is not taken for a foreign write."""
+    a, b = _replica(collection_name), _replica(collection_name)
+    _add(a, {"a": "espresso grind"})
+    assert b.refresh()
+    ids, texts = ["n1", "n2"], ["new one", "new two"]
+    writes = []
+
+    def a_writes() -> None:
+        writes.append(a._begin(ids))
+        a.store.upsert(ids, texts, EMB.embed_documents(texts), [None, None])
+
+    calls = _count_calls(monkeypatch, b.store, a_writes)
+    assert not b.refresh()  # the feed was quiet, then A's write began: not counted, not applied
+    assert calls == [1]
+    assert b.foreign_writes == 0
+    a.bm25.add(ids, texts, [None, None])
+    a._finish(writes[0], ids)
+    assert a.feed is not None
+    assert a.feed.flush()
+    assert b.refresh()
+    assert b.foreign_writes == 0
+    assert _state(b) == _truth(a)
