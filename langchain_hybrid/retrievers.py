@@ -72,6 +72,7 @@ from langchain_hybrid.errors import (
     InvalidDocumentsError,
     InvalidQueryError,
     RerankError,
+    StoreError,
 )
 from langchain_hybrid.filters import (
     Node,
@@ -1135,13 +1136,18 @@ class HybridRetriever(BaseRetriever):
             _executor(), self._rank, leg, params, embedding
         )
 
-    def _hydrate(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    def _hydrate(
+        self, ids: Sequence[str], failures: list[StoreError] | None = None
+    ) -> dict[str, tuple[str, dict[str, Any]]]:
         """Text and metadata of ``ids``: from the BM25 index's files, else from Chroma.
 
         The BM25 index keeps the texts and metadata in memory-mapped files (read per document,
         not held in the process), so answers need no Chroma round trip, and BM25-only answers
         still have their texts while Chroma is down. Ids it does not hold (a vector hit written
-        by another process since the last refresh) are read from Chroma in one ``get``.
+        by another process, or by this one a moment ago, before BM25 has it) are read from
+        Chroma in one ``get``. If that fails and ``failures`` is given, the error is appended
+        to it and those ids are left out (the vector leg's hits that cannot be read: the
+        answer is degraded); else it is raised.
         """
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         if not ids:
@@ -1154,8 +1160,14 @@ class HybridRetriever(BaseRetriever):
             logger.debug("BM25 copy unavailable for texts: %s", e)
         missing = [i for i in ids if i not in found]
         if missing:
-            for doc in self.store.get(missing):
-                found[doc.id] = (doc.text, doc.metadata)
+            try:
+                for doc in self.store.get(missing):
+                    found[doc.id] = (doc.text, doc.metadata)
+            except StoreError as e:
+                if failures is None:
+                    raise
+                logger.warning("texts of %d vector hits unreadable, left out: %s", len(missing), e)
+                failures.append(e)
         return found
 
     def _get_relevant_documents(
@@ -1311,24 +1323,39 @@ class HybridRetriever(BaseRetriever):
         ranked = fuse(params.fusion, legs, weights, rrf_k=params.rrf_k)
         table = _LegTable(runs)
         short = False
+        # the vector leg answered but Chroma then failed to give texts only it had: degrade
+        unread: list[StoreError] | None = [] if self.on_leg_error == "degrade" else None
         if params.group_by is None:
-            found = self._found(ranked[: params.rerank_k])
+            found = self._found(ranked[: params.rerank_k], unread)
         else:
-            found = self._found_groups(ranked, params.group_by, params.rerank_k)
+            found = self._found_groups(ranked, params.group_by, params.rerank_k, unread)
             short = len(found) < params.rerank_k and _some_leg_cut(runs, params.fetch_k)
+        if unread and "vector" not in failed:
+            failed = {**failed, "vector": unread[0]}
+            if len(failed) == len(LEGS):  # BM25 had failed too: nothing usable remains
+                _raise_leg_failure(failed, every=True)
         degraded = ",".join(failed) if failed else None
         candidates = [table.document(hit, degraded) for hit in found[: params.rerank_k]]
         return candidates, short
 
-    def _found(self, ranked: Sequence[Fused]) -> list[_Found]:
+    def _found(
+        self, ranked: Sequence[Fused], failures: list[StoreError] | None = None
+    ) -> list[_Found]:
         """The fused documents with their text and metadata (documents deleted since: left out).
 
         The only place a search reads texts: the legs return ids and scores (:meth:`_rank`).
+        ``failures``: see :meth:`_hydrate`.
         """
-        hydrated = self._hydrate([fused.id for fused in ranked])
+        hydrated = self._hydrate([fused.id for fused in ranked], failures)
         return [_Found(fused, *hydrated[fused.id]) for fused in ranked if fused.id in hydrated]
 
-    def _found_groups(self, ranked: Sequence[Fused], key: str, want: int) -> list[_Found]:
+    def _found_groups(
+        self,
+        ranked: Sequence[Fused],
+        key: str,
+        want: int,
+        failures: list[StoreError] | None = None,
+    ) -> list[_Found]:
         """Each group's best fused document, in fused order, until ``want`` groups are found.
 
         Read in batches down the fused order (``want`` documents, then twice as many each time),
@@ -1339,7 +1366,8 @@ class HybridRetriever(BaseRetriever):
         seen: set[tuple[str, Any]] = set()
         start, size = 0, want
         while start < len(ranked) and len(found) < want:
-            found += _best_per_group(self._found(ranked[start : start + size]), key, seen)
+            batch = self._found(ranked[start : start + size], failures)
+            found += _best_per_group(batch, key, seen)
             start, size = start + size, size * 2
         return found
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import chromadb
 import pytest
 from conftest import ChromaServer
 from helpers import HashEmbeddings, report
@@ -254,11 +255,16 @@ class BlackHole:
 
 
 class Proxy:
-    """A TCP proxy to the real server that can start swallowing everything (a hung server)."""
+    """A TCP proxy to the real server that can start swallowing everything (a hung server).
+
+    ``refuse``: bytes that, when a client's request holds them, drop its connection (a server
+    that dies for one kind of call, e.g. ``b"/get "``).
+    """
 
     def __init__(self, upstream: int) -> None:
         self.upstream = upstream
         self.hang = threading.Event()
+        self.refuse: bytes | None = None
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.server.getsockname()[1])
         self.sockets: list[socket.socket] = []
@@ -275,12 +281,16 @@ class Proxy:
                 continue  # accepted, never answered
             upstream = socket.create_connection(("127.0.0.1", self.upstream))
             self.sockets.append(upstream)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, asks in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, asks), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, asks: bool) -> None:  # noqa: FBT001
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                if asks and self.refuse is not None and self.refuse in data:
+                    for s in (source, sink):
+                        s.close()
+                    return
                 if not self.hang.is_set():  # once hung, bytes go nowhere
                     sink.sendall(data)
 
@@ -367,6 +377,52 @@ def test_a_hung_server_costs_about_the_timeout(chroma_server: ChromaServer, tmp_
         assert not slow, f"calls took much longer than timeout_seconds={TIMEOUT}: {slow}"
         assert legs(r) == before
         report(f"\nhung server, timeout {TIMEOUT}s: {timings}")
+    finally:
+        proxy.close()
+
+
+def test_vector_hits_whose_texts_chroma_cannot_give_degrade_the_answer(
+    chroma_server: ChromaServer, tmp_path: Path
+) -> None:
+    """The vector leg answers, then Chroma fails the read of texts only it has (CI saw it).
+
+    A document another client wrote is in Chroma but not yet in this process's BM25 index, so
+    its text can only come from Chroma's ``get``; when that fails the answer is the documents
+    whose texts could be read, marked as if the vector leg had failed, never an exception.
+    """
+    proxy = Proxy(chroma_server.port)
+    try:
+        rng = random.Random(4)  # noqa: S311 - seeded test data, not crypto
+        r = HybridRetriever.from_documents(
+            [doc(f"s-{i}", rng) for i in range(10)],
+            embedding=HashEmbeddings(),
+            store_config=http_config(proxy.port, timeout_seconds=TIMEOUT),
+            bm25_path=tmp_path / "bm25",
+            refresh_interval_seconds=None,
+            cache=False,
+        )
+        foreign = doc("f-1", rng)
+        client = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port)
+        client.get_collection(r.store.config.chroma_collection).add(
+            ids=[foreign.id],
+            documents=[foreign.page_content],
+            embeddings=[HashEmbeddings().embed_query(foreign.page_content)],
+            metadatas=[foreign.metadata],
+        )
+        whole = r.invoke(foreign.page_content, k=4)
+        assert "f-1" in [d.id for d in whole], "read from Chroma while it answers"
+        assert all("degraded" not in d.metadata for d in whole)
+
+        proxy.refuse = b"/get "
+        docs = r.invoke(foreign.page_content, k=4)
+        assert [d.id for d in docs] == [d.id for d in whole if d.id != "f-1"]
+        assert all(d.metadata["degraded"] == "vector" for d in docs)
+        stored = {h.id: h.text for h in r.bm25.get([d.id for d in docs]) if h is not None}
+        assert {d.id: d.page_content for d in docs} == stored
+
+        r.on_leg_error = "raise"
+        with pytest.raises(StoreUnavailableError):
+            r.invoke(foreign.page_content, k=4)
     finally:
         proxy.close()
 
