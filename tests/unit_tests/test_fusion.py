@@ -1,8 +1,12 @@
-"""Golden tests of the fusion functions: every expected value is computed by hand here."""
+"""Golden tests of the fusion functions: values computed by hand, outputs pinned bit for bit."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import random
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,8 @@ from langchain_hybrid.fusion import (
     Fused,
     LegRun,
     Population,
+    Run,
+    as_leg_run,
     check_weights,
     dbsf,
     fractional_ranks,
@@ -490,3 +496,96 @@ def test_sole_exact_bm25_match_outranks_the_vector_top_under_the_defaults() -> N
         method, [[(h.id, h.score) for h in bm25], [(h.id, h.score) for h in vector]], weights
     )
     assert old[0].id == "d000"
+
+
+# ------------------------------------------- pinned outputs on generated runs (bit for bit)
+# Outputs of every method on seeded, generated runs, pinned as digests of the exact bits of
+# each result (ids in order, scores as float.hex). They were written by the implementation
+# before normalisation was separated from combination (commit 3c4167e), so the split is proven
+# to change no score and no order. A change here is a behaviour change: say so in CHANGELOG.md,
+# then rewrite the file with `python -m tests.unit_tests.test_fusion`.
+PINNED = Path(__file__).parent / "data" / "fusion_pinned.json"
+PINNED_CASES = 160
+_POOL = [f"d{i:02d}" for i in range(18)]
+
+
+def _random_scores(rng: random.Random, n: int) -> list[float]:
+    """``n`` descending scores: spread, rounded into ties, all equal, or negative."""
+    shape = rng.random()
+    if shape < 0.15:
+        return [round(rng.random() * 5, 1)] * n
+    scale = 30.0 if shape < 0.55 else 1.0  # BM25-like or cosine-like
+    values = [rng.random() * scale - (scale * 0.6 if shape > 0.9 else 0.0) for _ in range(n)]
+    if rng.random() < 0.4:
+        values = [round(v, 1) for v in values]
+    return sorted(values, reverse=True)
+
+
+def _random_run(rng: random.Random) -> Run:
+    n = int(rng.random() * 13)  # 0 to 12 hits
+    ids = list(_POOL)
+    rng.shuffle(ids)
+    hits = list(zip(ids[:n], _random_scores(rng, n), strict=True))
+    kind = rng.random()
+    if kind < 0.3:
+        return hits  # a plain list: cut
+    depth = n if rng.random() < 0.4 else n + 1 + int(rng.random() * 5)
+    if kind < 0.55:
+        return LegRun(hits, depth)  # the vector leg: no floor, no population
+    floor = 0.0 if kind < 0.9 else None
+    if rng.random() < 0.3 or floor is None or any(s < 0 for _, s in hits):
+        return LegRun(hits, depth, floor)
+    zeros = int(rng.random() * 40)  # the documents the leg scored 0
+    scores = [s for _, s in hits] + [rng.random() * min((s for _, s in hits), default=1.0)]
+    population = Population(n + 1 + zeros, sum(scores), sum(s * s for s in scores))
+    return LegRun(hits, depth, floor, population)
+
+
+def pinned_cases() -> list[tuple[list[Run], list[float], float]]:
+    """The generated inputs: runs (1 to 3 legs), weights (some 0), rrf_k."""
+    rng = random.Random(20261204)  # noqa: S311  # test data, not secrets
+    cases: list[tuple[list[Run], list[float], float]] = []
+    while len(cases) < PINNED_CASES:
+        runs = [_random_run(rng) for _ in range(1 + int(rng.random() * 3))]
+        weights = [0.0 if rng.random() < 0.15 else rng.random() * 2 for _ in runs]
+        rrf_k = [60.0, 0.0, 1.0, rng.random() * 100][int(rng.random() * 4)]
+        if sum(weights) > 0:
+            cases.append((runs, weights, rrf_k))
+    return cases
+
+
+def pinned_digest(fused: list[Fused]) -> str:
+    exact = json.dumps([(f.id, f.score.hex()) for f in fused])
+    return hashlib.sha256(exact.encode()).hexdigest()[:16]
+
+
+def pinned_outputs() -> dict[str, list[str]]:
+    cases = pinned_cases()
+    return {
+        method: [pinned_digest(fuse(method, r, w, rrf_k=k)) for r, w, k in cases]
+        for method in sorted(FUSION_METHODS)
+    }
+
+
+def test_pinned_cases_cover_the_degenerate_shapes() -> None:
+    legs = [as_leg_run(run) for runs, _, _ in pinned_cases() for run in runs]
+    assert sum(not leg.hits for leg in legs) >= 10
+    assert sum(len(leg.hits) == 1 for leg in legs) >= 10
+    assert sum(len({s for _, s in leg.hits}) < len(leg.hits) for leg in legs) >= 20
+    assert sum(leg.complete for leg in legs if leg.hits) >= 20
+    assert sum(leg.population is not None for leg in legs if leg.hits) >= 20
+    assert sum(min((s for _, s in leg.hits), default=0) < 0 for leg in legs) >= 5
+
+
+@pytest.mark.parametrize("method", sorted(FUSION_METHODS))
+def test_outputs_are_bit_identical_to_the_pinned_ones(method: str) -> None:
+    pinned = json.loads(PINNED.read_text(encoding="utf-8"))[method]
+    cases = pinned_cases()
+    assert len(pinned) == len(cases)
+    for number, ((runs, weights, rrf_k), digest) in enumerate(zip(cases, pinned, strict=True)):
+        fused = fuse(method, runs, weights, rrf_k=rrf_k)
+        assert pinned_digest(fused) == digest, (number, runs, weights, rrf_k, fused)
+
+
+if __name__ == "__main__":
+    PINNED.write_text(json.dumps(pinned_outputs(), indent=0) + "\n", encoding="utf-8")
