@@ -80,7 +80,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple, TypeAlias
+from typing import Literal, NamedTuple, Protocol, TypeAlias
 
 from langchain_hybrid.errors import InvalidQueryError
 
@@ -189,39 +189,39 @@ def fractional_ranks(hits: Hits) -> list[float]:
     return ranks
 
 
-def rrf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
-    """Weighted Reciprocal Rank Fusion: ``sum_i w_i / (rrf_k + rank_i)``, ranks from 1.
+# ------------------------------------------------------------------------ normalisation
+class Normalised(NamedTuple):
+    """One leg's hits on the scale the legs are summed on, relative to the leg's credit.
 
-    Tied scores within a leg share the mean of their ranks.
+    Attributes:
+        values: one per hit, in the leg's order: the hit's normalised score minus the
+            normalised credit (the leg's score for a document it did not return), so the
+            documents a leg did not return get 0 from it.
+        reciprocal: ``values`` are divisors: a hit adds ``weight / value``. Ranks are
+            normalised to ``1 / (rrf_k + rank)``; given as ``rrf_k + rank``, the weighted sum
+            is ``w / (rrf_k + rank)`` exactly as RRF defines it, where ``w * (1 / (rrf_k +
+            rank))`` can differ in the last bit and split an exact tie between two legs.
     """
-    legs = [as_leg_run(run) for run in runs]
-    scores: dict[str, float] = {}
-    for leg, weight in zip(legs, weights, strict=True):
-        for (doc_id, _), rank in zip(leg.hits, fractional_ranks(leg.hits), strict=True):
-            scores[doc_id] = scores.get(doc_id, 0.0) + weight / (rrf_k + rank)
-    return _order(scores, _best_ranks(legs))
+
+    values: list[float]
+    reciprocal: bool = False
 
 
-def _weighted_sum(
-    runs: Sequence[Run],
-    weights: Sequence[float],
-    normalise: Callable[[LegRun], Callable[[float], float]],
-) -> list[Fused]:
-    """``sum_i w_i * (norm_i(score_i(d)) - norm_i(credit_i))`` over the legs that returned d.
+class Normaliser(Protocol):
+    """Puts one leg's hits on the common scale (called for a leg with at least one hit).
 
-    Giving each leg's normalised credit to the documents it did not return equals giving it to
-    every document (a constant, left out) plus ``value - credit`` to the ones it returned.
+    :func:`zscore_norm`, :func:`min_max_norm`, :func:`dbsf_norm`, and :func:`rank_norm` with
+    its ``rrf_k`` bound.
     """
-    legs = [as_leg_run(run) for run in runs]
-    scores: dict[str, float] = {}
-    for leg, weight in zip(legs, weights, strict=True):
-        if not leg.hits:
-            continue
-        norm = normalise(leg)
-        credit = norm(leg.credit())
-        for doc_id, score in leg.hits:
-            scores[doc_id] = scores.get(doc_id, 0.0) + weight * (norm(score) - credit)
-    return _order(scores, _best_ranks(legs))
+
+    def __call__(self, leg: LegRun, /) -> Normalised:
+        """The leg's hits on the common scale, relative to its credit."""
+        ...  # pragma: no cover
+
+
+def _relative(leg: LegRun, norm: Callable[[float], float]) -> Normalised:
+    credit = norm(leg.credit())
+    return Normalised([norm(score) - credit for _, score in leg.hits])
 
 
 def _min_max(leg: LegRun) -> Callable[[float], float]:
@@ -250,47 +250,136 @@ def _three_sigma(leg: LegRun) -> Callable[[float], float]:
     return lambda v: min(1.0, max(0.0, (v - low) / (6 * sigma)))
 
 
+def zscore_norm(leg: LegRun) -> Normalised:
+    """``(s - mean) / sigma`` over the leg's population if known, else over its hits.
+
+    A leg whose scores are all equal (``sigma`` 0) gives every hit 0.
+    """
+    return _relative(leg, _z(leg))
+
+
+def min_max_norm(leg: LegRun) -> Normalised:
+    """``(s - credit) / (best - credit)``: the credit 0, the best hit 1.
+
+    Hits that all equal the credit give 0 (each normalises to 1.0, as does the credit).
+    """
+    return _relative(leg, _min_max(leg))
+
+
+def dbsf_norm(leg: LegRun) -> Normalised:
+    """``(s - (mean - 3 sigma)) / (6 sigma)`` over the hits (never the population), in [0, 1].
+
+    Hits of equal scores normalise to 1.0, a credit below them (a complete list's floor) to 0.
+    """
+    return _relative(leg, _three_sigma(leg))
+
+
+def rank_norm(leg: LegRun, rrf_k: float = 60) -> Normalised:
+    """``1 / (rrf_k + rank)``, ranks from 1, tied scores sharing the mean of their ranks.
+
+    The credit is 0 (a document the leg did not return gets nothing from it), so the values
+    need no shift; they are given as divisors (see :class:`Normalised`).
+    """
+    return Normalised([rrf_k + rank for rank in fractional_ranks(leg.hits)], reciprocal=True)
+
+
+# -------------------------------------------------------------------------- combination
+def weighted_sum(
+    runs: Sequence[Run], weights: Sequence[float], normalise: Normaliser
+) -> list[Fused]:
+    """``sum_i w_i * n_i(d)`` over the legs that returned ``d``, ``n_i`` from ``normalise``.
+
+    The one combination step of every method. Giving each leg's normalised credit to the
+    documents it did not return equals giving it to every document (a constant, left out) plus
+    ``value - credit`` to the ones it returned, which is what :class:`Normalised` holds. An
+    empty leg adds nothing; a leg weighted 0 adds 0 to its documents (they are still listed).
+    ``weights`` are taken as valid (:func:`fuse` checks them; the retriever checks them where
+    they enter).
+    """
+    legs = [as_leg_run(run) for run in runs]
+    scores: dict[str, float] = {}
+    for leg, weight in zip(legs, weights, strict=True):
+        if not leg.hits:
+            continue
+        normalised = normalise(leg)
+        if normalised.reciprocal:
+            for (doc_id, _), value in zip(leg.hits, normalised.values, strict=True):
+                scores[doc_id] = scores.get(doc_id, 0.0) + weight / value
+        else:
+            for (doc_id, _), value in zip(leg.hits, normalised.values, strict=True):
+                scores[doc_id] = scores.get(doc_id, 0.0) + weight * value
+    return _order(scores, _best_ranks(legs))
+
+
+# ------------------------------------------------------------------------------ methods
+class FusionFunction(Protocol):
+    """What every fusion method is: the type of :data:`FUSION_METHODS`' values.
+
+    ``runs`` holds one ranked list per leg, ``weights`` one valid weight per leg (see
+    :func:`check_weights`), ``rrf_k`` the RRF constant (the score-based methods ignore it).
+    """
+
+    def __call__(
+        self, runs: Sequence[Run], weights: Sequence[float], /, *, rrf_k: float = 60
+    ) -> list[Fused]:
+        """The fused documents, best first (ties: best rank any leg gave, then id)."""
+        ...  # pragma: no cover
+
+
+def rrf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
+    """Weighted Reciprocal Rank Fusion: ``sum_i w_i / (rrf_k + rank_i)``, ranks from 1.
+
+    Tied scores within a leg share the mean of their ranks (:func:`rank_norm`).
+    """
+    return weighted_sum(runs, weights, lambda leg: rank_norm(leg, rrf_k))
+
+
 def relative_score(
     runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60
 ) -> list[Fused]:
-    """Min-max normalise each leg between its credit and its best score, then sum with weights.
+    """Min-max normalise each leg between its credit and its best score (:func:`min_max_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored.
     """
     del rrf_k
-    return _weighted_sum(runs, weights, _min_max)
+    return weighted_sum(runs, weights, min_max_norm)
 
 
 def zscore(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
-    """Standardise each leg's scores (over its population if known), then a weighted sum.
+    """Standardise each leg's scores, over its population if known (:func:`zscore_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored. Fused scores can be negative.
     """
     del rrf_k
-    return _weighted_sum(runs, weights, _z)
+    return weighted_sum(runs, weights, zscore_norm)
 
 
 def dbsf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
-    """Normalise each leg with limits mean +- 3 sigma (clipped to [0, 1]), then a weighted sum.
+    """Normalise each leg with limits mean +- 3 sigma, clipped to [0, 1] (:func:`dbsf_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored.
     """
     del rrf_k
-    return _weighted_sum(runs, weights, _three_sigma)
+    return weighted_sum(runs, weights, dbsf_norm)
 
 
-FUSION_METHODS: dict[str, Callable[..., list[Fused]]] = {
+FUSION_METHODS: dict[str, FusionFunction] = {
     "zscore": zscore,
     "rrf": rrf,
     "relative_score": relative_score,
     "dbsf": dbsf,
 }
+"""The fusion methods by name (the values of :data:`FusionMethod`)."""
 
 
 def fuse(
     method: str, runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60
 ) -> list[Fused]:
     """Fuse ``runs`` with the method named ``method`` (a key of :data:`FUSION_METHODS`).
+
+    The entry point for callers with unchecked input: it checks the method, the weights and
+    ``rrf_k``. The retriever, whose parameters are checked where they enter, calls the method
+    of :data:`FUSION_METHODS` directly.
 
     Raises:
         InvalidQueryError: unknown method, or ``weights`` not one finite non-negative number
