@@ -88,7 +88,6 @@ from langchain_hybrid.fusion import (
     LegRun,
     Population,
     check_weights,
-    fuse,
 )
 from langchain_hybrid.index import HybridIndex
 from langchain_hybrid.ingest import (
@@ -1320,7 +1319,8 @@ class HybridRetriever(BaseRetriever):
         runs, failed = _usable_runs(outcomes, self.on_leg_error)
         legs = [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS]
         weights = leg_weights(params.adaptive, params.query, params.weights, legs)
-        ranked = fuse(params.fusion, legs, weights, rrf_k=params.rrf_k)
+        # checked where they entered (_validate); adaptive weights are valid by construction
+        ranked = FUSION_METHODS[params.fusion](legs, weights, rrf_k=params.rrf_k)
         table = _LegTable(runs)
         short = False
         # the vector leg answered but Chroma then failed to give texts only it had: degrade
