@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal, NamedTuple, Protocol, TypeAlias
 
 from langchain_hybrid.errors import InvalidQueryError
@@ -169,22 +169,26 @@ def _order(scores: dict[str, float], best_rank: dict[str, int]) -> list[Fused]:
 
 def _best_ranks(runs: Sequence[LegRun]) -> dict[str, int]:
     best: dict[str, int] = {}
+    get, inf = best.get, math.inf
     for run in runs:
         for rank, (doc_id, _) in enumerate(run.hits, start=1):
-            if rank < best.get(doc_id, math.inf):
+            if rank < get(doc_id, inf):
                 best[doc_id] = rank
     return best
 
 
-def fractional_ranks(hits: Hits) -> list[float]:
-    """Ranks from 1, runs of equal scores sharing the mean of their positions (1, 2.5, 2.5, 4)."""
+def fractional_ranks(hits: Hits, offset: float = 0.0) -> list[float]:
+    """Ranks from 1, runs of equal scores sharing the mean of their positions (1, 2.5, 2.5, 4).
+
+    ``offset`` is added to each (:func:`rank_norm` passes ``rrf_k``).
+    """
     ranks: list[float] = []
     start = 0
     while start < len(hits):
         end = start + 1
         while end < len(hits) and hits[end][1] == hits[start][1]:
             end += 1
-        ranks.extend([(start + 1 + end) / 2] * (end - start))
+        ranks.extend([offset + (start + 1 + end) / 2] * (end - start))
         start = end
     return ranks
 
@@ -219,43 +223,16 @@ class Normaliser(Protocol):
         ...  # pragma: no cover
 
 
-def _relative(leg: LegRun, norm: Callable[[float], float]) -> Normalised:
-    credit = norm(leg.credit())
-    return Normalised([norm(score) - credit for _, score in leg.hits])
-
-
-def _min_max(leg: LegRun) -> Callable[[float], float]:
-    low = leg.credit()
-    high = max(score for _, score in leg.hits)
-    if high <= low:
-        return lambda _: 1.0
-    return lambda v: (v - low) / (high - low)
-
-
-def _z(leg: LegRun) -> Callable[[float], float]:
-    mean, sigma = leg.mean_sigma()
-    if sigma == 0.0:
-        return lambda _: 0.0
-    return lambda v: (v - mean) / sigma
-
-
-def _three_sigma(leg: LegRun) -> Callable[[float], float]:
-    # the hits' own statistics, as Qdrant defines DBSF: against the population every top hit
-    # of a selective query lies beyond mean + 3 sigma and would clip to 1.0
-    mean, sigma = leg._replace(population=None).mean_sigma()
-    if sigma == 0.0:  # a step at the hits' common score: the floor of a complete list is below
-        common = min(score for _, score in leg.hits)
-        return lambda v: 1.0 if v >= common else 0.0
-    low = mean - 3 * sigma
-    return lambda v: min(1.0, max(0.0, (v - low) / (6 * sigma)))
-
-
 def zscore_norm(leg: LegRun) -> Normalised:
     """``(s - mean) / sigma`` over the leg's population if known, else over its hits.
 
     A leg whose scores are all equal (``sigma`` 0) gives every hit 0.
     """
-    return _relative(leg, _z(leg))
+    mean, sigma = leg.mean_sigma()
+    if sigma == 0.0:
+        return Normalised([0.0] * len(leg.hits))
+    credit = (leg.credit() - mean) / sigma
+    return Normalised([(score - mean) / sigma - credit for _, score in leg.hits])
 
 
 def min_max_norm(leg: LegRun) -> Normalised:
@@ -263,15 +240,31 @@ def min_max_norm(leg: LegRun) -> Normalised:
 
     Hits that all equal the credit give 0 (each normalises to 1.0, as does the credit).
     """
-    return _relative(leg, _min_max(leg))
+    low = leg.credit()
+    high = max(score for _, score in leg.hits)
+    if high <= low:
+        return Normalised([0.0] * len(leg.hits))
+    span = high - low
+    return Normalised([(score - low) / span for _, score in leg.hits])  # the credit is at 0
 
 
 def dbsf_norm(leg: LegRun) -> Normalised:
-    """``(s - (mean - 3 sigma)) / (6 sigma)`` over the hits (never the population), in [0, 1].
+    """``(s - (mean - 3 sigma)) / (6 sigma)`` over the hits, clipped to [0, 1].
 
-    Hits of equal scores normalise to 1.0, a credit below them (a complete list's floor) to 0.
+    The hits' own statistics, as Qdrant defines DBSF, never the population: against the
+    population every top hit of a selective query lies beyond mean + 3 sigma and would clip to
+    1.0. Hits of equal scores are a step at their common score: each normalises to 1.0, a
+    credit below them (a complete list's floor) to 0.0.
     """
-    return _relative(leg, _three_sigma(leg))
+    mean, sigma = leg._replace(population=None).mean_sigma()
+    if sigma == 0.0:
+        common = min(score for _, score in leg.hits)
+        credit = 1.0 if leg.credit() >= common else 0.0
+        return Normalised([(1.0 if score >= common else 0.0) - credit for _, score in leg.hits])
+    low = mean - 3 * sigma
+    width = 6 * sigma
+    credit = min(1.0, max(0.0, (leg.credit() - low) / width))
+    return Normalised([min(1.0, max(0.0, (s - low) / width)) - credit for _, s in leg.hits])
 
 
 def rank_norm(leg: LegRun, rrf_k: float = 60) -> Normalised:
@@ -280,7 +273,7 @@ def rank_norm(leg: LegRun, rrf_k: float = 60) -> Normalised:
     The credit is 0 (a document the leg did not return gets nothing from it), so the values
     need no shift; they are given as divisors (see :class:`Normalised`).
     """
-    return Normalised([rrf_k + rank for rank in fractional_ranks(leg.hits)], reciprocal=True)
+    return Normalised(fractional_ranks(leg.hits, rrf_k), reciprocal=True)
 
 
 # -------------------------------------------------------------------------- combination
@@ -298,16 +291,17 @@ def weighted_sum(
     """
     legs = [as_leg_run(run) for run in runs]
     scores: dict[str, float] = {}
+    get = scores.get
     for leg, weight in zip(legs, weights, strict=True):
         if not leg.hits:
             continue
         normalised = normalise(leg)
         if normalised.reciprocal:
             for (doc_id, _), value in zip(leg.hits, normalised.values, strict=True):
-                scores[doc_id] = scores.get(doc_id, 0.0) + weight / value
+                scores[doc_id] = get(doc_id, 0.0) + weight / value
         else:
             for (doc_id, _), value in zip(leg.hits, normalised.values, strict=True):
-                scores[doc_id] = scores.get(doc_id, 0.0) + weight * value
+                scores[doc_id] = get(doc_id, 0.0) + weight * value
     return _order(scores, _best_ranks(legs))
 
 
