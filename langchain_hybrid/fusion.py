@@ -1,14 +1,23 @@
 """Rank fusion: pure functions over ranked lists of ``(doc_id, score)``; no I/O.
 
-Every method has the signature ``fuse(runs, weights, *, rrf_k) -> list[Fused]``: ``runs`` holds
-one ranked list per leg (best first, ids unique within a list), either a plain sequence of
-``(id, score)`` pairs or a :class:`LegRun`, which also says how many hits were asked for, what
-the leg scores a document it does not match, and the statistics of all its scores; ``weights``
-holds one weight per leg (the retriever's fixed weights, or per query those of
-:mod:`langchain_hybrid.adaptive`). Results are sorted by fused score, descending; ties are
-broken by the best rank any leg gave the document, then by document id, so the order is fully
-deterministic.
+Every method has the signature of :class:`FusionFunction`, ``method(runs, weights, *, rrf_k)
+-> list[Fused]``, and is named in :data:`FUSION_METHODS`. ``runs`` holds one ranked list per
+leg (best first, ids unique within a list), either a plain sequence of ``(id, score)`` pairs or
+a :class:`LegRun`, which also says how many hits were asked for, what the leg scores a document
+it does not match, and the statistics of all its scores; ``weights`` holds one weight per leg
+(the retriever's fixed weights, or per query those of :mod:`langchain_hybrid.adaptive`).
+Results are sorted by fused score, descending; ties are broken by the best rank any leg gave
+the document, then by document id, so the order is fully deterministic.
 Documents are identified by id only, never by text.
+
+Each method is a per-leg normaliser and one combination step (as ranx separates ``norm`` from
+``method``). A :class:`Normaliser` (:func:`zscore_norm`, :func:`min_max_norm`, :func:`dbsf_norm`,
+:func:`rank_norm`) puts one leg's hits on a common scale, relative to what the leg credits a
+document it did not return (:class:`Normalised`); :func:`weighted_sum` adds the legs up with
+their weights. Weights are checked where they enter, by :func:`check_weights` alone: the
+``fusion`` config section, the retriever's ``weights`` field, a per-call ``weights`` argument,
+and :func:`fuse` for direct callers; the methods take them as valid, so the retriever's query
+path checks them once.
 
 The rule for short and degenerate lists (one hit, equal scores, two hits, an empty leg)
     A leg ranks the whole collection and returns the top ``depth`` (``fetch_k``) of it. Two
@@ -363,7 +372,7 @@ FUSION_METHODS: dict[str, FusionFunction] = {
     "relative_score": relative_score,
     "dbsf": dbsf,
 }
-"""The fusion methods by name (the values of :data:`FusionMethod`)."""
+"""The fusion methods by name (the names :data:`FusionMethod` allows)."""
 
 
 def fuse(
