@@ -7,8 +7,9 @@ in :mod:`langchain_hybrid.index`.
 A query, in the order the code runs it: ``_keyed_params`` (validated :class:`SearchParams` and
 the cache key) -> the result cache -> ``_run_legs`` (each leg's ``_rank``: :class:`LegHit` ids
 and scores, no texts; as a child run ``bm25`` / ``vector`` when a callback handler is attached)
--> ``_combine`` (:func:`~langchain_hybrid.fusion.fuse`, ``group_by``, and ``_found``: the only
-read of texts and metadata, for the kept candidates) -> ``_reranked`` -> cut to ``k``.
+-> ``_combine`` (the method of :data:`~langchain_hybrid.fusion.FUSION_METHODS`, ``group_by``,
+and ``_found``: the only read of texts and metadata, for the kept candidates) -> ``_reranked``
+-> cut to ``k``.
 :meth:`HybridRetriever.rank_leg` is one leg's ranking as fused; :meth:`HybridRetriever.search_leg`
 one leg alone with texts.
 """
