@@ -1,14 +1,23 @@
 """Rank fusion: pure functions over ranked lists of ``(doc_id, score)``; no I/O.
 
-Every method has the signature ``fuse(runs, weights, *, rrf_k) -> list[Fused]``: ``runs`` holds
-one ranked list per leg (best first, ids unique within a list), either a plain sequence of
-``(id, score)`` pairs or a :class:`LegRun`, which also says how many hits were asked for, what
-the leg scores a document it does not match, and the statistics of all its scores; ``weights``
-holds one weight per leg (the retriever's fixed weights, or per query those of
-:mod:`langchain_hybrid.adaptive`). Results are sorted by fused score, descending; ties are
-broken by the best rank any leg gave the document, then by document id, so the order is fully
-deterministic.
+Every method has the signature of :class:`FusionFunction`, ``method(runs, weights, *, rrf_k)
+-> list[Fused]``, and is named in :data:`FUSION_METHODS`. ``runs`` holds one ranked list per
+leg (best first, ids unique within a list), either a plain sequence of ``(id, score)`` pairs or
+a :class:`LegRun`, which also says how many hits were asked for, what the leg scores a document
+it does not match, and the statistics of all its scores; ``weights`` holds one weight per leg
+(the retriever's fixed weights, or per query those of :mod:`langchain_hybrid.adaptive`).
+Results are sorted by fused score, descending; ties are broken by the best rank any leg gave
+the document, then by document id, so the order is fully deterministic.
 Documents are identified by id only, never by text.
+
+Each method is a per-leg normaliser and one combination step (as ranx separates ``norm`` from
+``method``). A :class:`Normaliser` (:func:`zscore_norm`, :func:`min_max_norm`, :func:`dbsf_norm`,
+:func:`rank_norm`) puts one leg's hits on a common scale, relative to what the leg credits a
+document it did not return (:class:`Normalised`); :func:`weighted_sum` adds the legs up with
+their weights. Weights are checked where they enter, by :func:`check_weights` alone: the
+``fusion`` config section, the retriever's ``weights`` field, a per-call ``weights`` argument,
+and :func:`fuse` for direct callers; the methods take them as valid, so the retriever's query
+path checks them once.
 
 The rule for short and degenerate lists (one hit, equal scores, two hits, an empty leg)
     A leg ranks the whole collection and returns the top ``depth`` (``fetch_k``) of it. Two
@@ -79,8 +88,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple, TypeAlias
+from collections.abc import Sequence
+from typing import Literal, NamedTuple, Protocol, TypeAlias
 
 from langchain_hybrid.errors import InvalidQueryError
 
@@ -169,128 +178,211 @@ def _order(scores: dict[str, float], best_rank: dict[str, int]) -> list[Fused]:
 
 def _best_ranks(runs: Sequence[LegRun]) -> dict[str, int]:
     best: dict[str, int] = {}
+    get, inf = best.get, math.inf
     for run in runs:
         for rank, (doc_id, _) in enumerate(run.hits, start=1):
-            if rank < best.get(doc_id, math.inf):
+            if rank < get(doc_id, inf):
                 best[doc_id] = rank
     return best
 
 
-def fractional_ranks(hits: Hits) -> list[float]:
-    """Ranks from 1, runs of equal scores sharing the mean of their positions (1, 2.5, 2.5, 4)."""
+def fractional_ranks(hits: Hits, offset: float = 0.0) -> list[float]:
+    """Ranks from 1, runs of equal scores sharing the mean of their positions (1, 2.5, 2.5, 4).
+
+    ``offset`` is added to each (:func:`rank_norm` passes ``rrf_k``).
+    """
     ranks: list[float] = []
     start = 0
     while start < len(hits):
         end = start + 1
         while end < len(hits) and hits[end][1] == hits[start][1]:
             end += 1
-        ranks.extend([(start + 1 + end) / 2] * (end - start))
+        ranks.extend([offset + (start + 1 + end) / 2] * (end - start))
         start = end
     return ranks
+
+
+# ------------------------------------------------------------------------ normalisation
+class Normalised(NamedTuple):
+    """One leg's hits on the scale the legs are summed on, relative to the leg's credit.
+
+    Attributes:
+        values: one per hit, in the leg's order: the hit's normalised score minus the
+            normalised credit (the leg's score for a document it did not return), so the
+            documents a leg did not return get 0 from it.
+        reciprocal: ``values`` are divisors: a hit adds ``weight / value``. Ranks are
+            normalised to ``1 / (rrf_k + rank)``; given as ``rrf_k + rank``, the weighted sum
+            is ``w / (rrf_k + rank)`` exactly as RRF defines it, where ``w * (1 / (rrf_k +
+            rank))`` can differ in the last bit and split an exact tie between two legs.
+    """
+
+    values: list[float]
+    reciprocal: bool = False
+
+
+class Normaliser(Protocol):
+    """Puts one leg's hits on the common scale (called for a leg with at least one hit).
+
+    :func:`zscore_norm`, :func:`min_max_norm`, :func:`dbsf_norm`, and :func:`rank_norm` with
+    its ``rrf_k`` bound.
+    """
+
+    def __call__(self, leg: LegRun, /) -> Normalised:
+        """The leg's hits on the common scale, relative to its credit."""
+        ...  # pragma: no cover
+
+
+def zscore_norm(leg: LegRun) -> Normalised:
+    """``(s - mean) / sigma`` over the leg's population if known, else over its hits.
+
+    A leg whose scores are all equal (``sigma`` 0) gives every hit 0.
+    """
+    mean, sigma = leg.mean_sigma()
+    if sigma == 0.0:
+        return Normalised([0.0] * len(leg.hits))
+    credit = (leg.credit() - mean) / sigma
+    return Normalised([(score - mean) / sigma - credit for _, score in leg.hits])
+
+
+def min_max_norm(leg: LegRun) -> Normalised:
+    """``(s - credit) / (best - credit)``: the credit 0, the best hit 1.
+
+    Hits that all equal the credit give 0 (each normalises to 1.0, as does the credit).
+    """
+    low = leg.credit()
+    high = max(score for _, score in leg.hits)
+    if high <= low:
+        return Normalised([0.0] * len(leg.hits))
+    span = high - low
+    return Normalised([(score - low) / span for _, score in leg.hits])  # the credit is at 0
+
+
+def dbsf_norm(leg: LegRun) -> Normalised:
+    """``(s - (mean - 3 sigma)) / (6 sigma)`` over the hits, clipped to [0, 1].
+
+    The hits' own statistics, as Qdrant defines DBSF, never the population: against the
+    population every top hit of a selective query lies beyond mean + 3 sigma and would clip to
+    1.0. Hits of equal scores are a step at their common score: each normalises to 1.0, a
+    credit below them (a complete list's floor) to 0.0.
+    """
+    mean, sigma = leg._replace(population=None).mean_sigma()
+    if sigma == 0.0:
+        common = min(score for _, score in leg.hits)
+        credit = 1.0 if leg.credit() >= common else 0.0
+        return Normalised([(1.0 if score >= common else 0.0) - credit for _, score in leg.hits])
+    low = mean - 3 * sigma
+    width = 6 * sigma
+    credit = min(1.0, max(0.0, (leg.credit() - low) / width))
+    return Normalised([min(1.0, max(0.0, (s - low) / width)) - credit for _, s in leg.hits])
+
+
+def rank_norm(leg: LegRun, rrf_k: float = 60) -> Normalised:
+    """``1 / (rrf_k + rank)``, ranks from 1, tied scores sharing the mean of their ranks.
+
+    The credit is 0 (a document the leg did not return gets nothing from it), so the values
+    need no shift; they are given as divisors (see :class:`Normalised`).
+    """
+    return Normalised(fractional_ranks(leg.hits, rrf_k), reciprocal=True)
+
+
+# -------------------------------------------------------------------------- combination
+def weighted_sum(
+    runs: Sequence[Run], weights: Sequence[float], normalise: Normaliser
+) -> list[Fused]:
+    """``sum_i w_i * n_i(d)`` over the legs that returned ``d``, ``n_i`` from ``normalise``.
+
+    The one combination step of every method. Giving each leg's normalised credit to the
+    documents it did not return equals giving it to every document (a constant, left out) plus
+    ``value - credit`` to the ones it returned, which is what :class:`Normalised` holds. An
+    empty leg adds nothing; a leg weighted 0 adds 0 to its documents (they are still listed).
+    ``weights`` are taken as valid (:func:`fuse` checks them; the retriever checks them where
+    they enter).
+    """
+    legs = [as_leg_run(run) for run in runs]
+    scores: dict[str, float] = {}
+    get = scores.get
+    for leg, weight in zip(legs, weights, strict=True):
+        if not leg.hits:
+            continue
+        normalised = normalise(leg)
+        if normalised.reciprocal:
+            for (doc_id, _), value in zip(leg.hits, normalised.values, strict=True):
+                scores[doc_id] = get(doc_id, 0.0) + weight / value
+        else:
+            for (doc_id, _), value in zip(leg.hits, normalised.values, strict=True):
+                scores[doc_id] = get(doc_id, 0.0) + weight * value
+    return _order(scores, _best_ranks(legs))
+
+
+# ------------------------------------------------------------------------------ methods
+class FusionFunction(Protocol):
+    """What every fusion method is: the type of :data:`FUSION_METHODS`' values.
+
+    ``runs`` holds one ranked list per leg, ``weights`` one valid weight per leg (see
+    :func:`check_weights`), ``rrf_k`` the RRF constant (the score-based methods ignore it).
+    """
+
+    def __call__(
+        self, runs: Sequence[Run], weights: Sequence[float], /, *, rrf_k: float = 60
+    ) -> list[Fused]:
+        """The fused documents, best first (ties: best rank any leg gave, then id)."""
+        ...  # pragma: no cover
 
 
 def rrf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
     """Weighted Reciprocal Rank Fusion: ``sum_i w_i / (rrf_k + rank_i)``, ranks from 1.
 
-    Tied scores within a leg share the mean of their ranks.
+    Tied scores within a leg share the mean of their ranks (:func:`rank_norm`).
     """
-    legs = [as_leg_run(run) for run in runs]
-    scores: dict[str, float] = {}
-    for leg, weight in zip(legs, weights, strict=True):
-        for (doc_id, _), rank in zip(leg.hits, fractional_ranks(leg.hits), strict=True):
-            scores[doc_id] = scores.get(doc_id, 0.0) + weight / (rrf_k + rank)
-    return _order(scores, _best_ranks(legs))
-
-
-def _weighted_sum(
-    runs: Sequence[Run],
-    weights: Sequence[float],
-    normalise: Callable[[LegRun], Callable[[float], float]],
-) -> list[Fused]:
-    """``sum_i w_i * (norm_i(score_i(d)) - norm_i(credit_i))`` over the legs that returned d.
-
-    Giving each leg's normalised credit to the documents it did not return equals giving it to
-    every document (a constant, left out) plus ``value - credit`` to the ones it returned.
-    """
-    legs = [as_leg_run(run) for run in runs]
-    scores: dict[str, float] = {}
-    for leg, weight in zip(legs, weights, strict=True):
-        if not leg.hits:
-            continue
-        norm = normalise(leg)
-        credit = norm(leg.credit())
-        for doc_id, score in leg.hits:
-            scores[doc_id] = scores.get(doc_id, 0.0) + weight * (norm(score) - credit)
-    return _order(scores, _best_ranks(legs))
-
-
-def _min_max(leg: LegRun) -> Callable[[float], float]:
-    low = leg.credit()
-    high = max(score for _, score in leg.hits)
-    if high <= low:
-        return lambda _: 1.0
-    return lambda v: (v - low) / (high - low)
-
-
-def _z(leg: LegRun) -> Callable[[float], float]:
-    mean, sigma = leg.mean_sigma()
-    if sigma == 0.0:
-        return lambda _: 0.0
-    return lambda v: (v - mean) / sigma
-
-
-def _three_sigma(leg: LegRun) -> Callable[[float], float]:
-    # the hits' own statistics, as Qdrant defines DBSF: against the population every top hit
-    # of a selective query lies beyond mean + 3 sigma and would clip to 1.0
-    mean, sigma = leg._replace(population=None).mean_sigma()
-    if sigma == 0.0:  # a step at the hits' common score: the floor of a complete list is below
-        common = min(score for _, score in leg.hits)
-        return lambda v: 1.0 if v >= common else 0.0
-    low = mean - 3 * sigma
-    return lambda v: min(1.0, max(0.0, (v - low) / (6 * sigma)))
+    return weighted_sum(runs, weights, lambda leg: rank_norm(leg, rrf_k))
 
 
 def relative_score(
     runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60
 ) -> list[Fused]:
-    """Min-max normalise each leg between its credit and its best score, then sum with weights.
+    """Min-max normalise each leg between its credit and its best score (:func:`min_max_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored.
     """
     del rrf_k
-    return _weighted_sum(runs, weights, _min_max)
+    return weighted_sum(runs, weights, min_max_norm)
 
 
 def zscore(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
-    """Standardise each leg's scores (over its population if known), then a weighted sum.
+    """Standardise each leg's scores, over its population if known (:func:`zscore_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored. Fused scores can be negative.
     """
     del rrf_k
-    return _weighted_sum(runs, weights, _z)
+    return weighted_sum(runs, weights, zscore_norm)
 
 
 def dbsf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
-    """Normalise each leg with limits mean +- 3 sigma (clipped to [0, 1]), then a weighted sum.
+    """Normalise each leg with limits mean +- 3 sigma, clipped to [0, 1] (:func:`dbsf_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored.
     """
     del rrf_k
-    return _weighted_sum(runs, weights, _three_sigma)
+    return weighted_sum(runs, weights, dbsf_norm)
 
 
-FUSION_METHODS: dict[str, Callable[..., list[Fused]]] = {
+FUSION_METHODS: dict[str, FusionFunction] = {
     "zscore": zscore,
     "rrf": rrf,
     "relative_score": relative_score,
     "dbsf": dbsf,
 }
+"""The fusion methods by name (the names :data:`FusionMethod` allows)."""
 
 
 def fuse(
     method: str, runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60
 ) -> list[Fused]:
     """Fuse ``runs`` with the method named ``method`` (a key of :data:`FUSION_METHODS`).
+
+    The entry point for callers with unchecked input: it checks the method, the weights and
+    ``rrf_k``. The retriever, whose parameters are checked where they enter, calls the method
+    of :data:`FUSION_METHODS` directly.
 
     Raises:
         InvalidQueryError: unknown method, or ``weights`` not one finite non-negative number

@@ -7,8 +7,9 @@ in :mod:`langchain_hybrid.index`.
 A query, in the order the code runs it: ``_keyed_params`` (validated :class:`SearchParams` and
 the cache key) -> the result cache -> ``_run_legs`` (each leg's ``_rank``: :class:`LegHit` ids
 and scores, no texts; as a child run ``bm25`` / ``vector`` when a callback handler is attached)
--> ``_combine`` (:func:`~langchain_hybrid.fusion.fuse`, ``group_by``, and ``_found``: the only
-read of texts and metadata, for the kept candidates) -> ``_reranked`` -> cut to ``k``.
+-> ``_combine`` (the method of :data:`~langchain_hybrid.fusion.FUSION_METHODS`, ``group_by``,
+and ``_found``: the only read of texts and metadata, for the kept candidates) -> ``_reranked``
+-> cut to ``k``.
 :meth:`HybridRetriever.rank_leg` is one leg's ranking as fused; :meth:`HybridRetriever.search_leg`
 one leg alone with texts.
 """
@@ -88,7 +89,6 @@ from langchain_hybrid.fusion import (
     LegRun,
     Population,
     check_weights,
-    fuse,
 )
 from langchain_hybrid.index import HybridIndex
 from langchain_hybrid.ingest import (
@@ -1320,7 +1320,8 @@ class HybridRetriever(BaseRetriever):
         runs, failed = _usable_runs(outcomes, self.on_leg_error)
         legs = [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS]
         weights = leg_weights(params.adaptive, params.query, params.weights, legs)
-        ranked = fuse(params.fusion, legs, weights, rrf_k=params.rrf_k)
+        # checked where they entered (_validate); adaptive weights are valid by construction
+        ranked = FUSION_METHODS[params.fusion](legs, weights, rrf_k=params.rrf_k)
         table = _LegTable(runs)
         short = False
         # the vector leg answered but Chroma then failed to give texts only it had: degrade

@@ -1,26 +1,48 @@
-"""Golden tests of the fusion functions: every expected value is computed by hand here."""
+"""Golden tests of the fusion functions: values computed by hand, outputs pinned bit for bit."""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import math
+import random
+import typing
+from pathlib import Path
 
 import pytest
+from helpers import HashEmbeddings
 
+from langchain_hybrid import fusion as fusion_module
+from langchain_hybrid import retrievers as retrievers_module
+from langchain_hybrid.adaptive import AdaptiveWeights, leg_weights
 from langchain_hybrid.bm25 import BM25Index
+from langchain_hybrid.config import FusionSettings
 from langchain_hybrid.errors import HybridRetrieverError, InvalidQueryError
 from langchain_hybrid.filters import parse_filter
 from langchain_hybrid.fusion import (
     FUSION_METHODS,
     Fused,
+    FusionFunction,
+    FusionMethod,
     LegRun,
+    Normalised,
+    Normaliser,
     Population,
+    Run,
+    as_leg_run,
     check_weights,
     dbsf,
+    dbsf_norm,
     fractional_ranks,
     fuse,
+    min_max_norm,
+    rank_norm,
     relative_score,
     rrf,
+    weighted_sum,
     zscore,
+    zscore_norm,
 )
 from langchain_hybrid.retrievers import HybridRetriever, LegHit, LegHits, leg_run
 
@@ -490,3 +512,239 @@ def test_sole_exact_bm25_match_outranks_the_vector_top_under_the_defaults() -> N
         method, [[(h.id, h.score) for h in bm25], [(h.id, h.score) for h in vector]], weights
     )
     assert old[0].id == "d000"
+
+
+# ------------------------------------------------- normalisers and the one combination step
+def test_normalisers_by_hand() -> None:
+    # a cut list 3, 2, 1: credit 1 (the last hit); mean 2, population sigma sqrt(2/3)
+    cut = LegRun([("a", 3.0), ("b", 2.0), ("c", 1.0)], 3)
+    sigma = math.sqrt(2 / 3)
+    assert zscore_norm(cut) == Normalised(pytest.approx([2 / sigma, 1 / sigma, 0.0]))
+    assert min_max_norm(cut) == Normalised([1.0, 0.5, 0.0])
+    # dbsf: (v - (2 - 3 sigma)) / (6 sigma), minus the credit's value: (v - 1) / (6 sigma)
+    assert dbsf_norm(cut) == Normalised(pytest.approx([2 / (6 * sigma), 1 / (6 * sigma), 0.0]))
+    # ranks 1, 2, 3 handed over as divisors rrf_k + rank
+    assert rank_norm(cut, 10) == Normalised([11.0, 12.0, 13.0], reciprocal=True)
+    assert rank_norm(cut) == Normalised([61.0, 62.0, 63.0], reciprocal=True)
+    # a complete list 4, 2 (floor 0) among 8 documents of total 6, squares 20: the credit is
+    # the floor; z against the population (mean 0.75, variance 1.9375)
+    complete = LegRun([("a", 4.0), ("b", 2.0)], 10, 0.0, Population(8, 6.0, 20.0))
+    pop_sigma = math.sqrt(1.9375)
+    assert zscore_norm(complete) == Normalised(pytest.approx([4 / pop_sigma, 2 / pop_sigma]))
+    assert min_max_norm(complete) == Normalised([1.0, 0.5])
+    assert dbsf_norm(complete) == Normalised(pytest.approx([4 / 6, 2 / 6]))  # mean 3, sigma 1
+
+
+def test_normalisers_of_equal_scores() -> None:
+    cut = LegRun([("x", 2.0), ("y", 2.0)], 2)  # the credit equals the hits: nothing to add
+    complete = LegRun([("x", 2.0), ("y", 2.0)], 5, 0.0)  # the floor 0 is below them
+    for normalise in (zscore_norm, min_max_norm, dbsf_norm):
+        assert normalise(cut) == Normalised([0.0, 0.0])
+    assert zscore_norm(complete) == Normalised([0.0, 0.0])  # sigma 0 over the hits: no signal
+    assert min_max_norm(complete) == Normalised([1.0, 1.0])
+    assert dbsf_norm(complete) == Normalised([1.0, 1.0])
+    assert rank_norm(cut) == Normalised([61.5, 61.5], reciprocal=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "normaliser"),
+    [("zscore", zscore_norm), ("relative_score", min_max_norm), ("dbsf", dbsf_norm)],
+)
+def test_each_score_method_is_its_normaliser_and_the_weighted_sum(
+    method: str, normaliser: Normaliser
+) -> None:
+    for runs, weights, rrf_k in pinned_cases()[:40]:
+        assert FUSION_METHODS[method](runs, weights, rrf_k=rrf_k) == weighted_sum(
+            runs, weights, normaliser
+        )
+
+
+def test_rrf_is_rank_norm_and_the_weighted_sum() -> None:
+    for runs, weights, rrf_k in pinned_cases()[:40]:
+        expected = weighted_sum(runs, weights, lambda leg, k=rrf_k: rank_norm(leg, k))
+        assert rrf(runs, weights, rrf_k=rrf_k) == expected
+
+
+def test_weighted_sum_divides_reciprocal_values_exactly() -> None:
+    # 0.3 / 61 and 0.3 * (1 / 61) differ in the last bit: RRF must be the former
+    assert 0.3 / 61 != 0.3 * (1 / 61)
+    fused = weighted_sum([[("a", 1.0)]], [0.3], rank_norm)
+    assert fused == [Fused("a", 0.3 / 61)]
+
+    # plain values are multiplied, and a leg's documents all get something, even at weight 0
+    def fixed(leg: LegRun) -> Normalised:
+        return Normalised([1.5, 0.25][: len(leg.hits)])
+
+    fused = weighted_sum([[("a", 5.0), ("b", 1.0)], [("b", 9.0)]], [2.0, 0.0], fixed)
+    assert fused == [Fused("a", 3.0), Fused("b", 0.5)]
+
+
+def test_weighted_sum_skips_empty_legs_without_normalising_them() -> None:
+    seen: list[int] = []
+
+    def counting(leg: LegRun) -> Normalised:
+        seen.append(len(leg.hits))
+        return min_max_norm(leg)
+
+    assert weighted_sum([[], [("a", 2.0), ("b", 1.0)]], [1.0, 1.0], counting) == [
+        Fused("a", 1.0),
+        Fused("b", 0.0),
+    ]
+    assert seen == [2]
+
+
+def test_fusion_methods_have_the_protocol_signature() -> None:
+    # mypy checks FUSION_METHODS' values against FusionFunction; at run time, the same shape
+    expected = ["runs", "weights", "rrf_k"]
+    for function in FUSION_METHODS.values():
+        parameters = inspect.signature(function).parameters
+        assert list(parameters) == expected
+        assert parameters["rrf_k"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameters["rrf_k"].default == 60
+    assert isinstance(FusionFunction, type)
+    assert set(FUSION_METHODS) == set(typing.get_args(FusionMethod))
+
+
+# ---------------------------------------------------------- weights checked where they enter
+def test_weights_are_checked_once_per_call_not_again_in_fusion(
+    monkeypatch: pytest.MonkeyPatch, collection_name: str
+) -> None:
+    retriever = HybridRetriever.from_texts(
+        ["red apple pie", "green apple tart", "pear cider", "plum jam"],
+        embedding=HashEmbeddings(),
+        collection_name=collection_name,
+        cache=False,
+        k=2,
+    )
+    calls: list[object] = []
+
+    def counted(weights: object, n_legs: int) -> tuple[float, ...]:
+        calls.append(weights)
+        return check_weights(weights, n_legs)
+
+    monkeypatch.setattr(retrievers_module, "check_weights", counted)
+    monkeypatch.setattr(fusion_module, "check_weights", counted)
+    docs = retriever.invoke("apple", weights=(0.3, 0.7))  # a per-call argument: checked once
+    assert len(docs) == 2
+    assert calls == [(0.3, 0.7)]
+    calls.clear()
+    retriever.invoke("apple")
+    retriever.invoke("pear")  # the defaults: checked when the field was set, not per query
+    assert len(calls) <= 1
+    with pytest.raises(InvalidQueryError, match="finite non-negative"):
+        retriever.invoke("apple", weights=(0.5, math.nan))
+    with pytest.raises(ValueError, match="finite non-negative"):
+        HybridRetriever.check_fields({"weights": (1.0, -1.0)})
+    with pytest.raises(ValueError, match="must not all be zero"):
+        FusionSettings(weights=(0.0, 0.0))
+
+
+def test_adaptive_weights_are_valid_by_construction() -> None:
+    # the model's weights go to fusion unchecked: every share, even from overflowing or
+    # NaN logits, gives one finite non-negative weight per leg with a positive sum
+    bm25 = LegRun([("a", 4.0), ("b", 1.0)], 10, 0.0, Population(10, 5.0, 17.0))
+    vector = LegRun([("a", 0.9), ("c", 0.5), ("b", 0.2)], 3)
+    for coefficients in (
+        {"bm25_top_z": 1.0},
+        {"bm25_top_z": 1.7e308},  # logit inf
+        {"bm25_top_z": -1.7e308},  # logit -inf
+        {"bm25_top_z": 1.7e308, "vector_top_z": -1.7e308},  # inf - inf: NaN
+    ):
+        model = AdaptiveWeights(intercept=0.0, coefficients=coefficients)
+        weights = leg_weights(model, "apple", (0.5, 0.5), [bm25, vector])
+        assert check_weights(weights, 2) == weights
+    model = AdaptiveWeights(intercept=0.0, coefficients={"bm25_top_z": 1.0})
+    assert 0.5 < leg_weights(model, "apple", (0.5, 0.5), [bm25, vector])[0] < 1.0
+
+
+# ------------------------------------------- pinned outputs on generated runs (bit for bit)
+# Outputs of every method on seeded, generated runs, pinned as digests of the exact bits of
+# each result (ids in order, scores as float.hex). They were written by the implementation
+# before normalisation was separated from combination (commit 3c4167e), so the split is proven
+# to change no score and no order. A change here is a behaviour change: say so in CHANGELOG.md,
+# then rewrite the file with `python -m tests.unit_tests.test_fusion`.
+PINNED = Path(__file__).parent / "data" / "fusion_pinned.json"
+PINNED_CASES = 160
+_POOL = [f"d{i:02d}" for i in range(18)]
+
+
+def _random_scores(rng: random.Random, n: int) -> list[float]:
+    """``n`` descending scores: spread, rounded into ties, all equal, or negative."""
+    shape = rng.random()
+    if shape < 0.15:
+        return [round(rng.random() * 5, 1)] * n
+    scale = 30.0 if shape < 0.55 else 1.0  # BM25-like or cosine-like
+    values = [rng.random() * scale - (scale * 0.6 if shape > 0.9 else 0.0) for _ in range(n)]
+    if rng.random() < 0.4:
+        values = [round(v, 1) for v in values]
+    return sorted(values, reverse=True)
+
+
+def _random_run(rng: random.Random) -> Run:
+    n = int(rng.random() * 13)  # 0 to 12 hits
+    ids = list(_POOL)
+    rng.shuffle(ids)
+    hits = list(zip(ids[:n], _random_scores(rng, n), strict=True))
+    kind = rng.random()
+    if kind < 0.3:
+        return hits  # a plain list: cut
+    depth = n if rng.random() < 0.4 else n + 1 + int(rng.random() * 5)
+    if kind < 0.55:
+        return LegRun(hits, depth)  # the vector leg: no floor, no population
+    floor = 0.0 if kind < 0.9 else None
+    if rng.random() < 0.3 or floor is None or any(s < 0 for _, s in hits):
+        return LegRun(hits, depth, floor)
+    zeros = int(rng.random() * 40)  # the documents the leg scored 0
+    scores = [s for _, s in hits] + [rng.random() * min((s for _, s in hits), default=1.0)]
+    population = Population(n + 1 + zeros, sum(scores), sum(s * s for s in scores))
+    return LegRun(hits, depth, floor, population)
+
+
+def pinned_cases() -> list[tuple[list[Run], list[float], float]]:
+    """The generated inputs: runs (1 to 3 legs), weights (some 0), rrf_k."""
+    rng = random.Random(20261204)  # noqa: S311  # test data, not secrets
+    cases: list[tuple[list[Run], list[float], float]] = []
+    while len(cases) < PINNED_CASES:
+        runs = [_random_run(rng) for _ in range(1 + int(rng.random() * 3))]
+        weights = [0.0 if rng.random() < 0.15 else rng.random() * 2 for _ in runs]
+        rrf_k = [60.0, 0.0, 1.0, rng.random() * 100][int(rng.random() * 4)]
+        if sum(weights) > 0:
+            cases.append((runs, weights, rrf_k))
+    return cases
+
+
+def pinned_digest(fused: list[Fused]) -> str:
+    exact = json.dumps([(f.id, f.score.hex()) for f in fused])
+    return hashlib.sha256(exact.encode()).hexdigest()[:16]
+
+
+def pinned_outputs() -> dict[str, list[str]]:
+    cases = pinned_cases()
+    return {
+        method: [pinned_digest(fuse(method, r, w, rrf_k=k)) for r, w, k in cases]
+        for method in sorted(FUSION_METHODS)
+    }
+
+
+def test_pinned_cases_cover_the_degenerate_shapes() -> None:
+    legs = [as_leg_run(run) for runs, _, _ in pinned_cases() for run in runs]
+    assert sum(not leg.hits for leg in legs) >= 10
+    assert sum(len(leg.hits) == 1 for leg in legs) >= 10
+    assert sum(len({s for _, s in leg.hits}) < len(leg.hits) for leg in legs) >= 20
+    assert sum(leg.complete for leg in legs if leg.hits) >= 20
+    assert sum(leg.population is not None for leg in legs if leg.hits) >= 20
+    assert sum(min((s for _, s in leg.hits), default=0) < 0 for leg in legs) >= 5
+
+
+@pytest.mark.parametrize("method", sorted(FUSION_METHODS))
+def test_outputs_are_bit_identical_to_the_pinned_ones(method: str) -> None:
+    pinned = json.loads(PINNED.read_text(encoding="utf-8"))[method]
+    cases = pinned_cases()
+    assert len(pinned) == len(cases)
+    for number, ((runs, weights, rrf_k), digest) in enumerate(zip(cases, pinned, strict=True)):
+        fused = fuse(method, runs, weights, rrf_k=rrf_k)
+        assert pinned_digest(fused) == digest, (number, runs, weights, rrf_k, fused)
+
+
+if __name__ == "__main__":
+    PINNED.write_text(json.dumps(pinned_outputs(), indent=0) + "\n", encoding="utf-8")
