@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import chromadb
 import pytest
@@ -302,6 +303,18 @@ class Proxy:
             s.close()
 
 
+def proxied(proxy: Proxy, tmp_path: Path, rng: random.Random, **fields: Any) -> HybridRetriever:
+    """Ten documents in a retriever that reaches the server through ``proxy``, never refreshing."""
+    return HybridRetriever.from_documents(
+        [doc(f"s-{i}", rng) for i in range(10)],
+        embedding=HashEmbeddings(),
+        store_config=http_config(proxy.port, timeout_seconds=TIMEOUT),
+        bm25_path=tmp_path / "bm25",
+        refresh_interval_seconds=None,
+        **fields,
+    )
+
+
 @pytest.fixture
 def black_hole() -> Iterator[BlackHole]:
     hole = BlackHole()
@@ -342,13 +355,7 @@ def test_a_hung_server_costs_about_the_timeout(chroma_server: ChromaServer, tmp_
     proxy = Proxy(chroma_server.port)
     try:
         rng = random.Random(2)  # noqa: S311 - seeded test data, not crypto
-        r = HybridRetriever.from_documents(
-            [doc(f"s-{i}", rng) for i in range(10)],
-            embedding=HashEmbeddings(),
-            store_config=http_config(proxy.port, timeout_seconds=TIMEOUT),
-            bm25_path=tmp_path / "bm25",
-            refresh_interval_seconds=None,
-        )
+        r = proxied(proxy, tmp_path, rng)
         assert "degraded" not in r.invoke("markers1")[0].metadata
         proxy.hang.set()
         before = legs(r)
@@ -393,14 +400,7 @@ def test_vector_hits_whose_texts_chroma_cannot_give_degrade_the_answer(
     proxy = Proxy(chroma_server.port)
     try:
         rng = random.Random(4)  # noqa: S311 - seeded test data, not crypto
-        r = HybridRetriever.from_documents(
-            [doc(f"s-{i}", rng) for i in range(10)],
-            embedding=HashEmbeddings(),
-            store_config=http_config(proxy.port, timeout_seconds=TIMEOUT),
-            bm25_path=tmp_path / "bm25",
-            refresh_interval_seconds=None,
-            cache=False,
-        )
+        r = proxied(proxy, tmp_path, rng, cache=False)
         foreign = doc("f-1", rng)
         client = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port)
         client.get_collection(r.store.config.chroma_collection).add(
