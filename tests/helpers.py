@@ -12,7 +12,10 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.embeddings import Embeddings
 
 from langchain_hybrid._tokenize import TokenizerConfig
@@ -118,3 +121,29 @@ def run_threads(n: int, target: Callable[[int], None]) -> list[threading.Thread]
     for thread in threads:
         thread.start()
     return threads
+
+
+class RunRecorder(BaseCallbackHandler):
+    """Records retriever runs: (name, run id, parent run id, thread name) and errors."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[str, UUID, UUID | None, str]] = []
+        self.errors: list[tuple[UUID, str]] = []
+        self.lock = threading.Lock()
+
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any],
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        with self.lock:
+            name = kwargs.get("name") or (serialized or {}).get("name", "")
+            self.starts.append((name, run_id, parent_run_id, threading.current_thread().name))
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self.lock:
+            self.errors.append((run_id, type(error).__name__))

@@ -12,10 +12,9 @@ import re
 import threading
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 import pytest
-from helpers import HashEmbeddings
+from helpers import HashEmbeddings, RunRecorder
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 from langchain_core.callbacks import BaseCallbackHandler, Callbacks
 from langchain_core.cross_encoders import BaseCrossEncoder
@@ -235,7 +234,7 @@ def test_a_failing_reranker_degrades_to_the_fused_order_like_a_failed_leg(
     fused = retriever.invoke("python coffee grind", k=3)
     retriever.reranker = BrokenReranker()
     metrics = RetrievalMetricsHandler()
-    recorder = _Recorder()
+    recorder = RunRecorder()
     docs = retriever.invoke(
         "python coffee grind", k=3, rerank_k=6, config={"callbacks": [metrics, recorder]}
     )
@@ -244,8 +243,8 @@ def test_a_failing_reranker_degrades_to_the_fused_order_like_a_failed_leg(
     assert [d.metadata["fused_rank"] for d in docs] == [1, 2, 3]
     assert all("relevance_score" not in d.metadata for d in docs)
     # the rerank child run failed under the retrieval, as a failed leg's does
-    root = next(run_id for name, run_id, _ in recorder.starts if name == "HybridRetriever")
-    rerank = next((run_id, p) for name, run_id, p in recorder.starts if name == "rerank")
+    root = next(run_id for name, run_id, *_ in recorder.starts if name == "HybridRetriever")
+    rerank = next((run_id, p) for name, run_id, p, _ in recorder.starts if name == "rerank")
     assert rerank[1] == root
     assert recorder.errors == [(rerank[0], "ConnectionError")]
     series = metrics.snapshot()["retrievers"]["HybridRetriever"]
@@ -302,7 +301,7 @@ async def test_async_rerank_uses_acompress_documents(retriever: HybridRetriever)
     retriever.reranker = reranker
     sync = retriever.invoke("python coffee grind", k=3, rerank_k=6, filter={"year": {"$gt": 2019}})
     retriever.cache = None
-    recorder = _Recorder()
+    recorder = RunRecorder()
     docs = await retriever.ainvoke(
         "python coffee grind",
         k=3,
@@ -313,7 +312,7 @@ async def test_async_rerank_uses_acompress_documents(retriever: HybridRetriever)
     assert [c[0] for c in reranker.calls] == ["sync", "async"]
     assert reranker.calls[0][1] == reranker.calls[1][1]
     assert [(d.id, d.metadata) for d in docs] == [(d.id, d.metadata) for d in sync]
-    assert "rerank" in {name for name, _, _ in recorder.starts}
+    assert "rerank" in {name for name, *_ in recorder.starts}
 
 
 async def test_async_reranker_failure_degrades(retriever: HybridRetriever) -> None:
@@ -545,30 +544,6 @@ def test_hybrid_score_is_not_comparable_across_queries(retriever: HybridRetrieve
 
 
 # ---------------------------------------------------------------------- helpers
-class _Recorder(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.starts: list[tuple[str, UUID, UUID | None]] = []
-        self.errors: list[tuple[UUID, str]] = []
-        self.lock = threading.Lock()
-
-    def on_retriever_start(
-        self,
-        serialized: dict[str, Any],
-        query: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        with self.lock:
-            name = kwargs.get("name") or (serialized or {}).get("name", "")
-            self.starts.append((name, run_id, parent_run_id))
-
-    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        with self.lock:
-            self.errors.append((run_id, type(error).__name__))
-
-
 class _LegRuns(BaseCallbackHandler):
     def __init__(self) -> None:
         self.bm25 = 0

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from helpers import HashEmbeddings
+from helpers import HashEmbeddings, RunRecorder
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.prompts import ChatPromptTemplate
@@ -304,7 +304,7 @@ def test_fusion_method_by_name(retriever: HybridRetriever, method: str) -> None:
 
 
 def test_a_zero_weight_turns_its_leg_off(retriever: HybridRetriever) -> None:
-    recorder = _Recorder()
+    recorder = RunRecorder()
     lexical = retriever.invoke(
         "router firmware", weights=(1.0, 0.0), k=12, config={"callbacks": [recorder]}
     )
@@ -564,32 +564,8 @@ def test_errors_share_one_root() -> None:
 
 
 # ---------------------------------------------------------------------- legs
-class _Recorder(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.starts: list[tuple[str, UUID, UUID | None, str]] = []
-        self.errors: list[tuple[UUID, str]] = []
-        self.lock = threading.Lock()
-
-    def on_retriever_start(
-        self,
-        serialized: dict[str, Any],
-        query: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        with self.lock:
-            name = kwargs.get("name") or (serialized or {}).get("name", "")
-            self.starts.append((name, run_id, parent_run_id, threading.current_thread().name))
-
-    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        with self.lock:
-            self.errors.append((run_id, type(error).__name__))
-
-
 def test_legs_are_child_runs_in_parallel_threads(retriever: HybridRetriever) -> None:
-    recorder = _Recorder()
+    recorder = RunRecorder()
     retriever.invoke("coffee", config={"callbacks": [recorder]})
     names = {name: (run_id, parent) for name, run_id, parent, _ in recorder.starts}
     assert set(names) == {"HybridRetriever", "bm25", "vector"}
@@ -672,7 +648,7 @@ async def test_watched_and_unwatched_searches_take_one_path(
 
 
 async def test_async_legs_are_child_runs(retriever: HybridRetriever) -> None:
-    recorder = _Recorder()
+    recorder = RunRecorder()
     await retriever.ainvoke("coffee", config={"callbacks": [recorder]})
     names = {name: parent for name, _, parent, _ in recorder.starts}
     assert names["bm25"] is not None
@@ -681,7 +657,7 @@ async def test_async_legs_are_child_runs(retriever: HybridRetriever) -> None:
 
 def test_a_failing_leg_degrades_to_the_other(retriever: HybridRetriever) -> None:
     retriever.store.client.delete_collection(retriever.store.config.chroma_collection)
-    recorder = _Recorder()
+    recorder = RunRecorder()
     docs = retriever.invoke("coffee grind", config={"callbacks": [recorder]})
     assert docs
     assert all(d.metadata["degraded"] == "vector" for d in docs)
