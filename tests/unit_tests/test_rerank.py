@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from helpers import HashEmbeddings, RunRecorder
+from helpers import CORPUS, HashEmbeddings, RunRecorder
 from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
 from langchain_core.callbacks import BaseCallbackHandler, Callbacks
 from langchain_core.cross_encoders import BaseCrossEncoder
@@ -32,20 +32,6 @@ from langchain_hybrid.config import load_config
 
 _WORD = re.compile(r"\w+")
 
-CORPUS = [
-    ("net-1", "The NX-220 router shows error E-4471 when its firmware is outdated", "faq", 2024),
-    ("net-2", "Reset the router by holding the button for ten seconds", "handbook", 2021),
-    ("net-3", "Mesh networks extend wifi coverage across large houses", "blog", 2023),
-    ("gar-1", "Water tomatoes deeply twice a week during hot summers", "handbook", 2020),
-    ("gar-2", "Prune roses in late winter before new growth starts", "blog", 2022),
-    ("gar-3", "Compost turns kitchen scraps into rich garden soil", "faq", 2025),
-    ("cof-1", "Espresso needs a fine grind and nine bar of pressure", "blog", 2019),
-    ("cof-2", "A french press brews coffee with a coarse grind", "faq", 2024),
-    ("cof-3", "Cold brew coffee steeps for twelve hours in cold water", "handbook", 2026),
-    ("py-1", "Use functools.lru_cache to memoize pure python functions", "faq", 2023),
-    ("py-2", "Python generators yield values lazily one at a time", "blog", 2021),
-    ("py-3", "Type hints in python help static checkers like mypy", "handbook", 2022),
-]
 FUSIONS = ("zscore", "rrf", "relative_score", "dbsf")
 
 
