@@ -561,6 +561,49 @@ def test_legs_are_child_runs_in_parallel_threads(retriever: HybridRetriever) -> 
     assert threads["bm25"] != threads["vector"]
 
 
+class _SlowQueries(HashEmbeddings):
+    """HashEmbeddings whose query embedding takes at least 5 ms (a model's inference)."""
+
+    def embed_query(self, text: str) -> list[float]:
+        time.sleep(0.005)
+        return super().embed_query(text)
+
+
+def _answer(documents: list[Document]) -> list[tuple[str | None, float]]:
+    return [(d.id, d.metadata["hybrid_score"]) for d in documents]
+
+
+def test_legs_overlap_follows_the_query_embedding_time(collection_name: str) -> None:
+    slow = HybridRetriever.from_documents(
+        corpus_documents(), embedding=_SlowQueries(), collection_name=collection_name, k=4
+    )
+    fast = HybridRetriever(store=slow.store, bm25=slow.bm25, embedding=HashEmbeddings(), k=4)
+    assert slow.legs_overlap()  # nothing measured yet: parallel
+    assert fast.legs_overlap()
+    for query in ("coffee", "espresso beans", "tea"):
+        assert _answer(slow.invoke(query)) == _answer(fast.invoke(query))
+    slow_average = slow._private_attrs()["_embed_seconds"]
+    fast_average = fast._private_attrs()["_embed_seconds"]
+    assert slow_average >= 0.005
+    assert fast_average < slow_average
+    assert slow.legs_overlap()
+
+
+def test_cheap_query_embeddings_run_the_legs_in_turn(retriever: HybridRetriever) -> None:
+    parallel = _answer(retriever.invoke("coffee"))
+    retriever._private_attrs()["_embed_seconds"] = 1e-6  # a cached or hashed query vector
+    assert not retriever.legs_overlap()
+    assert retriever.cache is not None
+    retriever.cache.clear()  # the same query again, searched, not served from the cache
+    recorder = RunRecorder()
+    in_turn = _answer(retriever.invoke("coffee", config={"callbacks": [recorder]}))
+    assert in_turn == parallel
+    threads = {name: thread for name, _, _, thread in recorder.starts}
+    assert threads["bm25"] == threads["vector"] == threading.current_thread().name
+    retriever._private_attrs()["_embed_seconds"] = 0.01  # a model's inference
+    assert retriever.legs_overlap()
+
+
 class _LegDocuments(BaseCallbackHandler):
     """Records what each leg's child run reported, by run name."""
 
