@@ -196,7 +196,7 @@ def _run_rule(rule: HealthRule) -> HealthCheck:
         return HealthCheck(name, "unhealthy", f"check failed: {_error_text(e)}")
 
 
-class _Write(NamedTuple):
+class _UnfinishedWrite(NamedTuple):
     """A write seen unfinished: under way, or ``dead`` (it will not finish by itself)."""
 
     detail: str
@@ -204,7 +204,7 @@ class _Write(NamedTuple):
 
 
 def _lag(
-    generation: object, documents: object, seen: CollectionState, write: _Write | None
+    generation: object, documents: object, seen: CollectionState, write: _UnfinishedWrite | None
 ) -> str | None:
     """How an index at ``generation`` with ``documents`` is out of sync with ``seen``, if it is.
 
@@ -460,7 +460,7 @@ class HealthMonitor:
         checks.extend(_run_rule(rule) for rule in self.extra_checks)
         return HealthStatus.from_checks(checks)
 
-    def _unfinished_write(self, seen: CollectionState, *, dead: bool) -> _Write | None:
+    def _unfinished_write(self, seen: CollectionState, *, dead: bool) -> _UnfinishedWrite | None:
         """The write under way (or dead) that ``seen`` shows; ``None``: none, ``seen`` is exact.
 
         ``dead``: the index found the writer of this odd generation dead (see
@@ -472,7 +472,7 @@ class HealthMonitor:
                 f"a write is under way (generation {seen.generation} -> {seen.latest} during "
                 "the check)"
             )
-            return _Write(detail, dead=False)
+            return _UnfinishedWrite(detail, dead=False)
         generation = seen.generation
         age = self._odd_age(generation)
         if generation % 2 == 0:
@@ -485,7 +485,7 @@ class HealthMonitor:
                 "by HybridRetriever.load or from_store, or refresh(), marks it complete and "
                 "resyncs BM25; health checks do not)"
             )
-            return _Write(detail, dead=True)
+            return _UnfinishedWrite(detail, dead=True)
         limit = self.stuck_write_seconds
         if limit is not None and age > limit:
             detail = (
@@ -493,8 +493,8 @@ class HealthMonitor:
                 f"stayed odd for {age:.0f} s (stuck_write_seconds={limit:g}), a write that long "
                 "or one that failed midway (the writer's next write completes it)"
             )
-            return _Write(detail, dead=True)
-        return _Write(f"a write is under way (generation {generation})", dead=False)
+            return _UnfinishedWrite(detail, dead=True)
+        return _UnfinishedWrite(f"a write is under way (generation {generation})", dead=False)
 
     def _odd_age(self, generation: int) -> float:
         """Seconds since this monitor first saw ``generation``, if odd (0 if even, or new)."""
@@ -508,7 +508,7 @@ class HealthMonitor:
             return now - self._odd_since[1]
 
     def _bm25_index(
-        self, state: IndexStatus, write: _Write | None, leg_down: CheckStatus
+        self, state: IndexStatus, write: _UnfinishedWrite | None, leg_down: CheckStatus
     ) -> HealthCheck:
         seen, size, bm25_generation = state.collection, state.bm25_documents, state.bm25_generation
         error = None if state.bm25_error is None else _error_text(state.bm25_error)
@@ -537,7 +537,7 @@ class HealthMonitor:
         return HealthCheck("bm25_index", status, detail, size)
 
     def _bm25_files(
-        self, saved: SavedState, seen: CollectionState | None, write: _Write | None
+        self, saved: SavedState, seen: CollectionState | None, write: _UnfinishedWrite | None
     ) -> HealthCheck:
         path = saved.path
         if isinstance(saved.error, FileNotFoundError):
