@@ -41,7 +41,7 @@ from pydantic import (
 from langchain_hybrid.adaptive import AdaptiveWeights
 from langchain_hybrid.bm25 import BM25Params
 from langchain_hybrid.errors import ConfigError
-from langchain_hybrid.fusion import FusionMethod, check_weights
+from langchain_hybrid.fusion import FusionMethod, check_rrf_k, check_weights
 from langchain_hybrid.stores import StoreConfig
 
 ENV_PREFIX = "LANGCHAIN_HYBRID_"
@@ -77,7 +77,7 @@ class FusionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: FusionMethod = "zscore"
-    rrf_k: float = Field(default=60.0, ge=0, lt=1e12, allow_inf_nan=False)
+    rrf_k: float = 60.0
     weights: tuple[float, float] = (0.5, 0.5)
     fetch_k: int = Field(default=50, gt=0, le=1_000_000)
     k: int = Field(default=4, gt=0, le=1_000_000)
@@ -91,6 +91,11 @@ class FusionSettings(BaseModel):
     @classmethod
     def _weights(cls, value: object) -> tuple[float, ...]:
         return check_weights(value, 2)
+
+    @field_validator("rrf_k", mode="before")
+    @classmethod
+    def _rrf_k(cls, value: object) -> float:
+        return check_rrf_k(value)
 
 
 class CacheSettings(BaseModel):

@@ -27,7 +27,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from langchain_hybrid.errors import ConfigError, InvalidQueryError
-from langchain_hybrid.fusion import FUSION_METHODS, check_weights
+from langchain_hybrid.fusion import FUSION_METHODS, check_rrf_k, check_weights
 from langchain_hybrid.stores import HNSWConfig
 
 logger = logging.getLogger(__name__)
@@ -398,11 +398,10 @@ def _weights_pair(raw: str) -> tuple[float, float]:
 
 
 def _rrf_k(raw: str) -> float:
-    value = float(raw)
-    if not math.isfinite(value) or value < 0:
-        msg = f"rrf_k must be a finite number >= 0, got {raw!r}"
-        raise ValueError(msg)
-    return value
+    try:
+        return check_rrf_k(float(raw))
+    except InvalidQueryError as e:
+        raise ValueError(str(e)) from e
 
 
 def _fetch_k(raw: str) -> int:

@@ -17,7 +17,8 @@ document it did not return (:class:`Normalised`); :func:`weighted_sum` adds the 
 their weights. Weights are checked where they enter, by :func:`check_weights` alone: the
 ``fusion`` config section, the retriever's ``weights`` field, a per-call ``weights`` argument,
 and :func:`fuse` for direct callers; the methods take them as valid, so the retriever's query
-path checks them once.
+path checks them once. ``rrf_k`` is checked at the same places (and an evaluation sweep) by
+:func:`check_rrf_k` alone.
 
 The rule for short and degenerate lists (one hit, equal scores, two hits, an empty leg)
     A leg ranks the whole collection and returns the top ``depth`` (``fetch_k``) of it. Two
@@ -385,8 +386,8 @@ def fuse(
     of :data:`FUSION_METHODS` directly.
 
     Raises:
-        InvalidQueryError: unknown method, or ``weights`` not one finite non-negative number
-            per run with a positive sum.
+        InvalidQueryError: unknown method, ``weights`` not one finite non-negative number
+            per run with a positive sum, or ``rrf_k`` out of range (:func:`check_rrf_k`).
     """
     try:
         function = FUSION_METHODS[method]
@@ -394,10 +395,7 @@ def fuse(
         msg = f"unknown fusion method {method!r}; expected one of {sorted(FUSION_METHODS)}"
         raise InvalidQueryError(msg) from None
     check_weights(weights, len(runs))
-    if not math.isfinite(rrf_k) or rrf_k < 0:
-        msg = f"rrf_k must be a finite number >= 0, got {rrf_k!r}"
-        raise InvalidQueryError(msg)
-    return function(runs, weights, rrf_k=rrf_k)
+    return function(runs, weights, rrf_k=check_rrf_k(rrf_k))
 
 
 def check_weights(weights: object, n_legs: int) -> tuple[float, ...]:
@@ -426,3 +424,33 @@ def check_weights(weights: object, n_legs: int) -> tuple[float, ...]:
         msg = f"weights must not all be zero, got {weights!r}"
         raise InvalidQueryError(msg)
     return values
+
+
+MAX_RRF_K = 1e12
+"""``rrf_k`` must be below this: the larger it is, the closer ``1 / (rrf_k + r)`` comes for
+neighbouring ranks (equal as floats from about ``1e16``), and RRF stops telling ranks apart."""
+
+
+def check_rrf_k(rrf_k: object) -> float:
+    """Validate the RRF constant: a real number (not a bool), ``0 <= rrf_k < 1e12``.
+
+    The one check of ``rrf_k``, wherever it enters: the ``fusion`` config section, the
+    retriever's ``rrf_k`` field, a per-call ``rrf_k`` argument, an evaluation sweep and
+    :func:`fuse`. Settings report its message as a ``ConfigError``.
+
+    Returns:
+        ``rrf_k`` as a float.
+
+    Raises:
+        InvalidQueryError: ``rrf_k`` is not such a number (NaN and infinities are not).
+    """
+    msg = f"rrf_k must be a finite number >= 0 and < {MAX_RRF_K:g}, got {rrf_k!r}"
+    if isinstance(rrf_k, bool) or not isinstance(rrf_k, numbers.Real):
+        raise InvalidQueryError(msg)
+    try:
+        value = float(rrf_k)
+    except OverflowError:
+        raise InvalidQueryError(msg) from None
+    if not 0 <= value < MAX_RRF_K:  # also NaN
+        raise InvalidQueryError(msg)
+    return value

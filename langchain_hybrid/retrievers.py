@@ -88,6 +88,7 @@ from langchain_hybrid.fusion import (
     FusionMethod,
     LegRun,
     Population,
+    check_rrf_k,
     check_weights,
 )
 from langchain_hybrid.index import HybridIndex
@@ -104,7 +105,6 @@ logger = logging.getLogger(__name__)
 
 LEGS = ("bm25", "vector")
 MAX_K = 1_000_000  # k and fetch_k: Chroma takes n_results as a C long
-_MAX_RRF_K = 1e12
 _CALL_KWARGS = frozenset(
     {"k", "filter", "fetch_k", "weights", "fusion", "rrf_k", "rerank_k", "group_by"}
 )
@@ -414,7 +414,7 @@ class HybridRetriever(BaseRetriever):
     embedding: Embeddings = Field(exclude=True)
     k: int = Field(default=4, gt=0, le=MAX_K)
     fetch_k: int = Field(default=50, gt=0, le=MAX_K)
-    rrf_k: float = Field(default=60.0, ge=0)
+    rrf_k: Annotated[float, BeforeValidator(check_rrf_k)] = 60.0
     weights: Annotated[tuple[float, float], BeforeValidator(_valid_weights)] = (0.5, 0.5)
     fusion: FusionMethod = "zscore"
     adaptive: AdaptiveWeights | None = None
@@ -1011,7 +1011,7 @@ class HybridRetriever(BaseRetriever):
         if not isinstance(fusion, str) or fusion not in FUSION_METHODS:
             msg = f"unknown fusion method {fusion!r}; expected one of {sorted(FUSION_METHODS)}"
             raise InvalidQueryError(msg)
-        rrf_k = _checked_rrf_k(kwargs.get("rrf_k", self.rrf_k))
+        rrf_k = check_rrf_k(kwargs.get("rrf_k", self.rrf_k))
         where = kwargs.get("filter")
         node = parse_filter(where)
         # without a reranker the candidates are the k documents returned
@@ -1654,18 +1654,6 @@ def _positive_int(name: str, value: object) -> int:
         msg = f"{name} must be an integer from 1 to {MAX_K:,}, got {value!r}"
         raise InvalidQueryError(msg)
     return value
-
-
-def _checked_rrf_k(rrf_k: object) -> float:
-    if (
-        isinstance(rrf_k, bool)
-        or not isinstance(rrf_k, (int, float))
-        or not 0 <= rrf_k < _MAX_RRF_K
-        or not math.isfinite(rrf_k)
-    ):
-        msg = f"rrf_k must be a finite number >= 0, got {rrf_k!r}"
-        raise InvalidQueryError(msg)
-    return float(rrf_k)
 
 
 def _checked_group_by(group_by: object) -> str | None:

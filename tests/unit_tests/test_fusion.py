@@ -7,7 +7,9 @@ import inspect
 import json
 import math
 import random
+import re
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,11 +19,13 @@ from langchain_hybrid import fusion as fusion_module
 from langchain_hybrid import retrievers as retrievers_module
 from langchain_hybrid.adaptive import AdaptiveWeights, leg_weights
 from langchain_hybrid.bm25 import BM25Index
-from langchain_hybrid.config import FusionSettings
-from langchain_hybrid.errors import HybridRetrieverError, InvalidQueryError
+from langchain_hybrid.config import FusionSettings, load_config
+from langchain_hybrid.errors import ConfigError, HybridRetrieverError, InvalidQueryError
+from langchain_hybrid.evaluation import parse_sweep
 from langchain_hybrid.filters import parse_filter
 from langchain_hybrid.fusion import (
     FUSION_METHODS,
+    MAX_RRF_K,
     Fused,
     FusionFunction,
     FusionMethod,
@@ -31,6 +35,7 @@ from langchain_hybrid.fusion import (
     Population,
     Run,
     as_leg_run,
+    check_rrf_k,
     check_weights,
     dbsf,
     dbsf_norm,
@@ -637,6 +642,55 @@ def test_weights_are_checked_once_per_call_not_again_in_fusion(
         HybridRetriever.check_fields({"weights": (1.0, -1.0)})
     with pytest.raises(ValueError, match="must not all be zero"):
         FusionSettings(weights=(0.0, 0.0))
+
+
+# ----------------------------------------------------------- rrf_k: one check, one message
+RRF_K_MESSAGE = re.escape("rrf_k must be a finite number >= 0 and < 1e+12, got ")
+
+
+def test_check_rrf_k() -> None:
+    assert check_rrf_k(0) == 0.0
+    assert type(check_rrf_k(60)) is float
+    assert check_rrf_k(MAX_RRF_K - 1) == MAX_RRF_K - 1
+    for bad in (-1, -0.5, math.nan, math.inf, -math.inf, MAX_RRF_K, 10**400, True, "60", None):
+        with pytest.raises(InvalidQueryError, match=RRF_K_MESSAGE) as info:
+            check_rrf_k(bad)
+        assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("value", "yaml_text", "sweep_text"),
+    [(-1, "-1", "-1"), (math.nan, ".nan", "nan"), (math.inf, ".inf", "inf")],
+    ids=["negative", "nan", "inf"],
+)
+def test_rrf_k_rejected_alike_at_every_entry(
+    tmp_path: Path, collection_name: str, value: float, yaml_text: str, sweep_text: str
+) -> None:
+    """Settings say ConfigError, calls InvalidQueryError (as for weights); one message."""
+    retriever = HybridRetriever.from_texts(
+        ["red apple pie", "pear cider"], embedding=HashEmbeddings(), collection_name=collection_name
+    )
+    config_file = tmp_path / "hybrid.yaml"
+    config_file.write_text(f"fusion:\n  rrf_k: {yaml_text}\n", encoding="utf-8")
+    settings: list[Callable[[], object]] = [
+        lambda: HybridRetriever.from_texts(
+            ["plum jam"], HashEmbeddings(), collection_name=f"{collection_name}-2", rrf_k=value
+        ),
+        lambda: load_config(config_file),
+        lambda: load_config(environ={"LANGCHAIN_HYBRID_FUSION__RRF_K": yaml_text}),
+        lambda: parse_sweep([f"rrf_k={sweep_text}"]),
+    ]
+    calls: list[Callable[[], object]] = [
+        lambda: retriever.invoke("apple", rrf_k=value),
+        lambda: fuse("rrf", [RUN_A, RUN_B], [0.5, 0.5], rrf_k=value),
+    ]
+    for entry in settings:
+        with pytest.raises(ConfigError, match=RRF_K_MESSAGE):
+            entry()
+    for entry in calls:
+        with pytest.raises(InvalidQueryError, match=RRF_K_MESSAGE):
+            entry()
+    assert retriever.invoke("apple", rrf_k=0)[0].page_content == "red apple pie"
 
 
 def test_adaptive_weights_are_valid_by_construction() -> None:
