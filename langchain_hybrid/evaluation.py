@@ -22,13 +22,20 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.documents import Document
 
 from langchain_hybrid.errors import ConfigError, InvalidQueryError
-from langchain_hybrid.fusion import FUSION_METHODS, check_rrf_k, check_weights
+from langchain_hybrid.fusion import FUSION_METHODS, LegRun, check_rrf_k, check_weights
 from langchain_hybrid.stores import HNSWConfig
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+    from langchain_hybrid.adaptive import AdaptiveWeights
+    from langchain_hybrid.config import HybridConfig
+    from langchain_hybrid.retrievers import HybridRetriever
 
 logger = logging.getLogger(__name__)
 
@@ -475,7 +482,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
 
 
 # ---------------------------------------------------------------------- indexes and modes
-def embedding_id(embedding: Any) -> str:
+def embedding_id(embedding: Embeddings) -> str:
     """A stable name for an embedding model, for cache keys.
 
     A ``precision`` other than ``fp32`` (``MiniLMEmbeddings(precision="int8")``) is appended;
@@ -500,13 +507,13 @@ def default_cache_dir() -> Path:
 def open_eval_index(
     dataset_dir: str | Path,
     dataset: BeirDataset,
-    embedding: Any,
+    embedding: Embeddings,
     *,
-    settings: Any = None,
+    settings: HybridConfig | None = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 256,
     progress: bool = False,
-) -> Any:
+) -> HybridRetriever:
     """Open the persisted evaluation index of a dataset, embedding only what is missing.
 
     The index lives in ``cache_dir/<dataset>-<key>`` (see :func:`index_key`); a second run
@@ -564,7 +571,7 @@ def open_eval_index(
     return retriever
 
 
-def mode_search(retriever: Any, mode: str) -> Callable[[str, int], list[str]]:
+def mode_search(retriever: HybridRetriever, mode: str) -> Callable[[str, int], list[str]]:
     """A (query, k) -> ranked ids function for ``hybrid``, ``bm25`` or ``vector`` mode."""
     if mode == "hybrid":
 
@@ -573,16 +580,19 @@ def mode_search(retriever: Any, mode: str) -> Callable[[str, int], list[str]]:
 
         return hybrid
     if mode in {"bm25", "vector"}:
+        name: Literal["bm25", "vector"] = "bm25" if mode == "bm25" else "vector"
 
         def leg(query: str, k: int) -> list[str]:
-            return [h.id for h in retriever.search_leg(mode, query, k=k)]
+            return [h.id for h in retriever.search_leg(name, query, k=k)]
 
         return leg
     msg = f"unknown mode {mode!r}; expected hybrid, bm25 or vector"
     raise ConfigError(msg)
 
 
-def langchain_baseline(retriever: Any, dataset: BeirDataset) -> Callable[[str, int], list[str]]:
+def langchain_baseline(
+    retriever: HybridRetriever, dataset: BeirDataset
+) -> Callable[[str, int], list[str]]:
     """LangChain's stock hybrid over the same data and vectors.
 
     ``EnsembleRetriever([BM25Retriever, Chroma.as_retriever()], weights=[0.5, 0.5])`` with
@@ -625,11 +635,15 @@ def langchain_baseline(retriever: Any, dataset: BeirDataset) -> Callable[[str, i
     return search
 
 
-LegRuns = dict[str, dict[str, Any]]  # leg -> query id -> fusion.LegRun (hits and population)
+LegRuns = dict[str, dict[str, LegRun]]  # leg -> query id -> ranked list (hits and population)
 
 
 def leg_runs(
-    retriever: Any, dataset: BeirDataset, depths: Iterable[int], *, progress: bool = False
+    retriever: HybridRetriever,
+    dataset: BeirDataset,
+    depths: Iterable[int],
+    *,
+    progress: bool = False,
 ) -> dict[int, LegRuns]:
     """Each leg's ranked list (a :class:`~langchain_hybrid.fusion.LegRun`) per query and depth.
 
@@ -658,7 +672,7 @@ def leg_runs(
 
 
 def sweep(
-    retriever: Any,
+    retriever: HybridRetriever,
     dataset: BeirDataset,
     grid: Sequence[Mapping[str, Any]],
     *,
@@ -701,7 +715,7 @@ def sweep(
         out: dict[str, list[str]] = {}
         for qid, text in dataset.queries.items():
             query_legs = [
-                legs[leg][qid] if weight > 0 else []
+                legs[leg][qid] if weight > 0 else LegRun([])
                 for leg, weight in zip(LEGS, weights, strict=True)
             ]
             pair = (weights[0], weights[1])
@@ -726,12 +740,12 @@ TABLE_COLUMNS = ("mode", *METRICS, "p50_ms", "p95_ms", "p99_ms")
 
 def run_evaluation(
     dataset_dir: str | Path,
-    embedding: Any,
+    embedding: Embeddings,
     *,
     split: str = "test",
     modes: Sequence[str] = MODES,
     baseline: bool = False,
-    settings: Any = None,
+    settings: HybridConfig | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -757,12 +771,12 @@ def run_evaluation(
 
 
 def tune_adaptive(
-    retriever: Any,
+    retriever: HybridRetriever,
     dataset: BeirDataset,
     *,
     regularization: float = 1.0,
     progress: bool = False,
-) -> tuple[Any, list[dict[str, Any]]]:
+) -> tuple[AdaptiveWeights, list[dict[str, Any]]]:
     """Fit query-adaptive fusion weights on a judged split (see :mod:`langchain_hybrid.adaptive`).
 
     Each query's legs are searched once at the retriever's candidate depth (``max(fetch_k,
@@ -789,10 +803,12 @@ def tune_adaptive(
     depth = max(retriever.fetch_k, SHALLOW_K)
     runs = leg_runs(retriever, dataset, [depth], progress=progress)[depth]
 
-    def top(qid: str, text: str, weights: tuple[float, float], model: Any = None) -> list[str]:
+    def top(
+        qid: str, text: str, weights: tuple[float, float], model: AdaptiveWeights | None = None
+    ) -> list[str]:
         legs = [runs["bm25"][qid], runs["vector"][qid]]
         used = leg_weights(model, text, weights, legs)
-        kept = [leg if w > 0 else [] for leg, w in zip(legs, used, strict=True)]
+        kept = [leg if w > 0 else LegRun([]) for leg, w in zip(legs, used, strict=True)]
         return [f.id for f in fuse(retriever.fusion, kept, used, rrf_k=retriever.rrf_k)]
 
     signals, targets, importance = [], [], []

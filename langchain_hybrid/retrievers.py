@@ -103,7 +103,7 @@ from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 logger = logging.getLogger(__name__)
 
-LEGS = ("bm25", "vector")
+LEGS: tuple[Literal["bm25"], Literal["vector"]] = ("bm25", "vector")
 MAX_K = 1_000_000  # k and fetch_k: Chroma takes n_results as a C long
 _CALL_KWARGS = frozenset(
     {"k", "filter", "fetch_k", "weights", "fusion", "rrf_k", "rerank_k", "group_by"}
