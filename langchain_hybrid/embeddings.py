@@ -61,7 +61,7 @@ def embedding_model_id(embedding: Embeddings) -> str:
 
     Returns:
         Its ``model_id`` if it has one (``"all-MiniLM-L6-v2/fp32"``,
-        ``"all-MiniLM-L6-v2/int8"``), else its class name with its ``model`` or
+        ``"all-MiniLM-L6-v2/int8-rfde59fc4"``), else its class name with its ``model`` or
         ``model_name`` attribute, e.g. ``"OpenAIEmbeddings/text-embedding-3-small"``.
     """
     model_id = getattr(embedding, "model_id", None)
@@ -322,7 +322,7 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
 
         embeddings = MiniLMEmbeddings(batch_size=32, intra_op_threads=2)
         fast = MiniLMEmbeddings(precision="int8")
-        fast.model_id  # "all-MiniLM-L6-v2/int8"
+        fast.model_id  # "all-MiniLM-L6-v2/int8-<recipe>", e.g. "all-MiniLM-L6-v2/int8-rfde59fc4"
         ```
 
     Usage:
@@ -351,13 +351,27 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
     _runtime: _Runtime = PrivateAttr(default_factory=_Runtime)
 
     @property
-    def model_id(self) -> str:
-        """Which model and precision make the vectors, e.g. ``"all-MiniLM-L6-v2/int8"``.
+    def weights_id(self) -> str:
+        """Which weights make the vectors: ``"fp32"``, or ``"int8-<recipe>"`` for int8.
 
-        Vectors of two embeddings are comparable only if their ``model_id`` is equal: an index
-        records the id of the model that embedded it and refuses queries embedded by another.
+        ``<recipe>`` is :data:`~langchain_hybrid.quantize.INT8_RECIPE`, the fingerprint of the
+        quantisation settings, so int8 vectors of two recipes have different ids.
         """
-        return f"{MODEL_NAME}/{self.precision}"
+        if self.precision == "fp32":
+            return "fp32"
+        from langchain_hybrid.quantize import INT8_RECIPE  # noqa: PLC0415 - quantize imports us
+
+        return f"int8-{INT8_RECIPE}"
+
+    @property
+    def model_id(self) -> str:
+        """Which model and weights make the vectors, e.g. ``"all-MiniLM-L6-v2/int8-rfde59fc4"``.
+
+        ``"<model>/<weights_id>"`` (see :attr:`weights_id`). Vectors of two embeddings are
+        comparable only if their ``model_id`` is equal: an index records the id of the model
+        that embedded it and refuses queries embedded by another.
+        """
+        return f"{MODEL_NAME}/{self.weights_id}"
 
     @property
     def threads(self) -> int:
@@ -407,6 +421,14 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
         session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        if self.precision == "int8":
+            from langchain_hybrid.quantize import (  # noqa: PLC0415
+                RECIPE_METADATA_KEY,
+                check_int8_recipe,
+            )
+
+            stamped = session.get_modelmeta().custom_metadata_map.get(RECIPE_METADATA_KEY)
+            check_int8_recipe(stamped, model_path, directory)
         runtime.input_names = frozenset(i.name for i in session.get_inputs())
         runtime.tokenizer = tokenizer
         runtime.pad_id = 0 if pad_id is None else pad_id

@@ -51,7 +51,7 @@ class EmbeddingMismatchError(ConfigError):
 
     Attributes:
         recorded: the model id the index records, e.g. ``"all-MiniLM-L6-v2/fp32"``.
-        given: the model id of the embedding in use, e.g. ``"all-MiniLM-L6-v2/int8"``.
+        given: the model id of the embedding in use, e.g. ``"all-MiniLM-L6-v2/int8-rfde59fc4"``.
     """
 
     def __init__(self, msg: str, *, recorded: str, given: str) -> None:
@@ -118,7 +118,11 @@ class AllLegsFailedError(HybridRetrieverError, RuntimeError):
 
 
 class EmbeddingModelNotFoundError(HybridRetrieverError, FileNotFoundError):
-    """The default embedding model files could not be found or fetched."""
+    """The default embedding model files could not be found or fetched.
+
+    Also raised for a missing int8 model that cannot be made here (no ``onnx`` package), and
+    for an int8 file not stamped with this version's recipe (see :mod:`.quantize`).
+    """
 
 
 class WriterLockError(HybridRetrieverError, RuntimeError):

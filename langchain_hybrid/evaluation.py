@@ -485,17 +485,19 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
 def embedding_id(embedding: Embeddings) -> str:
     """A stable name for an embedding model, for cache keys.
 
-    A ``precision`` other than ``fp32`` (``MiniLMEmbeddings(precision="int8")``) is appended;
-    fp32 keeps the name it had before precisions existed, so existing caches stay valid.
+    Weights other than ``fp32`` are appended: the ``weights_id`` of a
+    :class:`~langchain_hybrid.embeddings.MiniLMEmbeddings` (``int8-<recipe>``, so an index
+    embedded by another int8 recipe is not reused), else a ``precision`` attribute. fp32 keeps
+    the name it had before precisions existed, so existing caches stay valid.
     """
     name = type(embedding).__name__
     for attribute in ("model", "model_name", "max_length"):
         value = getattr(embedding, attribute, None)
         if value is not None:
             name += f"-{value}"
-    precision = getattr(embedding, "precision", None)
-    if precision is not None and precision != "fp32":
-        name += f"-{precision}"
+    weights = getattr(embedding, "weights_id", None) or getattr(embedding, "precision", None)
+    if weights is not None and weights != "fp32":
+        name += f"-{weights}"
     return name
 
 

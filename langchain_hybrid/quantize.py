@@ -26,6 +26,13 @@ Where the file lives, looked up in this order:
    replaced fp32 file (or a new recipe) gets a new int8 file. This is where a first
    ``precision="int8"`` use writes it when neither exists and ``onnx`` is installed.
 
+The recipe has a fingerprint, :data:`INT8_RECIPE` (a hash of the settings given to
+``quantize_dynamic``): the int8 model id ends with it, the cache key and the evaluation cache
+key hold it, and :func:`quantize_model` stamps it into the file's metadata. A file found
+without this version's stamp is refused (:func:`check_int8_recipe`), so vectors of another
+recipe are never recorded under this one's id. (The operators onnxruntime quantises by
+default are not in the fingerprint: an onnxruntime that changed them would need a new one.)
+
 Nothing here writes into the fp32 model's folder unless asked to (``out_dir``), and nothing
 replaces an existing int8 file unless ``overwrite=True``.
 """
@@ -56,6 +63,38 @@ _KEPT_FP32 = re.compile(r"(^|\.)layer\.\d+\.output\.dense\.|(^|\.)layer\.[05]\."
 """Weights of the MatMuls left in fp32: each layer's feed-forward output projection, and every
 MatMul of the first and the last layer."""
 
+_WEIGHT_TYPE = "QInt8"
+"""``onnxruntime.quantization.QuantType`` member the weights are quantised to."""
+
+_PER_CHANNEL = True
+"""One scale per output channel (else one per tensor)."""
+
+
+def recipe_fingerprint(weight_type: str, *, per_channel: bool, kept_fp32: str) -> str:
+    """``"r"`` and 8 hex digits of a hash of the ``quantize_dynamic`` settings of a recipe.
+
+    Args:
+        weight_type: The ``QuantType`` member name of the weights (``"QInt8"``).
+        per_channel: One scale per output channel.
+        kept_fp32: The pattern of the weights whose MatMuls stay fp32.
+    """
+    raw = f"quantize_dynamic|{weight_type}|per_channel={per_channel}|{kept_fp32}"
+    return "r" + hashlib.sha256(raw.encode()).hexdigest()[:8]
+
+
+INT8_RECIPE = recipe_fingerprint(
+    _WEIGHT_TYPE, per_channel=_PER_CHANNEL, kept_fp32=_KEPT_FP32.pattern
+)
+"""The recipe's fingerprint: a hash of the settings :func:`quantize_model` passes to
+``quantize_dynamic`` (``"rfde59fc4"``). It is part of the int8 model id
+(``"all-MiniLM-L6-v2/int8-rfde59fc4"``,
+which an index records), of :func:`int8_cache_dir`'s key and of the evaluation cache key, and
+:func:`quantize_model` stamps it into the file (:data:`RECIPE_METADATA_KEY`). A new recipe gets
+a new fingerprint, so its vectors are never taken for an older recipe's."""
+
+RECIPE_METADATA_KEY = "langchain_hybrid_int8_recipe"
+"""Key of the ONNX model metadata entry holding the :data:`INT8_RECIPE` the file was made by."""
+
 _lock = threading.Lock()  # one quantisation at a time per process
 
 
@@ -68,14 +107,14 @@ def int8_cache_dir(model_dir: Path) -> Path:
     Returns:
         ``~/.cache/langchain-hybrid/models/all-MiniLM-L6-v2-<key>`` (whether or not it exists);
         the key hashes the fp32 file's resolved path, size and modification time and
-        :data:`QUANTIZATION`, so a new fp32 file or a new recipe gets a new int8 file.
+        :data:`INT8_RECIPE`, so a new fp32 file or a new recipe gets a new int8 file.
     """
     source = (Path(model_dir) / "model.onnx").resolve()
     try:
         stat = source.stat()
-        raw = f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{QUANTIZATION}"
+        raw = f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{INT8_RECIPE}"
     except OSError:
-        raw = f"{source}|{QUANTIZATION}"
+        raw = f"{source}|{INT8_RECIPE}"
     key = hashlib.sha256(raw.encode()).hexdigest()[:12]
     return Path.home() / ".cache" / "langchain-hybrid" / "models" / f"{MODEL_NAME}-{key}"
 
@@ -110,8 +149,9 @@ def quantize_model(
     """Write ``model_int8.onnx``, the dynamic int8 quantisation of the fp32 ``model.onnx``.
 
     Offline and deterministic: the same fp32 file gives the same int8 file. Takes about ten
-    seconds. The file is written to a temporary name in ``out_dir`` and renamed into place, so
-    a reader never sees half a model.
+    seconds. The file's metadata records the recipe (:data:`INT8_RECIPE`). The file is written
+    to a temporary name in ``out_dir`` and renamed into place, so a reader never sees half a
+    model.
 
     Args:
         model_dir: Folder holding ``model.onnx`` and ``tokenizer.json``; None to search for it
@@ -147,6 +187,8 @@ def quantize_model(
         model = onnx.load(str(directory / "model.onnx"))
         for number, node in enumerate(model.graph.node):
             node.name = node.name or f"node_{number}"  # exclusion goes by node name
+        stamp = model.metadata_props.add()  # quantize_dynamic keeps it in the file it writes
+        stamp.key, stamp.value = RECIPE_METADATA_KEY, INT8_RECIPE
         kept = [
             node.name
             for node in model.graph.node
@@ -157,8 +199,8 @@ def quantize_model(
             quantize_dynamic(
                 model,
                 partial,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
+                weight_type=QuantType[_WEIGHT_TYPE],
+                per_channel=_PER_CHANNEL,
                 nodes_to_exclude=kept,
             )
             partial.replace(target)
@@ -166,6 +208,34 @@ def quantize_model(
             partial.unlink(missing_ok=True)  # only our own temporary file, if still there
         logger.info("Wrote %s", target)
         return target
+
+
+def check_int8_recipe(stamped: str | None, path: Path, model_dir: Path) -> None:
+    """Refuse an int8 file made by another recipe than :data:`INT8_RECIPE`.
+
+    Its vectors would be recorded under this recipe's model id, and mixed with this recipe's in
+    one index. A file made before recipes were stamped (or by another tool) has no stamp and
+    is refused too.
+
+    Args:
+        stamped: The file's :data:`RECIPE_METADATA_KEY` metadata (None: absent).
+        path: The int8 file.
+        model_dir: Folder holding the fp32 ``model.onnx`` it was looked up for.
+
+    Raises:
+        EmbeddingModelNotFoundError: ``stamped`` is not :data:`INT8_RECIPE` (the message says
+            how to make the file again).
+    """
+    if stamped == INT8_RECIPE:
+        return
+    made_by = f"int8 recipe {stamped!r}" if stamped else "an unrecorded int8 recipe"
+    msg = (
+        f"{path} was made by {made_by}, not by this version's {INT8_RECIPE!r}, so its vectors "
+        "are not the ones this version records as int8. Make it again with `langchain-hybrid "
+        f"quantize --model-dir {model_dir} --out {path.parent} --force` (or move it away: "
+        "the first int8 use then makes this recipe's file in the cache)."
+    )
+    raise EmbeddingModelNotFoundError(msg)
 
 
 def ensure_int8_model(model_dir: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import re
 import statistics
 import sys
 import threading
@@ -15,12 +16,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
-from helpers import report
+from helpers import HashEmbeddings, report
+from langchain_core.documents import Document
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 from pydantic import ValidationError
 
 from langchain_hybrid import cli
+from langchain_hybrid import quantize as quantize_module
 from langchain_hybrid.config import EmbeddingSettings, make_embedding
 from langchain_hybrid.embeddings import (
     MODEL_DIR_ENV_VAR,
@@ -38,11 +41,16 @@ from langchain_hybrid.errors import (
 )
 from langchain_hybrid.evaluation import embedding_id
 from langchain_hybrid.quantize import (
+    _KEPT_FP32,
     INT8_FILENAME,
+    INT8_RECIPE,
+    RECIPE_METADATA_KEY,
     find_int8_model,
     int8_cache_dir,
     quantize_model,
+    recipe_fingerprint,
 )
+from langchain_hybrid.retrievers import HybridRetriever
 
 # Reference values from shared/models/README.md (equal to sentence-transformers + torch).
 WEATHER = "The weather is lovely today."
@@ -579,8 +587,56 @@ def int8(int8_dir: Path) -> MiniLMEmbeddings:
 
 def test_model_id() -> None:
     assert MiniLMEmbeddings().model_id == "all-MiniLM-L6-v2/fp32"
-    assert MiniLMEmbeddings(precision="int8").model_id == "all-MiniLM-L6-v2/int8"
-    assert embedding_model_id(MiniLMEmbeddings(precision="int8")) == "all-MiniLM-L6-v2/int8"
+    int8_id = f"all-MiniLM-L6-v2/int8-{INT8_RECIPE}"
+    assert MiniLMEmbeddings(precision="int8").model_id == int8_id
+    assert embedding_model_id(MiniLMEmbeddings(precision="int8")) == int8_id
+    assert (MiniLMEmbeddings().weights_id, MiniLMEmbeddings(precision="int8").weights_id) == (
+        "fp32",
+        f"int8-{INT8_RECIPE}",
+    )
+
+
+def test_recipe_fingerprint_follows_every_setting() -> None:
+    settings = {"weight_type": "QInt8", "per_channel": True, "kept_fp32": _KEPT_FP32.pattern}
+    assert recipe_fingerprint(**settings) == INT8_RECIPE  # type: ignore[arg-type]
+    assert re.fullmatch(r"r[0-9a-f]{8}", INT8_RECIPE)
+    changed = [
+        {**settings, "weight_type": "QUInt8"},
+        {**settings, "per_channel": False},
+        {**settings, "kept_fp32": r"(^|\.)layer\.\d+\.output\.dense\."},  # the previous recipe
+    ]
+    fingerprints = {recipe_fingerprint(**c) for c in changed}  # type: ignore[arg-type]
+    assert len(fingerprints) == len(changed)
+    assert INT8_RECIPE not in fingerprints
+
+
+def test_int8_cache_key_follows_the_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = _fake_model_dir(tmp_path / "model")
+    current = int8_cache_dir(directory)
+    monkeypatch.setattr(quantize_module, "INT8_RECIPE", "r00000000")
+    assert int8_cache_dir(directory) != current
+
+
+def test_index_of_the_unfingerprinted_int8_id_is_a_mismatch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index embedded before the recipe was part of the id (``all-MiniLM-L6-v2/int8``)."""
+    HybridRetriever.from_documents(
+        [Document(page_content="router reset steps", id="a")],
+        _UnfingerprintedInt8(),
+        persist_directory=tmp_path,
+        collection_name="kb",
+    )
+    int8 = MiniLMEmbeddings(precision="int8")  # nothing is loaded: the check reads model_id
+    with pytest.raises(EmbeddingMismatchError) as info:
+        HybridRetriever.load(tmp_path, collection_name="kb", embedding=int8)
+    assert (info.value.recorded, info.value.given) == ("all-MiniLM-L6-v2/int8", int8.model_id)
+    with caplog.at_level("WARNING", logger="langchain_hybrid.embeddings"):
+        opened = HybridRetriever.load(
+            tmp_path, collection_name="kb", embedding=int8, allow_embedding_mismatch=True
+        )
+    assert "(overridden)" in caplog.text
+    assert opened.store.count() == 1
 
 
 @pytest.mark.model
@@ -601,6 +657,40 @@ def test_int8_runs_the_int8_file(int8: MiniLMEmbeddings, int8_dir: Path) -> None
     int8.embed_query(WEATHER)
     assert int8._runtime.model_path == int8_dir / INT8_FILENAME
     assert (int8_dir / INT8_FILENAME).stat().st_size < (int8_dir / "model.onnx").stat().st_size / 2
+
+
+@pytest.mark.model
+def test_quantize_stamps_the_recipe(int8: MiniLMEmbeddings) -> None:
+    int8.embed_query(WEATHER)
+    session = int8._runtime.session
+    assert isinstance(session, ort.InferenceSession)
+    stamped = session.get_modelmeta().custom_metadata_map.get(RECIPE_METADATA_KEY)
+    assert stamped == INT8_RECIPE
+
+
+@pytest.mark.model
+def test_int8_file_of_another_recipe_is_refused(int8_dir: Path, tmp_path: Path) -> None:
+    import onnx  # noqa: PLC0415 - the int8 extra
+
+    made = onnx.load(str(int8_dir / INT8_FILENAME))
+    for stamp, named in ((None, "an unrecorded int8 recipe"), ("r00000000", "'r00000000'")):
+        directory = tmp_path / f"model-{stamp}"
+        directory.mkdir()
+        for name in ("model.onnx", "tokenizer.json"):
+            (directory / name).symlink_to(int8_dir / name)
+        del made.metadata_props[:]
+        if stamp is not None:
+            entry = made.metadata_props.add()
+            entry.key, entry.value = RECIPE_METADATA_KEY, stamp
+        onnx.save(made, str(directory / INT8_FILENAME))
+        other = MiniLMEmbeddings(model_dir=directory, precision="int8")
+        with pytest.raises(EmbeddingModelNotFoundError) as info:
+            other.embed_query(WEATHER)
+        message = str(info.value)
+        for hint in (named, INT8_RECIPE, "--force", str(directory / INT8_FILENAME)):
+            assert hint in message
+        assert other._runtime.session is None  # nothing embedded with it
+        assert (directory / INT8_FILENAME).is_file()  # and the file left where it was
 
 
 @pytest.mark.model
@@ -669,11 +759,8 @@ def test_check_embedding_model(caplog: pytest.LogCaptureFixture) -> None:
         check_embedding_model("all-MiniLM-L6-v2/fp32", int8_model)
     assert isinstance(info.value, HybridRetrieverError)
     assert isinstance(info.value, ValueError)
-    assert (info.value.recorded, info.value.given) == (
-        "all-MiniLM-L6-v2/fp32",
-        "all-MiniLM-L6-v2/int8",
-    )
-    assert "all-MiniLM-L6-v2/int8" in str(info.value)
+    assert (info.value.recorded, info.value.given) == ("all-MiniLM-L6-v2/fp32", int8_model.model_id)
+    assert int8_model.model_id in str(info.value)
     check_embedding_model("all-MiniLM-L6-v2/fp32", int8_model, allow_mismatch=True)
     assert "overridden" in caplog.text
 
@@ -688,9 +775,10 @@ def test_config_precision(tmp_path: Path) -> None:
         EmbeddingSettings(precision="int4")  # type: ignore[arg-type]
 
 
-def test_eval_cache_keys_on_precision() -> None:
+def test_eval_cache_keys_on_precision_and_recipe() -> None:
     assert embedding_id(MiniLMEmbeddings()) == "MiniLMEmbeddings-256"  # as before precisions
-    assert embedding_id(MiniLMEmbeddings(precision="int8")) == "MiniLMEmbeddings-256-int8"
+    int8 = embedding_id(MiniLMEmbeddings(precision="int8"))
+    assert int8 == f"MiniLMEmbeddings-256-int8-{INT8_RECIPE}"  # an old recipe's index: not reused
 
 
 @pytest.mark.model
@@ -701,3 +789,12 @@ def test_cli_quantize(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert str(out / INT8_FILENAME) in capsys.readouterr().out
     assert cli.main(["quantize", "--model-dir", str(tmp_path / "nothing"), "--out", str(out)]) == 1
     assert "does not hold" in capsys.readouterr().err
+
+
+class _UnfingerprintedInt8(HashEmbeddings):
+    """Records the int8 model id as it was before the recipe was part of it."""
+
+    model_id = "all-MiniLM-L6-v2/int8"
+
+    def __init__(self) -> None:
+        super().__init__(dim=384)
