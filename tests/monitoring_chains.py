@@ -1,4 +1,9 @@
-"""The monitoring tests' corpus, LCEL chains and CLI workspace (metrics, health, exporters)."""
+"""The monitoring tests' corpus, LCEL chains, fixtures and CLI workspace.
+
+Shared by test_metrics, test_health and test_exporters, which import the fixtures
+(``embedding``, ``retriever``, ``in_tmp``) by name: pytest finds a fixture by the name a test
+module holds, so these stay out of every other module's way.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +50,24 @@ def make_chain(retriever: HybridRetriever) -> Runnable[str, Any]:
         [("system", "Answer from these notes:\n{context}"), ("human", "Answer briefly.")]
     )
     return retriever | RunnableLambda(format_docs) | prompt | FakeListChatModel(responses=["ok"])
+
+
+@pytest.fixture
+def embedding() -> HashEmbeddings:
+    return HashEmbeddings()
+
+
+@pytest.fixture
+def retriever(embedding: HashEmbeddings, collection_name: str) -> HybridRetriever:
+    return HybridRetriever.from_documents(
+        documents(), embedding=embedding, collection_name=collection_name, k=4
+    )
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the CLI in tmp_path, with no settings from the environment and HashEmbeddings."""
+    return cli_workspace(tmp_path, monkeypatch)
 
 
 def cfg(*handlers: Any) -> RunnableConfig:

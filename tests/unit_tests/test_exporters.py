@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from monitoring_chains are test arguments by name
 """Exporters: the log line, Prometheus over a real HTTP server, OpenTelemetry spans and metrics.
 
 Scrapes go over loopback HTTP to :func:`serve_metrics` (and the ``serve-metrics`` command);
@@ -14,21 +15,21 @@ import threading
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import HashEmbeddings
-from monitoring_chains import (
+from monitoring_chains import (  # noqa: F401 - embedding, retriever, in_tmp: fixtures, used by name
     GLOBAL,
     HYBRID,
     QUERIES,
     break_vector_leg,
     cfg,
-    cli_workspace,
     documents,
+    embedding,
     hybrid,
+    in_tmp,
     make_chain,
+    retriever,
     run_cli,
 )
 from opentelemetry.sdk.metrics import MeterProvider
@@ -57,18 +58,6 @@ from langchain_hybrid.metrics import (
     LATENCY_BUCKETS_SECONDS,
     RetrievalMetricsHandler,
 )
-
-
-@pytest.fixture
-def embedding() -> HashEmbeddings:
-    return HashEmbeddings()
-
-
-@pytest.fixture
-def retriever(embedding: HashEmbeddings, collection_name: str) -> HybridRetriever:
-    return HybridRetriever.from_documents(
-        documents(), embedding=embedding, collection_name=collection_name, k=4
-    )
 
 
 def test_log_snapshot_is_one_key_value_line(
@@ -320,12 +309,6 @@ def test_otel_open_spans_are_bounded(spans: tuple[TracerProvider, InMemorySpanEx
     assert all(attrs(s)["retrieval.abandoned"] is True for s in abandoned)
     otel.on_retriever_end(None, run_id=uuid.uuid4())  # type: ignore[arg-type]
     otel.on_custom_event("langchain_hybrid.cache", "junk", run_id=uuid.uuid4())
-
-
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run the CLI in tmp_path, with no settings from the environment and HashEmbeddings."""
-    return cli_workspace(tmp_path, monkeypatch)
 
 
 def _free_port() -> int:

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from monitoring_chains are test arguments by name
 """Health rules on real indexes: sync, writes under way and dead, traffic rules, the CLI.
 
 The retrievers run over in-process (or on-disk) Chroma with ``HashEmbeddings``; a dead writer is
@@ -16,16 +17,18 @@ import chromadb
 import pytest
 from chromadb.config import Settings
 from helpers import HashEmbeddings, hold_writer_lock
-from monitoring_chains import (
+from monitoring_chains import (  # noqa: F401 - embedding, retriever, in_tmp: fixtures, used by name
     BAD_FILTER,
     HYBRID,
     QUERIES,
     TEXTS,
     break_vector_leg,
     cfg,
-    cli_workspace,
     documents,
+    embedding,
     hybrid,
+    in_tmp,
+    retriever,
     run_cli,
 )
 
@@ -43,18 +46,6 @@ from langchain_hybrid.metrics import (
     RetrievalMetricsHandler,
 )
 from langchain_hybrid.stores import ChromaStore
-
-
-@pytest.fixture
-def embedding() -> HashEmbeddings:
-    return HashEmbeddings()
-
-
-@pytest.fixture
-def retriever(embedding: HashEmbeddings, collection_name: str) -> HybridRetriever:
-    return HybridRetriever.from_documents(
-        documents(), embedding=embedding, collection_name=collection_name, k=4
-    )
 
 
 # ---------------------------------------------------------------------- health
@@ -391,12 +382,6 @@ def test_from_config_reports_what_a_retriever_of_that_config_would(tmp_path: Pat
         (c["name"], c["status"], c["value"]) for c in from_retriever["health"]["checks"]
     ]
     assert from_config["health"]["status"] == "healthy"
-
-
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run the CLI in tmp_path, with no settings from the environment and HashEmbeddings."""
-    return cli_workspace(tmp_path, monkeypatch)
 
 
 @pytest.mark.usefixtures("in_tmp")

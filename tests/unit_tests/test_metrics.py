@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from monitoring_chains are test arguments by name
 """The metrics handler on real LCEL chains: counts, legs, cache, bounds, concurrency, errors.
 
 Every chain here is real: ``HybridRetriever | RunnableLambda | ChatPromptTemplate |
@@ -13,7 +14,7 @@ import uuid
 
 import pytest
 from helpers import HashEmbeddings
-from monitoring_chains import (
+from monitoring_chains import (  # noqa: F401 - embedding, retriever: fixtures, used by name
     BAD_FILTER,
     HYBRID,
     QUERIES,
@@ -21,8 +22,10 @@ from monitoring_chains import (
     break_vector_leg,
     cfg,
     documents,
+    embedding,
     hybrid,
     make_chain,
+    retriever,
 )
 
 from langchain_hybrid import (
@@ -35,18 +38,6 @@ from langchain_hybrid.metrics import (
     OTHER,
     RetrievalMetricsHandler,
 )
-
-
-@pytest.fixture
-def embedding() -> HashEmbeddings:
-    return HashEmbeddings()
-
-
-@pytest.fixture
-def retriever(embedding: HashEmbeddings, collection_name: str) -> HybridRetriever:
-    return HybridRetriever.from_documents(
-        documents(), embedding=embedding, collection_name=collection_name, k=4
-    )
 
 
 @pytest.fixture
