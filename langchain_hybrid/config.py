@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, Literal, NamedTuple
 
@@ -285,23 +285,54 @@ def _is_text(annotation: object) -> bool:
     return bool(members) and all(_is_text_member(m) for m in members)
 
 
+def _field_annotation(member: object, key: str | int) -> object | None:
+    """The annotation of field ``key`` if ``member`` is a settings model that has it."""
+    if isinstance(member, type) and issubclass(member, BaseModel) and isinstance(key, str):
+        field = member.model_fields.get(key)
+        return field.annotation if field is not None else None
+    return None
+
+
+def _mapping_value(args: tuple[object, ...], key: str | int) -> object | None:
+    """``dict[K, V]`` / ``Mapping[K, V]``: every string key holds a ``V``."""
+    return args[1] if len(args) == 2 and isinstance(key, str) else None  # noqa: PLR2004
+
+
+def _tuple_item(args: tuple[object, ...], key: str | int) -> object | None:
+    """``tuple[X, ...]``: every index holds an ``X``; ``tuple[X, Y]``: index 0 an X, 1 a Y."""
+    if not isinstance(key, int):
+        return None
+    if len(args) == 2 and args[1] is Ellipsis:  # noqa: PLR2004
+        return args[0]
+    return args[key] if 0 <= key < len(args) else None
+
+
+def _list_item(args: tuple[object, ...], key: str | int) -> object | None:
+    """``list[X]`` / ``Sequence[X]``: every index holds an ``X``."""
+    return args[0] if len(args) == 1 and isinstance(key, int) else None
+
+
+_CHILD_OF_GENERIC: dict[object, Callable[[tuple[object, ...], str | int], object | None]] = {
+    dict: _mapping_value,
+    Mapping: _mapping_value,
+    tuple: _tuple_item,
+    list: _list_item,
+    Sequence: _list_item,
+}
+"""How to find the annotation of a key inside a generic, by the generic's origin."""
+
+
 def _child_type(annotation: object, key: str | int) -> object | None:
     """The annotation of ``key`` inside a value of type ``annotation`` (``None``: unknown)."""
     for member in _members(annotation):
         origin = typing.get_origin(member)
-        args: tuple[object, ...] = typing.get_args(member)
-        if origin is None and isinstance(member, type) and issubclass(member, BaseModel):
-            if isinstance(key, str) and key in member.model_fields:
-                return member.model_fields[key].annotation
-        elif origin in {dict, Mapping} and len(args) == 2 and isinstance(key, str):  # noqa: PLR2004
-            return args[1]
-        elif origin is tuple and isinstance(key, int):
-            if len(args) == 2 and args[1] is Ellipsis:  # noqa: PLR2004
-                return args[0]
-            if 0 <= key < len(args):
-                return args[key]
-        elif origin in {list, Sequence} and len(args) == 1 and isinstance(key, int):
-            return args[0]
+        if origin is None:
+            child = _field_annotation(member, key)
+        else:
+            pick = _CHILD_OF_GENERIC.get(origin)
+            child = pick(typing.get_args(member), key) if pick is not None else None
+        if child is not None:
+            return child
     return None
 
 
@@ -325,29 +356,39 @@ def _keep_text(value: Any, node: yaml.Node | None, annotation: object | None) ->
     if annotation is None or node is None:
         return value
     if isinstance(node, yaml.ScalarNode):
-        if value is not None and not isinstance(value, str) and _is_text(annotation):
-            return node.value
-        return value
+        return _keep_scalar_text(value, node, annotation)
     if isinstance(node, yaml.MappingNode) and isinstance(value, dict):
-        nodes = {
-            k.value: v
-            for k, v in node.value
-            if isinstance(k, yaml.ScalarNode) and k.tag == _YAML_STR
-        }
-        return {
-            k: _keep_text(v, nodes.get(k), _child_type(annotation, k)) if isinstance(k, str) else v
-            for k, v in value.items()
-        }
-    if (
-        isinstance(node, yaml.SequenceNode)
-        and isinstance(value, list)
-        and len(value) == len(node.value)
-    ):
-        return [
-            _keep_text(v, n, _child_type(annotation, i))
-            for i, (v, n) in enumerate(zip(value, node.value, strict=True))
-        ]
+        return _keep_text_in_mapping(value, node, annotation)
+    if isinstance(node, yaml.SequenceNode) and isinstance(value, list):
+        return _keep_text_in_list(value, node, annotation)
     return value
+
+
+def _keep_scalar_text(value: Any, node: yaml.ScalarNode, annotation: object) -> Any:
+    if value is not None and not isinstance(value, str) and _is_text(annotation):
+        return node.value
+    return value
+
+
+def _keep_text_in_mapping(
+    value: dict[Any, Any], node: yaml.MappingNode, annotation: object
+) -> dict[Any, Any]:
+    nodes = {
+        k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.tag == _YAML_STR
+    }
+    return {
+        k: _keep_text(v, nodes.get(k), _child_type(annotation, k)) if isinstance(k, str) else v
+        for k, v in value.items()
+    }
+
+
+def _keep_text_in_list(value: list[Any], node: yaml.SequenceNode, annotation: object) -> list[Any]:
+    if len(value) != len(node.value):
+        return value
+    return [
+        _keep_text(v, n, _child_type(annotation, i))
+        for i, (v, n) in enumerate(zip(value, node.value, strict=True))
+    ]
 
 
 # ---------------------------------------------------------------------- sources
