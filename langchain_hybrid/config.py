@@ -34,6 +34,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -41,7 +42,7 @@ from pydantic import (
 from langchain_hybrid.adaptive import AdaptiveWeights
 from langchain_hybrid.bm25 import BM25Params
 from langchain_hybrid.errors import ConfigError
-from langchain_hybrid.fusion import FusionMethod, check_rrf_k, check_weights
+from langchain_hybrid.fusion import FusionMethod, check_count, check_rrf_k, check_weights
 from langchain_hybrid.stores import StoreConfig
 
 ENV_PREFIX = "LANGCHAIN_HYBRID_"
@@ -79,10 +80,10 @@ class FusionSettings(BaseModel):
     method: FusionMethod = "zscore"
     rrf_k: float = 60.0
     weights: tuple[float, float] = (0.5, 0.5)
-    fetch_k: int = Field(default=50, gt=0, le=1_000_000)
-    k: int = Field(default=4, gt=0, le=1_000_000)
+    fetch_k: int = 50
+    k: int = 4
     on_leg_error: Literal["degrade", "raise"] = "degrade"
-    rerank_k: int = Field(default=20, gt=0, le=1_000_000)
+    rerank_k: int = 20
     group_by: str | None = Field(default=None, min_length=1)
     adaptive: AdaptiveWeights | None = None
     """Query-adaptive weights (``langchain-hybrid eval --tune`` prints them; ``None``: fixed)."""
@@ -96,6 +97,11 @@ class FusionSettings(BaseModel):
     @classmethod
     def _rrf_k(cls, value: object) -> float:
         return check_rrf_k(value)
+
+    @field_validator("fetch_k", "k", "rerank_k", mode="before")
+    @classmethod
+    def _count(cls, value: object, info: ValidationInfo) -> int:
+        return check_count(str(info.field_name), value)
 
 
 class CacheSettings(BaseModel):

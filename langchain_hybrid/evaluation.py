@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.documents import Document
 
 from langchain_hybrid.errors import ConfigError, InvalidQueryError
-from langchain_hybrid.fusion import FUSION_METHODS, LegRun, check_rrf_k, check_weights
+from langchain_hybrid.fusion import (
+    FUSION_METHODS,
+    LegRun,
+    check_count,
+    check_rrf_k,
+    check_weights,
+)
 from langchain_hybrid.stores import HNSWConfig
 
 if TYPE_CHECKING:
@@ -412,11 +418,10 @@ def _rrf_k(raw: str) -> float:
 
 
 def _fetch_k(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        msg = f"fetch_k must be an integer >= 1, got {raw!r}"
-        raise ValueError(msg)
-    return value
+    try:
+        return check_count("fetch_k", int(raw))
+    except InvalidQueryError as e:
+        raise ValueError(str(e)) from e
 
 
 def _fusion(raw: str) -> str:

@@ -18,7 +18,8 @@ their weights. Weights are checked where they enter, by :func:`check_weights` al
 ``fusion`` config section, the retriever's ``weights`` field, a per-call ``weights`` argument,
 and :func:`fuse` for direct callers; the methods take them as valid, so the retriever's query
 path checks them once. ``rrf_k`` is checked at the same places (and an evaluation sweep) by
-:func:`check_rrf_k` alone.
+:func:`check_rrf_k` alone, and the counts ``k``, ``fetch_k``, ``rerank_k`` by
+:func:`check_count`.
 
 The rule for short and degenerate lists (one hit, equal scores, two hits, an empty leg)
     A leg ranks the whole collection and returns the top ``depth`` (``fetch_k``) of it. Two
@@ -452,5 +453,29 @@ def check_rrf_k(rrf_k: object) -> float:
     except OverflowError:
         raise InvalidQueryError(msg) from None
     if not 0 <= value < MAX_RRF_K:  # also NaN
+        raise InvalidQueryError(msg)
+    return value
+
+
+MAX_K = 1_000_000
+"""The most documents a count may ask for (``k``, ``fetch_k``, ``rerank_k``): Chroma takes
+``n_results`` as a C long, and a million candidates per leg is far past any useful depth."""
+
+
+def check_count(name: str, value: object) -> int:
+    """Validate a count of documents (``k``, ``fetch_k``, ``rerank_k``): an int from 1 to 1e6.
+
+    The one check of the counts, wherever they enter: the ``fusion`` config section, the
+    retriever's fields, per-call arguments, an evaluation sweep. Settings report its message
+    as a ``ConfigError``.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        InvalidQueryError: ``value`` is not an int (a bool is not) from 1 to :data:`MAX_K`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
+        msg = f"{name} must be an integer from 1 to {MAX_K:,}, got {value!r}"
         raise InvalidQueryError(msg)
     return value

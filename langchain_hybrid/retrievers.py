@@ -44,6 +44,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     create_model,
 )
 
@@ -84,10 +85,12 @@ from langchain_hybrid.filters import (
 )
 from langchain_hybrid.fusion import (
     FUSION_METHODS,
+    MAX_K,
     Fused,
     FusionMethod,
     LegRun,
     Population,
+    check_count,
     check_rrf_k,
     check_weights,
 )
@@ -104,7 +107,6 @@ from langchain_hybrid.stores import ChromaStore, StoreConfig
 logger = logging.getLogger(__name__)
 
 LEGS: tuple[Literal["bm25"], Literal["vector"]] = ("bm25", "vector")
-MAX_K = 1_000_000  # k and fetch_k: Chroma takes n_results as a C long
 _CALL_KWARGS = frozenset(
     {"k", "filter", "fetch_k", "weights", "fusion", "rrf_k", "rerank_k", "group_by"}
 )
@@ -307,6 +309,10 @@ def _valid_weights(value: object) -> tuple[float, ...]:
     return check_weights(value, len(LEGS))
 
 
+def _count_field(value: object, info: ValidationInfo) -> int:
+    return check_count(str(info.field_name), value)
+
+
 class HybridRetriever(BaseRetriever):
     r"""Hybrid retriever: exact BM25 + Chroma vector search in parallel, fused (z-score default).
 
@@ -412,8 +418,8 @@ class HybridRetriever(BaseRetriever):
 
     store: ChromaStore = Field(exclude=True)
     embedding: Embeddings = Field(exclude=True)
-    k: int = Field(default=4, gt=0, le=MAX_K)
-    fetch_k: int = Field(default=50, gt=0, le=MAX_K)
+    k: Annotated[int, BeforeValidator(_count_field)] = 4
+    fetch_k: Annotated[int, BeforeValidator(_count_field)] = 50
     rrf_k: Annotated[float, BeforeValidator(check_rrf_k)] = 60.0
     weights: Annotated[tuple[float, float], BeforeValidator(_valid_weights)] = (0.5, 0.5)
     fusion: FusionMethod = "zscore"
@@ -422,7 +428,7 @@ class HybridRetriever(BaseRetriever):
     on_leg_error: Literal["degrade", "raise"] = "degrade"
     reranker: BaseDocumentCompressor | None = Field(default=None, exclude=True)
     """Reorders the fused top ``rerank_k`` before the cut to ``k`` (``None``: no rerank stage)."""
-    rerank_k: int = Field(default=20, gt=0, le=MAX_K)
+    rerank_k: Annotated[int, BeforeValidator(_count_field)] = 20
     group_by: str | None = Field(default=None, min_length=1)
     """Metadata key: keep each group's best document (``None``: no grouping)."""
     bm25_path: Path | None = None
@@ -1004,8 +1010,8 @@ class HybridRetriever(BaseRetriever):
         if not is_utf8(query):
             msg = "query is not valid Unicode text (it holds a lone surrogate)"
             raise InvalidQueryError(msg)
-        k = _positive_int("k", kwargs.get("k", self.k))
-        fetch_k = _positive_int("fetch_k", kwargs.get("fetch_k", self.fetch_k))
+        k = check_count("k", kwargs.get("k", self.k))
+        fetch_k = check_count("fetch_k", kwargs.get("fetch_k", self.fetch_k))
         weights = check_weights(kwargs.get("weights", self.weights), len(LEGS))
         fusion = kwargs.get("fusion", self.fusion)
         if not isinstance(fusion, str) or fusion not in FUSION_METHODS:
@@ -1015,7 +1021,7 @@ class HybridRetriever(BaseRetriever):
         where = kwargs.get("filter")
         node = parse_filter(where)
         # without a reranker the candidates are the k documents returned
-        rerank_k = _positive_int("rerank_k", kwargs.get("rerank_k", self.rerank_k))
+        rerank_k = check_count("rerank_k", kwargs.get("rerank_k", self.rerank_k))
         depth = k if self.reranker is None else max(k, rerank_k)
         group_by = _checked_group_by(kwargs.get("group_by", self.group_by))
         return SearchParams(
@@ -1093,7 +1099,7 @@ class HybridRetriever(BaseRetriever):
         _check_leg(leg)
         params = self._params(query, {} if filter is None else {"filter": filter})
         if fetch_k is not None:
-            params = params._replace(fetch_k=_positive_int("fetch_k", fetch_k))
+            params = params._replace(fetch_k=check_count("fetch_k", fetch_k))
         return self._rank(leg, params, embedding)
 
     def leg_search(self, leg: str, params: SearchParams) -> list[LegHit]:
@@ -1647,13 +1653,6 @@ def _checked_ids(ids: Sequence[str]) -> list[str]:
 def _is_sequence(value: object) -> bool:
     """A list-like of items (not a string, bytes or a mapping)."""
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
-        msg = f"{name} must be an integer from 1 to {MAX_K:,}, got {value!r}"
-        raise InvalidQueryError(msg)
-    return value
 
 
 def _checked_group_by(group_by: object) -> str | None:

@@ -25,6 +25,7 @@ from langchain_hybrid.evaluation import parse_sweep
 from langchain_hybrid.filters import parse_filter
 from langchain_hybrid.fusion import (
     FUSION_METHODS,
+    MAX_K,
     MAX_RRF_K,
     Fused,
     FusionFunction,
@@ -35,6 +36,7 @@ from langchain_hybrid.fusion import (
     Population,
     Run,
     as_leg_run,
+    check_count,
     check_rrf_k,
     check_weights,
     dbsf,
@@ -691,6 +693,49 @@ def test_rrf_k_rejected_alike_at_every_entry(
         with pytest.raises(InvalidQueryError, match=RRF_K_MESSAGE):
             entry()
     assert retriever.invoke("apple", rrf_k=0)[0].page_content == "red apple pie"
+
+
+# ----------------------------------------------- k, fetch_k, rerank_k: one check, one message
+def test_check_count() -> None:
+    assert check_count("k", 1) == 1
+    assert check_count("k", MAX_K) == MAX_K
+    for bad in (0, -1, MAX_K + 1, 4.0, True, "4", None):
+        with pytest.raises(InvalidQueryError, match=re.escape("k must be an integer from 1 to ")):
+            check_count("k", bad)
+
+
+@pytest.mark.parametrize("name", ["k", "fetch_k", "rerank_k"])
+@pytest.mark.parametrize("value", [0, MAX_K + 1, 4.5], ids=["zero", "too-many", "a-float"])
+def test_counts_rejected_alike_at_every_entry(
+    tmp_path: Path, collection_name: str, name: str, value: float
+) -> None:
+    """Settings say ConfigError, calls InvalidQueryError (as for weights); one message."""
+    message = re.escape(f"{name} must be an integer from 1 to 1,000,000, got {value!r}")
+    retriever = HybridRetriever.from_texts(
+        ["red apple pie", "pear cider"], embedding=HashEmbeddings(), collection_name=collection_name
+    )
+    config_file = tmp_path / "hybrid.yaml"
+    config_file.write_text(f"fusion:\n  {name}: {value}\n", encoding="utf-8")
+    environ = {f"LANGCHAIN_HYBRID_FUSION__{name.upper()}": str(value)}
+    settings: list[Callable[[], object]] = [
+        lambda: HybridRetriever.from_texts(
+            ["plum jam"], HashEmbeddings(), collection_name=f"{collection_name}-2", **{name: value}
+        ),
+        lambda: load_config(config_file),
+        lambda: load_config(environ=environ),
+    ]
+    calls: list[Callable[[], object]] = [lambda: retriever.invoke("apple", **{name: value})]
+    if name == "fetch_k":
+        calls.append(lambda: retriever.rank_leg("bm25", "apple", fetch_k=value))  # type: ignore[arg-type]
+        if isinstance(value, int):  # a sweep reads integers only
+            settings.append(lambda: parse_sweep([f"fetch_k={value}"]))
+    for entry in settings:
+        with pytest.raises(ConfigError, match=message):
+            entry()
+    for entry in calls:
+        with pytest.raises(InvalidQueryError, match=message):
+            entry()
+    assert retriever.invoke("apple", **{name: 1})[0].page_content == "red apple pie"
 
 
 def test_adaptive_weights_are_valid_by_construction() -> None:
