@@ -60,8 +60,8 @@ from langchain_core.documents import Document
 from tokenizers import Tokenizer
 
 from langchain_hybrid import HybridRetriever
+from langchain_hybrid._quantize import INT8_FILENAME, quantize_model
 from langchain_hybrid.embeddings import MiniLMEmbeddings
-from langchain_hybrid.quantize import INT8_FILENAME, quantize_model
 
 pytestmark = pytest.mark.model
 

@@ -800,7 +800,7 @@ class BM25Index:
         live document count, synced to disk (``fsync``) before this returns. Otherwise, or once
         the log is past the merge threshold, a new segment is written and committed by the
         manifest (see the module docstring). Callers that may race with other processes hold
-        :func:`langchain_hybrid.locking.save_lock` around it.
+        :func:`langchain_hybrid._locking.save_lock` around it.
         """
         path = Path(directory)
         try:
@@ -1580,7 +1580,7 @@ def _read_log(path: Path) -> tuple[list[tuple[int, int, bytes]], int, int]:
 
 def _convert(index: BM25Index, path: Path, manifest: dict[str, Any]) -> None:
     """Save an index read in format 1 or 2 in the current format, if nothing changed since."""
-    from langchain_hybrid.locking import save_lock  # noqa: PLC0415 - locking is a light import
+    from langchain_hybrid._locking import save_lock  # noqa: PLC0415 - locking is a light import
 
     version = manifest["format_version"]
     try:

@@ -35,6 +35,17 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from tqdm import tqdm
 
+from langchain_hybrid._exact_match import DEFAULT_BASE_SIZE as EXACT_MATCH_BASE_SIZE
+from langchain_hybrid._exact_match import format_report, run_exact_match
+from langchain_hybrid._loaders import (
+    SUPPORTED_SUFFIXES,
+    FileScope,
+    LoadedFile,
+    SplitSettings,
+    find_files,
+    load_file,
+    resolved_path,
+)
 from langchain_hybrid.adaptive import as_yaml as adaptive_yaml
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.config import HybridConfig, load_config, make_embedding
@@ -61,19 +72,8 @@ from langchain_hybrid.evaluation import (
     sweep,
     tune_adaptive,
 )
-from langchain_hybrid.exact_match import DEFAULT_BASE_SIZE as EXACT_MATCH_BASE_SIZE
-from langchain_hybrid.exact_match import format_report, run_exact_match
 from langchain_hybrid.filters import validate_metadata
 from langchain_hybrid.index import CollectionState, HybridIndex, load_saved
-from langchain_hybrid.loaders import (
-    SUPPORTED_SUFFIXES,
-    FileScope,
-    LoadedFile,
-    SplitSettings,
-    find_files,
-    load_file,
-    resolved_path,
-)
 from langchain_hybrid.retrievers import HybridRetriever
 from langchain_hybrid.stores import ChromaStore
 
@@ -1323,7 +1323,7 @@ def _add_quantize(commands: Subcommands) -> None:
 
 
 def _run_quantize(args: argparse.Namespace) -> int:
-    from langchain_hybrid.quantize import quantize_model  # noqa: PLC0415
+    from langchain_hybrid._quantize import quantize_model  # noqa: PLC0415
 
     model_dir = _settings(args).embedding.model_dir
     path = quantize_model(

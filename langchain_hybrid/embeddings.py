@@ -8,7 +8,7 @@ run the ONNX graph, mean-pool the last hidden state over the attention mask and 
 The fp32 vectors equal sentence-transformers' ``all-MiniLM-L6-v2`` output to float precision.
 
 ``precision="int8"`` runs the same model quantised with onnxruntime's dynamic quantisation
-(see :mod:`langchain_hybrid.quantize`, which also says where the file lives).
+(see :mod:`langchain_hybrid._quantize`, which also says where the file lives).
 
 Nothing is read at import time: the model directory is resolved, and the onnxruntime session
 and tokenizer created, on the first call to embed something.
@@ -354,12 +354,12 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
     def weights_id(self) -> str:
         """Which weights make the vectors: ``"fp32"``, or ``"int8-<recipe>"`` for int8.
 
-        ``<recipe>`` is :data:`~langchain_hybrid.quantize.INT8_RECIPE`, the fingerprint of the
+        ``<recipe>`` is :data:`~langchain_hybrid._quantize.INT8_RECIPE`, the fingerprint of the
         quantisation settings, so int8 vectors of two recipes have different ids.
         """
         if self.precision == "fp32":
             return "fp32"
-        from langchain_hybrid.quantize import INT8_RECIPE  # noqa: PLC0415 - quantize imports us
+        from langchain_hybrid._quantize import INT8_RECIPE  # noqa: PLC0415 - quantize imports us
 
         return f"int8-{INT8_RECIPE}"
 
@@ -403,7 +403,7 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
 
         directory = resolve_model_dir(self.model_dir)
         if self.precision == "int8":
-            from langchain_hybrid.quantize import ensure_int8_model  # noqa: PLC0415
+            from langchain_hybrid._quantize import ensure_int8_model  # noqa: PLC0415
 
             model_path = ensure_int8_model(directory)
         else:
@@ -422,7 +422,7 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         if self.precision == "int8":
-            from langchain_hybrid.quantize import (  # noqa: PLC0415
+            from langchain_hybrid._quantize import (  # noqa: PLC0415
                 RECIPE_METADATA_KEY,
                 check_int8_recipe,
             )

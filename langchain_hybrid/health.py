@@ -224,7 +224,7 @@ def _lag(
 
 
 def _replica_checks(state: IndexStatus, limit: float | None) -> list[HealthCheck]:
-    """A replica's change-feed lag (``http`` stores; see :mod:`langchain_hybrid.feed`).
+    """A replica's change-feed lag (``http`` stores; see :mod:`langchain_hybrid._feed`).
 
     Degraded when the replica has not been caught up for more than ``limit`` seconds.
     """
@@ -306,7 +306,7 @@ class HealthMonitor:
        ``max_age_seconds``. Size ``window`` to a few minutes of traffic, or set
        ``max_age_seconds``.
     5. ``replica_feed`` and ``replica_lag`` (``http`` stores, whose replicas follow the change
-       feed, :mod:`langchain_hybrid.feed`): feed records not applied yet (value) and seconds
+       feed, :mod:`langchain_hybrid._feed`): feed records not applied yet (value) and seconds
        since the replica was last caught up (value, its own clock); degraded when that exceeds
        ``stuck_write_seconds``. The detail states what the replica vouches for.
     6. ``extra_checks``: callables returning a :class:`HealthCheck` (a raised exception becomes

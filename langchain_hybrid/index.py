@@ -38,7 +38,7 @@ The write protocol (a seqlock over the collection):
 
 1. One writer: the per-collection lock of this process (threads, and every retriever of the
    process on the same collection), and for an embedded index the writer lock of the persist
-   directory (one process, see :mod:`langchain_hybrid.locking`).
+   directory (one process, see :mod:`langchain_hybrid._locking`).
 2. *Begin*: the write generation becomes odd, before any data is written. For an embedded
    (``persistent``) store the odd marker is a small file beside Chroma's database,
    ``<path>/.write-intent-<collection>`` (``"<collection id> <odd generation>"``, flushed to
@@ -65,7 +65,7 @@ generation there. Readers outside a :class:`HybridIndex` (``chroma_staleness_che
 reading as :meth:`HybridIndex.refresh`.
 
 Replica feed (``store.mode: http``, where several processes write to one server): every write
-also records the ids it changes in the change feed (:mod:`langchain_hybrid.feed`), an *intent*
+also records the ids it changes in the change feed (:mod:`langchain_hybrid._feed`), an *intent*
 record before step 2 and its completion after step 3; :meth:`HybridIndex.refresh` reads the
 records not applied yet and brings the named ids up to date with :meth:`HybridIndex.apply_changes`
 (present in Chroma: re-indexed; absent: removed). The write generation stays for health checks and
@@ -86,6 +86,14 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from langchain_hybrid._feed import ChangeFeed, FeedSettings
+from langchain_hybrid._locking import (
+    acquire_writer_lock,
+    holds_writer_lock,
+    save_lock,
+    writer_lock_free,
+    writer_lock_if_free,
+)
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.errors import (
     BatchWriteError,
@@ -94,14 +102,6 @@ from langchain_hybrid.errors import (
     IndexCorruptError,
     IndexNotBuiltError,
     StoreError,
-)
-from langchain_hybrid.feed import ChangeFeed, FeedSettings
-from langchain_hybrid.locking import (
-    acquire_writer_lock,
-    holds_writer_lock,
-    save_lock,
-    writer_lock_free,
-    writer_lock_if_free,
 )
 from langchain_hybrid.stores import (
     ChromaStore,
@@ -509,7 +509,7 @@ class HybridIndex:
 
     # ------------------------------------------------------------------ writes
     def _take_writer_lock(self) -> None:
-        """One writer process per embedded index (see :mod:`langchain_hybrid.locking`)."""
+        """One writer process per embedded index (see :mod:`langchain_hybrid._locking`)."""
         if self.store.config.mode == "persistent":
             acquire_writer_lock(self.store.config.path)
         elif self.path is not None:

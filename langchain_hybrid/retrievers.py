@@ -48,6 +48,7 @@ from pydantic import (
     create_model,
 )
 
+from langchain_hybrid._loaders import document_ids
 from langchain_hybrid.adaptive import AdaptiveWeights, leg_weights
 from langchain_hybrid.bm25 import BM25Index, BM25Params, check_ids
 from langchain_hybrid.cache import (
@@ -101,7 +102,6 @@ from langchain_hybrid.ingest import (
     IngestProgress,
     run_pipeline,
 )
-from langchain_hybrid.loaders import document_ids
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 
 logger = logging.getLogger(__name__)

@@ -350,7 +350,7 @@ class ChromaStore:
     def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Call ``fn`` of this store's client (or of another collection of it), typed errors.
 
-        For companions of the collection such as the replica feed (:mod:`langchain_hybrid.feed`).
+        For companions of the collection such as the replica feed (:mod:`langchain_hybrid._feed`).
 
         Raises:
             StoreUnavailableError: the server did not answer.

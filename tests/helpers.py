@@ -71,7 +71,7 @@ def hold_writer_lock(directory: Path) -> subprocess.Popen[str]:
     script = textwrap.dedent(
         f"""
         import sys
-        from langchain_hybrid.locking import acquire_writer_lock
+        from langchain_hybrid._locking import acquire_writer_lock
         acquire_writer_lock({str(directory)!r})
         print("locked", flush=True)
         sys.stdin.readline()

@@ -42,7 +42,7 @@ from helpers import HashEmbeddings, report
 from langchain_core.documents import Document
 
 from langchain_hybrid import HybridRetriever
-from langchain_hybrid.locking import release_writer_lock
+from langchain_hybrid._locking import release_writer_lock
 
 TESTS = Path(__file__).resolve().parents[1]
 SYNC_THREADS = 4

@@ -46,9 +46,9 @@ from helpers import HashEmbeddings, report
 from langchain_core.documents import Document
 
 from langchain_hybrid import HybridRetriever
+from langchain_hybrid._locking import release_writer_lock
 from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.errors import IndexCorruptError
-from langchain_hybrid.locking import release_writer_lock
 from langchain_hybrid.retrievers import default_bm25_path
 from langchain_hybrid.stores import GENERATION_KEY
 

@@ -35,7 +35,7 @@ from langchain_hybrid import (
     StoreConfig,
     WriterLockError,
 )
-from langchain_hybrid.locking import (
+from langchain_hybrid._locking import (
     acquire_writer_lock,
     holds_writer_lock,
     release_writer_lock,

@@ -23,10 +23,10 @@ import pytest
 from helpers import IDENTITY
 
 from langchain_hybrid import bm25 as bm25_module
+from langchain_hybrid._locking import save_lock
 from langchain_hybrid.bm25 import BM25Index, BM25Params
 from langchain_hybrid.errors import IndexCorruptError
 from langchain_hybrid.filters import parse_filter
-from langchain_hybrid.locking import save_lock
 
 PARAMS = BM25Params(k1=1.2, b=0.7, tokenizer=IDENTITY)
 WORDS = [f"w{i}" for i in range(300)]

@@ -22,8 +22,18 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 from pydantic import ValidationError
 
+from langchain_hybrid import _quantize as quantize_module
 from langchain_hybrid import cli
-from langchain_hybrid import quantize as quantize_module
+from langchain_hybrid._quantize import (
+    _KEPT_FP32,
+    INT8_FILENAME,
+    INT8_RECIPE,
+    RECIPE_METADATA_KEY,
+    find_int8_model,
+    int8_cache_dir,
+    quantize_model,
+    recipe_fingerprint,
+)
 from langchain_hybrid.config import EmbeddingSettings, make_embedding
 from langchain_hybrid.embeddings import (
     MODEL_DIR_ENV_VAR,
@@ -40,16 +50,6 @@ from langchain_hybrid.errors import (
     HybridRetrieverError,
 )
 from langchain_hybrid.evaluation import embedding_id
-from langchain_hybrid.quantize import (
-    _KEPT_FP32,
-    INT8_FILENAME,
-    INT8_RECIPE,
-    RECIPE_METADATA_KEY,
-    find_int8_model,
-    int8_cache_dir,
-    quantize_model,
-    recipe_fingerprint,
-)
 from langchain_hybrid.retrievers import HybridRetriever
 
 # Reference values from shared/models/README.md (equal to sentence-transformers + torch).

@@ -14,8 +14,7 @@ import pytest
 from helpers import HashEmbeddings
 
 from langchain_hybrid import ConfigError, cli
-from langchain_hybrid.evaluation import load_beir, open_eval_index
-from langchain_hybrid.exact_match import (
+from langchain_hybrid._exact_match import (
     SHAPES,
     TARGET_RANK,
     ExactMatchSet,
@@ -29,6 +28,7 @@ from langchain_hybrid.exact_match import (
     summarize,
     write_collection,
 )
+from langchain_hybrid.evaluation import load_beir, open_eval_index
 
 _VOCABULARY = [
     "insulin",

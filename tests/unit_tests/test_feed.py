@@ -14,7 +14,7 @@ import pytest
 from helpers import HashEmbeddings
 
 from langchain_hybrid import ChromaStore, StoreConfig
-from langchain_hybrid.feed import FEED_SUFFIX, ChangeFeed, FeedSettings
+from langchain_hybrid._feed import FEED_SUFFIX, ChangeFeed, FeedSettings
 from langchain_hybrid.index import HybridIndex, rebuild_bm25
 
 EMB = HashEmbeddings(16)

@@ -39,9 +39,9 @@ from langchain_hybrid import (
     StoreConfig,
     cli,
 )
+from langchain_hybrid._locking import LOCK_NAME, holds_writer_lock, release_writer_lock
 from langchain_hybrid.config import MonitoringSettings, load_config
 from langchain_hybrid.health import HealthCheck, HealthMonitor, HealthStatus
-from langchain_hybrid.locking import LOCK_NAME, holds_writer_lock, release_writer_lock
 from langchain_hybrid.metrics import (
     RetrievalMetricsHandler,
 )

@@ -15,8 +15,8 @@ from langchain_hybrid import (
     IndexNotBuiltError,
     StoreConfig,
 )
+from langchain_hybrid._locking import holds_writer_lock, release_writer_lock
 from langchain_hybrid.index import INTENT_PREFIX, HybridIndex, change_signal, rebuild_bm25
-from langchain_hybrid.locking import holds_writer_lock, release_writer_lock
 
 TEXTS = {
     "a": "espresso needs a fine grind",

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 
-from langchain_hybrid.errors import ConfigError, InvalidDocumentsError
-from langchain_hybrid.loaders import (
+from langchain_hybrid._loaders import (
     FileScope,
     SplitSettings,
     chunk_id,
@@ -30,6 +29,7 @@ from langchain_hybrid.loaders import (
     rst_sections,
     source_name,
 )
+from langchain_hybrid.errors import ConfigError, InvalidDocumentsError
 
 REAL_DOCS = Path(__file__).parent / "data" / "real-docs"
 

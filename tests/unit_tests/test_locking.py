@@ -9,7 +9,7 @@ from helpers import HashEmbeddings, hold_writer_lock
 from langchain_core.documents import Document
 
 from langchain_hybrid import HybridRetriever, WriterLockError
-from langchain_hybrid.locking import LOCK_NAME, acquire_writer_lock, release_writer_lock
+from langchain_hybrid._locking import LOCK_NAME, acquire_writer_lock, release_writer_lock
 
 
 def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from langchain_hybrid import (
     InvalidQueryError,
     TokenizerConfig,
 )
+from langchain_hybrid._locking import release_writer_lock
 from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.cache import CachedEmbeddings
 from langchain_hybrid.config import CacheSettings
@@ -43,7 +44,6 @@ from langchain_hybrid.fusion import (
     rrf,
     zscore,
 )
-from langchain_hybrid.locking import release_writer_lock
 from langchain_hybrid.retrievers import LEGS, default_bm25_path, leg_run
 from langchain_hybrid.stores import ChromaStore, StoreConfig
 

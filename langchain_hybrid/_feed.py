@@ -169,7 +169,7 @@ class ChangeFeed:
 
     Instantiate:
         ```python
-        from langchain_hybrid.feed import ChangeFeed
+        from langchain_hybrid._feed import ChangeFeed
 
         feed = ChangeFeed(store)
         ```
