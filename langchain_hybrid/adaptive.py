@@ -39,6 +39,10 @@ no scikit-learn.
 
 from __future__ import annotations
 
+__all__ = [
+    "AdaptiveWeights",
+]
+
 import math
 import re
 from collections.abc import Mapping, Sequence

@@ -55,6 +55,12 @@ cut at code-point offsets) is read once and converted, with a log line.
 
 from __future__ import annotations
 
+__all__ = [
+    "BM25Hit",
+    "BM25Index",
+    "BM25Params",
+]
+
 import contextlib
 import dataclasses
 import hashlib

@@ -882,11 +882,4 @@ def __getattr__(name: str) -> object:
     return getattr(vectorstore_cache, name)
 
 
-__all__ = [
-    "CACHE_EVENT",
-    "CachedEmbeddings",
-    "DocumentTemplate",
-    "LRUCache",
-    "cache_key",
-    "estimate_size",
-]
+__all__ = ["CACHE_EVENT", "CachedEmbeddings", "LRUCache"]

@@ -17,6 +17,8 @@ for runtime errors and 130 for an interrupt; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
+__all__ = ["main"]  # the API is the command line; the rest serves it
+
 import argparse
 import contextlib
 import json
@@ -53,6 +55,7 @@ from langchain_hybrid.embeddings import MODEL_DIR_ENV_VAR, chroma_cache_dir
 from langchain_hybrid.errors import (
     ConfigError,
     HybridRetrieverError,
+    IndexCorruptError,
     IndexNotBuiltError,
     InvalidDocumentsError,
     InvalidFilterError,
@@ -73,7 +76,7 @@ from langchain_hybrid.evaluation import (
     tune_adaptive,
 )
 from langchain_hybrid.filters import validate_metadata
-from langchain_hybrid.index import CollectionState, HybridIndex, load_saved
+from langchain_hybrid.index import CollectionState, HybridIndex
 from langchain_hybrid.retrievers import HybridRetriever
 from langchain_hybrid.stores import ChromaStore
 
@@ -820,12 +823,12 @@ def _stats_bm25(
         return HybridIndex.inspect(store, None, params).bm25, (
             "in memory (built from Chroma when opened)"
         )
-    saved = load_saved(path)
-    if isinstance(saved, BM25Index):
-        return saved, "saved"
-    if isinstance(saved, FileNotFoundError):
+    try:
+        return BM25Index.load(path), "saved"
+    except FileNotFoundError:
         return None, "missing"
-    return None, f"corrupt: {saved}"
+    except IndexCorruptError as e:
+        return None, f"corrupt: {e}"
 
 
 def _stats_collection(store: ChromaStore, index: BM25Index, path: Path | None) -> CollectionState:

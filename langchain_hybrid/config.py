@@ -19,6 +19,16 @@ they are (a number is not a string there).
 
 from __future__ import annotations
 
+__all__ = [
+    "BM25Settings",
+    "CacheSettings",
+    "EmbeddingSettings",
+    "FusionSettings",
+    "HybridConfig",
+    "MonitoringSettings",
+    "load_config",
+]
+
 import os
 import types
 import typing

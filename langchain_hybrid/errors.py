@@ -27,6 +27,26 @@ A rejected call never changes stored data: validation happens before any write.
 
 from __future__ import annotations
 
+__all__ = [
+    "AllLegsFailedError",
+    "BatchWriteError",
+    "CollectionConfigError",
+    "ConfigError",
+    "EmbeddingMismatchError",
+    "EmbeddingModelNotFoundError",
+    "ForkedProcessError",
+    "HybridRetrieverError",
+    "IndexCorruptError",
+    "IndexNotBuiltError",
+    "InvalidDocumentsError",
+    "InvalidFilterError",
+    "InvalidQueryError",
+    "RerankError",
+    "StoreError",
+    "StoreUnavailableError",
+    "WriterLockError",
+]
+
 from collections.abc import Sequence
 
 

@@ -24,6 +24,15 @@ Usage:
 
 from __future__ import annotations
 
+__all__ = [
+    "MetricsServer",
+    "OTelRetrievalHandler",
+    "PrometheusExporter",
+    "log_snapshot",
+    "serve_metrics",
+    "to_prometheus",
+]
+
 import logging
 import math
 import re

@@ -39,6 +39,13 @@ an :class:`~langchain_hybrid.errors.InvalidFilterError` naming the operand.
 
 from __future__ import annotations
 
+__all__ = [
+    "Condition",
+    "Logical",
+    "Node",
+    "parse_filter",
+]
+
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass

@@ -88,6 +88,30 @@ the same scale.
 
 from __future__ import annotations
 
+__all__ = [
+    "FUSION_METHODS",
+    "Fused",
+    "FusionFunction",
+    "FusionMethod",
+    "Hits",
+    "LegRun",
+    "Normalised",
+    "Normaliser",
+    "Population",
+    "Run",
+    "check_weights",
+    "dbsf",
+    "dbsf_norm",
+    "fuse",
+    "min_max_norm",
+    "rank_norm",
+    "relative_score",
+    "rrf",
+    "weighted_sum",
+    "zscore",
+    "zscore_norm",
+]
+
 import math
 import numbers
 from collections.abc import Sequence

@@ -28,6 +28,16 @@ Usage:
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckStatus",
+    "HealthCheck",
+    "HealthMonitor",
+    "HealthRule",
+    "HealthStatus",
+    "MonitoredRetriever",
+    "Status",
+]
+
 import json
 import logging
 import threading

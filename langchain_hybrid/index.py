@@ -76,6 +76,14 @@ in-memory stores have one writer process and keep the generation protocol alone.
 
 from __future__ import annotations
 
+__all__ = [
+    "CollectionState",
+    "HybridIndex",
+    "IndexStatus",
+    "SavedState",
+    "change_signal",
+]
+
 import contextlib
 import logging
 import os
@@ -811,7 +819,7 @@ class HybridIndex:
             bm25_documents,
             bm25_generation,
             bm25_error,
-            None if self.path is None else read_saved(self.path),
+            None if self.path is None else _read_saved(self.path),
             unapplied,
             since,
             self.foreign_writes,
@@ -830,7 +838,7 @@ class HybridIndex:
             return False
 
 
-def read_saved(path: Path) -> SavedState:
+def _read_saved(path: Path) -> SavedState:
     """The saved BM25 manifest at ``path`` (read only; ``error`` if missing or corrupt)."""
     try:
         manifest: Mapping[str, Any] = BM25Index.read_manifest(path)
@@ -845,7 +853,7 @@ def read_saved(path: Path) -> SavedState:
     )
 
 
-def load_saved(path: Path) -> BM25Index | FileNotFoundError | IndexCorruptError:
+def _load_saved(path: Path) -> BM25Index | FileNotFoundError | IndexCorruptError:
     """The BM25 index saved at ``path`` as it is, or why it cannot be loaded (missing, corrupt)."""
     try:
         return BM25Index.load(path)
@@ -857,7 +865,7 @@ def _saved_or_reason(path: Path | None) -> tuple[BM25Index | None, str]:
     """The saved BM25 index, or ``None`` and why there is none to use."""
     if path is None:
         return None, "no BM25 path (in-memory index)"
-    saved = load_saved(path)
+    saved = _load_saved(path)
     if isinstance(saved, FileNotFoundError):
         return None, "BM25 index missing"
     if isinstance(saved, IndexCorruptError):

@@ -44,6 +44,10 @@ Usage:
 
 from __future__ import annotations
 
+__all__ = [
+    "IngestProgress",
+]
+
 import logging
 import math
 import queue

@@ -23,6 +23,10 @@ Usage:
 
 from __future__ import annotations
 
+__all__ = [
+    "RetrievalMetricsHandler",
+]
+
 import bisect
 import itertools
 import logging

@@ -16,6 +16,13 @@ one leg alone with texts.
 
 from __future__ import annotations
 
+__all__ = [
+    "HybridRetriever",
+    "LegHit",
+    "LegHits",
+    "leg_run",
+]
+
 import asyncio
 import contextlib
 import functools

@@ -21,6 +21,14 @@ Chroma 1.5 behaviours this module corrects for (see ``FIELD-NOTES.md``):
 
 from __future__ import annotations
 
+__all__ = [
+    "ChromaStore",
+    "HNSWConfig",
+    "StoreConfig",
+    "StoredDocument",
+    "VectorHit",
+]
+
 import logging
 import math
 import os
