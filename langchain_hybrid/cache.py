@@ -61,7 +61,8 @@ R = TypeVar("R")
 CACHE_EVENT = "langchain_hybrid.cache"
 """Custom callback event sent by every cached query: ``{"hit": bool}`` for the parent run."""
 _KEY_VERSION = "langchain-hybrid/cache-key/1"
-_DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_MAX_ENTRIES = 10_000
+"""``max_entries`` of a cache by default (``LRUCache``, ``CachedVectorStore``)."""
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 
 
@@ -759,9 +760,9 @@ class DocumentTemplate(NamedTuple):
 
 
 def _depth(value: object) -> Literal[0, 1, 2]:
-    if type(value) in _IMMUTABLE:
+    if type(value) in IMMUTABLE_TYPES:
         return 0
-    if type(value) is list and all(type(v) in _IMMUTABLE for v in value):
+    if type(value) is list and all(type(v) in IMMUTABLE_TYPES for v in value):
         return 1
     return 2
 
@@ -774,7 +775,8 @@ def _copy_metadata(metadata: dict[str, Any], depth: int) -> dict[str, Any]:
     return copy.deepcopy(metadata)
 
 
-_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+IMMUTABLE_TYPES = frozenset({str, int, float, bool, type(None)})
+"""Types whose values a cache hands out without copying."""
 _OBJECT_NEW = object.__new__
 _OBJECT_SET = object.__setattr__
 
@@ -818,7 +820,7 @@ class CachedEmbeddings(Embeddings):
         self,
         inner: Embeddings,
         *,
-        max_entries: int = _DEFAULT_MAX_ENTRIES,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
         ttl_seconds: float | None = None,
         max_bytes: int | None = None,
         clock: Callable[[], float] = time.monotonic,

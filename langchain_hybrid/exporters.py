@@ -44,19 +44,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from langchain_hybrid._events import (
+    RetrieverEventsOnly,
+    documents_info,
+    error_text,
+    positive,
+    run_name,
+)
 from langchain_hybrid.cache import CACHE_EVENT
 from langchain_hybrid.errors import ConfigError
-from langchain_hybrid.health import _SEVERITY, HealthMonitor
-from langchain_hybrid.metrics import (
-    ALL,
-    LATENCY_BUCKETS_SECONDS,
-    RetrievalMetricsHandler,
-    _documents_info,
-    _error_text,
-    _positive,
-    _RetrieverEventsOnly,
-    _run_name,
-)
+from langchain_hybrid.health import SEVERITY, HealthMonitor
+from langchain_hybrid.metrics import ALL, LATENCY_BUCKETS_SECONDS, RetrievalMetricsHandler
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -282,7 +280,7 @@ class PrometheusExporter:
             )
             for check in status.checks:
                 if check.status != "skipped":
-                    checks.add_metric([check.name], _SEVERITY[check.status])
+                    checks.add_metric([check.name], SEVERITY[check.status])
             yield checks
             for check in status.checks:  # a replica of an http store: its change-feed lag
                 if check.name in _REPLICA_GAUGES and isinstance(check.value, int | float):
@@ -388,7 +386,7 @@ def serve_metrics(
 
 
 # ---------------------------------------------------------------------- opentelemetry
-class OTelRetrievalHandler(_RetrieverEventsOnly):
+class OTelRetrievalHandler(RetrieverEventsOnly):
     """One OpenTelemetry span per retriever run; legs are child spans of their retrieval.
 
     A retrieval's span is a child of the current span when the retrieval starts (so it nests
@@ -450,7 +448,7 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
             description="Retriever run duration (legs and retrievals; failed runs included).",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_SECONDS,
         )
-        self.max_in_flight = _positive("max_in_flight", max_in_flight)
+        self.max_in_flight = positive("max_in_flight", max_in_flight)
         self._attributes: dict[str, str | int] = {}
         if retriever is not None:
             self._attributes = {
@@ -476,7 +474,7 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
     ) -> None:
         """Start the run's span (a child of its retrieval's span for a leg)."""
         try:
-            name = _run_name(serialized, kwargs)
+            name = run_name(serialized, kwargs)
             with self._lock:
                 parent = self._spans.get(parent_run_id) if parent_run_id else None
             attributes: dict[str, str | int] = {
@@ -534,7 +532,7 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
             span, parent, _, failed = self._pop(run_id, error=False)
             if span is None:
                 return
-            n_documents, marked = _documents_info(documents)
+            n_documents, marked = documents_info(documents)
             span.set_attribute("retrieval.documents", n_documents)
             if parent is None:
                 span.set_attribute("retrieval.degraded", marked is not None or bool(failed))
@@ -564,7 +562,7 @@ class OTelRetrievalHandler(_RetrieverEventsOnly):
                         self._failed_legs.setdefault(parent, []).append(name)
             if isinstance(error, BaseException):
                 span.record_exception(error)
-            status = self._trace.Status(self._trace.StatusCode.ERROR, _error_text(error))
+            status = self._trace.Status(self._trace.StatusCode.ERROR, error_text(error))
             span.set_status(status)
             span.end()
         except Exception:

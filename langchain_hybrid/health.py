@@ -48,17 +48,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
+from langchain_hybrid._events import error_text as _error_text
 from langchain_hybrid.config import HybridConfig, MonitoringSettings
 from langchain_hybrid.errors import ConfigError, IndexNotBuiltError
 from langchain_hybrid.index import CollectionState, HybridIndex, IndexStatus, SavedState
-from langchain_hybrid.metrics import RetrievalMetricsHandler, _error_text, window_stats
+from langchain_hybrid.metrics import RetrievalMetricsHandler, window_stats
 from langchain_hybrid.stores import ChromaStore
 
 logger = logging.getLogger(__name__)
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 CheckStatus = Literal["healthy", "degraded", "unhealthy", "skipped"]
-_SEVERITY: dict[str, int] = {"skipped": -1, "healthy": 0, "degraded": 1, "unhealthy": 2}
+SEVERITY: dict[str, int] = {"skipped": -1, "healthy": 0, "degraded": 1, "unhealthy": 2}
 _STATUS_BY_SEVERITY: tuple[Status, Status, Status] = ("healthy", "degraded", "unhealthy")
 _LEGS = ("bm25", "vector")  # the order of a retriever's ``weights``
 
@@ -167,13 +168,13 @@ class HealthStatus:
     def from_checks(cls, checks: Iterable[HealthCheck]) -> HealthStatus:
         """Combine checks: ``unhealthy`` > ``degraded`` > ``healthy``; ``skipped`` is ignored."""
         checks = tuple(checks)
-        worst = max((_SEVERITY[c.status] for c in checks), default=0)
+        worst = max((SEVERITY[c.status] for c in checks), default=0)
         return cls(_STATUS_BY_SEVERITY[max(worst, 0)], checks, datetime.now(timezone.utc))
 
     @property
     def exit_code(self) -> int:
         """0 healthy, 1 degraded, 2 unhealthy (what ``langchain-hybrid health`` exits with)."""
-        return _SEVERITY[self.status]
+        return SEVERITY[self.status]
 
     def check(self, name: str) -> HealthCheck | None:
         """The check called ``name``, if it ran."""

@@ -38,10 +38,15 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
-
+from langchain_hybrid._events import (
+    RetrieverEventsOnly,
+    count_documents,
+    documents_info,
+    error_text,
+    positive,
+    run_name,
+)
 from langchain_hybrid.cache import CACHE_EVENT
-from langchain_hybrid.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +62,6 @@ LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
     5.0, 10.0,
 )  # fmt: skip
 """Upper bounds of the latency histogram's buckets: 0.1 ms (a cached answer) to 10 s."""
-_ERROR_TEXT = 300
-
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name} must be an integer >= 1, got {value!r}"
-        raise ConfigError(msg)
-    return value
 
 
 class _Run:
@@ -155,68 +152,7 @@ def window_stats(records: Sequence[_Record]) -> dict[str, Any]:
     }
 
 
-def _count(documents: object) -> int:
-    if type(documents) is list:  # the usual case, without an ABC check
-        return len(documents)
-    return len(documents) if isinstance(documents, Sequence) else 0
-
-
-def _documents_info(documents: object) -> tuple[int, str | None]:
-    """Number of documents and the failed legs named by ``metadata["degraded"]``, if any.
-
-    Only the first document is read: :class:`HybridRetriever` marks every document of a
-    degraded answer (and an empty degraded answer is caught by its failed leg's error event).
-    """
-    n = _count(documents)
-    if not n:
-        return 0, None
-    metadata = getattr(documents[0], "metadata", None)  # type: ignore[index]
-    degraded = metadata.get("degraded") if isinstance(metadata, dict) else None
-    return n, None if degraded is None else str(degraded)
-
-
-def _run_name(serialized: object, kwargs: Mapping[str, Any]) -> str:
-    name = kwargs.get("name")
-    if not name and isinstance(serialized, Mapping):
-        name = serialized.get("name")
-    return str(name) if name else "retriever"
-
-
-def _error_text(error: object) -> str:
-    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-    return text if len(text) <= _ERROR_TEXT else text[: _ERROR_TEXT - 3] + "..."
-
-
-class _RetrieverEventsOnly(BaseCallbackHandler):
-    """Skip every event but retriever runs and custom events, before any work is done."""
-
-    @property
-    def ignore_llm(self) -> bool:
-        """LLM events are not observed."""
-        return True
-
-    @property
-    def ignore_chat_model(self) -> bool:
-        """Chat model events are not observed."""
-        return True
-
-    @property
-    def ignore_chain(self) -> bool:
-        """Chain events are not observed."""
-        return True
-
-    @property
-    def ignore_agent(self) -> bool:
-        """Agent events are not observed."""
-        return True
-
-    @property
-    def ignore_retry(self) -> bool:
-        """Retry events are not observed."""
-        return True
-
-
-class RetrievalMetricsHandler(_RetrieverEventsOnly):
+class RetrievalMetricsHandler(RetrieverEventsOnly):
     """Retrieval metrics from LangChain callbacks: counts, errors, latency, cache, degraded.
 
     Attach it where callbacks go (``config={"callbacks": [handler]}`` on a chain, a retriever or
@@ -276,9 +212,9 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
         log_errors: bool = False,
     ) -> None:
         """Create an empty handler (see the class docstring for the arguments)."""
-        self.window = _positive("window", window)
-        self.max_series = _positive("max_series", max_series)
-        self.max_in_flight = _positive("max_in_flight", max_in_flight)
+        self.window = positive("window", window)
+        self.max_series = positive("max_series", max_series)
+        self.max_in_flight = positive("max_in_flight", max_in_flight)
         self.log_errors = log_errors
         self._lock = threading.Lock()
         self._in_flight: OrderedDict[UUID, _Run] = OrderedDict()  # O(1) eviction of the oldest
@@ -287,7 +223,7 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
         self._names: dict[str, set[str]] = {}
         self._overflow = 0
         self._errors: deque[tuple[float, str, str, str]] = deque(
-            maxlen=_positive("max_recent_errors", max_recent_errors)
+            maxlen=positive("max_recent_errors", max_recent_errors)
         )
         self._evicted = 0
         self._unmatched = 0
@@ -307,7 +243,7 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
         """Remember when the run started and whether it is a retrieval or a leg."""
         try:
             started = time.perf_counter()
-            name = _run_name(serialized, kwargs)
+            name = run_name(serialized, kwargs)
             with self._lock:
                 parent = self._in_flight.get(parent_run_id) if parent_run_id else None
                 if parent is None:
@@ -368,9 +304,9 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
             ended = time.perf_counter()
             pending = self._in_flight.get(run_id)  # a read: only retrievals need the scan
             if pending is not None and pending.key is not None and pending.key[1] == ALL:
-                n_documents, marked = _documents_info(documents)
+                n_documents, marked = documents_info(documents)
             else:
-                n_documents, marked = _count(documents), None
+                n_documents, marked = count_documents(documents), None
             with self._lock:
                 run = self._in_flight.pop(run_id, None)
                 if run is None:
@@ -404,7 +340,7 @@ class RetrievalMetricsHandler(_RetrieverEventsOnly):
         """Record a failed run; a failed leg marks its retrieval as degraded."""
         try:
             ended = time.perf_counter()
-            text = _error_text(error)
+            text = error_text(error)
             with self._lock:
                 run = self._in_flight.pop(run_id, None)
                 if run is None:

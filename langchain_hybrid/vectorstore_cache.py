@@ -37,8 +37,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
 from langchain_hybrid.cache import (
-    _DEFAULT_MAX_ENTRIES,
-    _IMMUTABLE,
+    DEFAULT_MAX_ENTRIES,
+    IMMUTABLE_TYPES,
     CachedEmbeddings,
     DocumentTemplate,
     LRUCache,
@@ -66,7 +66,7 @@ def _scalar_key(method: str, params: Mapping[str, Any], generation: int) -> str 
     for name, value in params.items():
         if name == "kwargs" and not value:
             continue
-        if type(value) not in _IMMUTABLE:
+        if type(value) not in IMMUTABLE_TYPES:
             return None
         parts.append(f"{name}={type(value).__name__}:{value!r}")
     return "\x1f".join(parts)
@@ -80,7 +80,7 @@ def _freeze(value: object) -> object:
         return [_freeze(item) for item in value]
     if type(value) is tuple:
         return tuple(_freeze(item) for item in value)
-    return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
+    return value if type(value) in IMMUTABLE_TYPES else copy.deepcopy(value)
 
 
 def _thaw(value: R) -> R:
@@ -92,7 +92,7 @@ def _thaw(value: R) -> R:
         return cast("R", [_thaw(item) for item in cast("list[object]", value)])
     if kind is tuple:
         return cast("R", tuple(_thaw(item) for item in cast("tuple[object, ...]", value)))
-    return value if kind in _IMMUTABLE else copy.deepcopy(value)
+    return value if kind in IMMUTABLE_TYPES else copy.deepcopy(value)
 
 
 def chroma_staleness_check(store: VectorStore) -> Callable[[], tuple[int, int]]:
@@ -189,7 +189,7 @@ class CachedVectorStore(VectorStore):
         self,
         inner: VectorStore,
         *,
-        max_entries: int = _DEFAULT_MAX_ENTRIES,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
         ttl_seconds: float | None = None,
         max_bytes: int | None = None,
         staleness_check: Callable[[], object] | None = None,
@@ -560,7 +560,7 @@ class CachedVectorStore(VectorStore):
         *,
         ids: list[str] | None = None,
         vectorstore_cls: type[VectorStore] | None = None,
-        max_entries: int = _DEFAULT_MAX_ENTRIES,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
         ttl_seconds: float | None = None,
         max_bytes: int | None = None,
         **kwargs: Any,

@@ -133,6 +133,21 @@ def test_internal_modules_left_no_public_path(old: str) -> None:
         importlib.import_module(f"langchain_hybrid.{old}")
 
 
+@pytest.mark.parametrize("name", [m for m in _module_names() if m != "callbacks"])
+def test_no_module_imports_a_private_name_of_another(name: str) -> None:
+    # a name shared between modules is not _-prefixed (it is internal by staying out of
+    # __all__, or by living in a _-prefixed module)
+    tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+    private = [
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("langchain_hybrid")
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert private == []
+
+
 @pytest.mark.parametrize("name", ["cli", "evaluation"])
 def test_cli_and_evaluation_use_no_private_name_of_another_module(name: str) -> None:
     # they go through public functions and methods, not other modules' internals
