@@ -39,9 +39,7 @@ no scikit-learn.
 
 from __future__ import annotations
 
-__all__ = [
-    "AdaptiveWeights",
-]
+__all__ = ["AdaptiveWeights"]
 
 import math
 import re

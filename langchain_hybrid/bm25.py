@@ -55,11 +55,7 @@ cut at code-point offsets) is read once and converted, with a log line.
 
 from __future__ import annotations
 
-__all__ = [
-    "BM25Hit",
-    "BM25Index",
-    "BM25Params",
-]
+__all__ = ["BM25Hit", "BM25Index", "BM25Params"]
 
 import contextlib
 import dataclasses

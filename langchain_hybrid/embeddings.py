@@ -16,9 +16,7 @@ and tokenizer created, on the first call to embed something.
 
 from __future__ import annotations
 
-__all__ = [
-    "MiniLMEmbeddings",
-]
+__all__ = ["MiniLMEmbeddings"]
 
 import asyncio
 import logging

@@ -13,12 +13,7 @@ Metrics: ``ndcg@10``, ``recall@100``, ``mrr@10``, ``map@100``, ``p@1``, ``p@5``.
 
 from __future__ import annotations
 
-__all__ = [
-    "BeirDataset",
-    "load_beir",
-    "run_evaluation",
-    "sweep",
-]
+__all__ = ["BeirDataset", "load_beir", "run_evaluation", "sweep"]
 
 import hashlib
 import itertools

@@ -39,12 +39,7 @@ an :class:`~langchain_hybrid.errors.InvalidFilterError` naming the operand.
 
 from __future__ import annotations
 
-__all__ = [
-    "Condition",
-    "Logical",
-    "Node",
-    "parse_filter",
-]
+__all__ = ["Condition", "Logical", "Node", "parse_filter"]
 
 import math
 from collections.abc import Callable, Mapping, Sequence

@@ -76,13 +76,7 @@ in-memory stores have one writer process and keep the generation protocol alone.
 
 from __future__ import annotations
 
-__all__ = [
-    "CollectionState",
-    "HybridIndex",
-    "IndexStatus",
-    "SavedState",
-    "change_signal",
-]
+__all__ = ["CollectionState", "HybridIndex", "IndexStatus", "SavedState", "change_signal"]
 
 import contextlib
 import logging

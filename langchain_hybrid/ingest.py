@@ -44,9 +44,7 @@ Usage:
 
 from __future__ import annotations
 
-__all__ = [
-    "IngestProgress",
-]
+__all__ = ["IngestProgress"]
 
 import logging
 import math

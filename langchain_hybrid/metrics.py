@@ -23,9 +23,7 @@ Usage:
 
 from __future__ import annotations
 
-__all__ = [
-    "RetrievalMetricsHandler",
-]
+__all__ = ["RetrievalMetricsHandler"]
 
 import bisect
 import itertools

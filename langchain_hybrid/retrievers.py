@@ -16,12 +16,7 @@ one leg alone with texts.
 
 from __future__ import annotations
 
-__all__ = [
-    "HybridRetriever",
-    "LegHit",
-    "LegHits",
-    "leg_run",
-]
+__all__ = ["HybridRetriever", "LegHit", "LegHits", "leg_run"]
 
 import asyncio
 import contextlib

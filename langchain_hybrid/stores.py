@@ -21,13 +21,7 @@ Chroma 1.5 behaviours this module corrects for (see ``FIELD-NOTES.md``):
 
 from __future__ import annotations
 
-__all__ = [
-    "ChromaStore",
-    "HNSWConfig",
-    "StoreConfig",
-    "StoredDocument",
-    "VectorHit",
-]
+__all__ = ["ChromaStore", "HNSWConfig", "StoreConfig", "StoredDocument", "VectorHit"]
 
 import logging
 import math

@@ -32,9 +32,7 @@ Usage with LangChain's indexing API:
 
 from __future__ import annotations
 
-__all__ = [
-    "HybridVectorStore",
-]
+__all__ = ["HybridVectorStore"]
 
 from collections.abc import Iterable, Sequence
 from typing import Any
