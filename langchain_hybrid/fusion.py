@@ -90,6 +90,8 @@ from __future__ import annotations
 
 __all__ = [
     "FUSION_METHODS",
+    "MAX_K",
+    "MAX_RRF_K",
     "Fused",
     "FusionFunction",
     "FusionMethod",
@@ -99,6 +101,8 @@ __all__ = [
     "Normaliser",
     "Population",
     "Run",
+    "check_count",
+    "check_rrf_k",
     "check_weights",
     "dbsf",
     "dbsf_norm",
