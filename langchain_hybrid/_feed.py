@@ -77,6 +77,9 @@ FEED_SUFFIX = "-feed"
 MARKER_PREFIX = "~compacted."
 _MARKER_T = 1.0e18  # a marker's ``t``: inside every poll window
 _DUMMY = [0.0]  # the feed collection's one-dimensional placeholder vector
+_MAX_APPLIED = 20_000
+"""Own completions remembered by a process that writes but never polls (a later poll that
+meets a forgotten one re-reads its ids from Chroma: harmless, applying is idempotent)."""
 
 State = Literal["intent", "done"]
 
@@ -270,7 +273,11 @@ class ChangeFeed:
             ids: the ids the write changed.
             wait: write it before returning (:meth:`flush`).
         """
-        self.cursor.applied[record] = ("done", self.clock())  # already in this index
+        applied = self.cursor.applied
+        applied[record] = ("done", self.clock())  # already in this index
+        if len(applied) > _MAX_APPLIED:  # a writer that never polls: forget the oldest half
+            for old in sorted(applied, key=lambda r: applied[r][1])[: len(applied) // 2]:
+                del applied[old]
         with self._done:
             self._queue.append((record, list(ids)))
             if self._thread is None or not self._thread.is_alive():

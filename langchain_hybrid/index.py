@@ -701,6 +701,14 @@ class HybridIndex:
         finally:
             self._lock.release()
 
+    def writes_under_way(self) -> bool:
+        """Whether the last catch-up saw other writers' writes begun and not yet complete.
+
+        Their completion records follow within milliseconds (or their intents time out), so
+        the retriever looks again sooner than its ``refresh_interval_seconds``.
+        """
+        return self.feed is not None and self.feed.cursor.unapplied > 0
+
     def _catch_up(self, feed: ChangeFeed) -> bool:
         """Apply the feed records not applied yet (a replica of an ``http`` store); changed?
 

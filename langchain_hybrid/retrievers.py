@@ -120,6 +120,9 @@ _EXECUTOR: ThreadPoolExecutor | None = None
 _OVERLAP_MIN_SECONDS = 0.5e-3
 """Below this typical query-embedding time the legs run one after the other (see
 :meth:`HybridRetriever._run_legs`)."""
+_UNDER_WAY_RECHECK_SECONDS = 0.25
+"""How soon a query checks the change feed again after a refresh saw another replica's write
+under way (its intent record without a completion yet)."""
 _EMBED_SMOOTHING = 0.2
 """Weight of the newest query-embedding time in its running average."""
 _SEARCH_PARAMS_NEW = tuple.__new__
@@ -909,9 +912,13 @@ class HybridRetriever(BaseRetriever):
         Returns:
             Whether anything changed.
         """
-        if self.refresh_interval_seconds is not None:
-            self._next_refresh = time.monotonic() + self.refresh_interval_seconds
+        interval = self.refresh_interval_seconds
+        if interval is not None:
+            self._next_refresh = time.monotonic() + interval
         changed = self.index.refresh()
+        if interval is not None and self.index.writes_under_way():
+            # another replica's write is under way: its completion follows within milliseconds
+            self._next_refresh = time.monotonic() + min(interval, _UNDER_WAY_RECHECK_SECONDS)
         if changed:
             self._invalidate()
         return changed

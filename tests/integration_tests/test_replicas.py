@@ -26,7 +26,7 @@ from typing import Any
 from conftest import ChromaServer
 from helpers import HashEmbeddings, report
 
-from langchain_hybrid import ChromaStore, StoreConfig
+from langchain_hybrid import ChromaStore, HybridRetriever, StoreConfig
 from langchain_hybrid.index import HybridIndex, rebuild_bm25
 from langchain_hybrid.stores import GENERATION_KEY
 
@@ -264,7 +264,7 @@ def test_a_replicas_lag_is_in_health_and_the_prometheus_export(
 ) -> None:
     from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
 
-    from langchain_hybrid import HealthMonitor, HybridRetriever, RetrievalMetricsHandler  # noqa: PLC0415
+    from langchain_hybrid import HealthMonitor, RetrievalMetricsHandler  # noqa: PLC0415
     from langchain_hybrid.exporters import to_prometheus  # noqa: PLC0415
 
     config = _config(chroma_server, collection_name)
@@ -296,3 +296,26 @@ def test_a_replicas_lag_is_in_health_and_the_prometheus_export(
     a.add(["r"], ["text r"], EMB.embed_documents(["r"]), [None])
     time.sleep(0.05)
     assert {c.name: c.status for c in strict.health_check().checks}["replica_lag"] == "degraded"
+
+
+def test_a_write_under_way_elsewhere_is_looked_for_again_sooner(
+    chroma_server: ChromaServer, collection_name: str
+) -> None:
+    """A refresh that sees another replica's intent without its completion checks again within
+    0.25 s, not after the whole ``refresh_interval_seconds``; then the write is in BM25."""
+    config = _config(chroma_server, collection_name)
+    a = HybridIndex.open(ChromaStore(config))
+    b = HybridRetriever.from_store(ChromaStore(config), EMB, cache=False)  # interval 5 s
+    assert a.feed is not None
+    record = a.feed.intent(["u"])  # a's write has begun: its data write is on the way
+    a.store.upsert(["u"], ["under way"], EMB.embed_documents(["under way"]), [None])
+    b.refresh()
+    assert b.index.writes_under_way()
+    assert b._next_refresh - time.monotonic() <= 0.25
+    assert "u" not in b.bm25.ids  # not applied before its completion (or its timeout)
+    a.bm25.add(["u"], ["under way"], [None])
+    a.feed.done(record, ["u"], wait=True)
+    b.refresh()
+    assert not b.index.writes_under_way()
+    assert b._next_refresh - time.monotonic() > 4.0
+    assert [d.id for d in b.invoke("under way", k=1)] == ["u"]

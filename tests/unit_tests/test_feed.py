@@ -14,6 +14,7 @@ import pytest
 from helpers import HashEmbeddings
 
 from langchain_hybrid import ChromaStore, StoreConfig
+from langchain_hybrid import _feed as feed_module
 from langchain_hybrid._feed import FEED_SUFFIX, ChangeFeed, FeedSettings
 from langchain_hybrid.index import HybridIndex, rebuild_bm25
 
@@ -94,6 +95,22 @@ def test_a_writers_own_intent_seen_pending_resolves_when_it_completes(
     feed.commit(batch)
     assert feed.poll().quiet
     assert feed.cursor.pending == {}
+
+
+def test_a_writer_that_never_polls_remembers_a_bounded_number_of_completions(
+    collection_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feed_module, "_MAX_APPLIED", 10)
+    store = _store(collection_name)
+    tick = Clock()
+    feed = ChangeFeed(store, clock=tick)
+    for i in range(12):
+        tick.now += 1
+        feed.done(feed.intent([f"d{i}"]), [f"d{i}"])
+    assert feed.flush()
+    assert len(feed.cursor.applied) <= 10
+    assert "d11" not in feed.poll().ids  # the newest are remembered ...
+    assert "d0" in feed.poll().ids  # ... the oldest forgotten: re-read once (idempotent)
 
 
 def test_an_intent_whose_writer_died_is_applied_after_the_timeout(collection_name: str) -> None:
