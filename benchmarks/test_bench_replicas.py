@@ -18,7 +18,7 @@ embedding: the model is out of every figure), and, all in the same run and under
 * **feed overhead**: single-document writes by A with the feed and by a feed-less writer on the
   same collection (the generation protocol, the write before the feed), interleaved round by
   round: p50 ratio (target <= 1.2); also against the bare data write (no protocol at all), and
-  the time A's background thread then takes to write the generation bump and the completion.
+  the time A's background thread then takes to write the completion.
 
 Figures go into ``extra_info["replicas"]``; with ``--benchmark-disable`` (CI) each is taken a
 few times on 2,000 documents and only correctness is asserted. Timings on a shared machine are
@@ -217,8 +217,8 @@ def _visible(cluster: Cluster, replica_size: int) -> dict[str, Any]:
 def _feed_overhead(cluster: Cluster, *, disabled: bool) -> dict[str, Any]:
     """p50 of one-document writes with the feed, without it, and bare (interleaved); ratios.
 
-    * ``feed``: A's write (intent record, data write; the generation bump and the completion
-      record are written by A's background thread);
+    * ``feed``: A's write (intent in its slot, data write, generation bump; the completion
+      record is written by A's background thread);
     * ``plain``: the same write by a feed-less index (the generation protocol: two bumps of the
       collection metadata around the data write), the write as it was before the feed;
     * ``bare``: the data write and the BM25 update alone (no protocol at all).

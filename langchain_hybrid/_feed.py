@@ -15,10 +15,17 @@ Design (no compare-and-swap needed; Chroma is the truth):
   metadata ``writer``, ``seq``, ``state`` and ``t`` (the writer's wall clock, seconds), and a
   one-dimensional dummy vector. Records carry no content and no global order: a replica re-reads
   the named ids, so applying records in any order, or twice, gives the same state.
-* **Intent, then completion.** The writer adds the record with ``state: "intent"`` *before* its
-  data write and rewrites it with ``state: "done"`` and a fresh ``t`` after it (a background
-  thread writes completions, several per call when they queue up, so a write waits for its
-  intent only; :meth:`ChangeFeed.flush` waits for them, and runs at interpreter exit). A
+* **Intent, then completion.** *Before* its data write the writer announces it: a write of up
+  to 64 ids in its **slot**, a companion collection ``<collection>-feed.<writer>`` whose
+  metadata holds that writer's unfinished writes (``{seq: ids}``), rewritten whole by one
+  metadata ``modify`` (a third of the cost of a record's data write on ``chroma run``; only its
+  writer modifies a slot and a writer's writes are serialised, so nothing is lost without a
+  compare-and-swap); a larger write adds its record with ``state: "intent"``. *After* the data
+  write the record is written with ``state: "done"`` and a fresh ``t``, and the write leaves
+  the slot (a background thread writes completions, several per call when they queue up, so a
+  write waits for its intent only; :meth:`ChangeFeed.flush` waits for them, and
+  :meth:`ChangeFeed.close` runs at interpreter exit: it deletes the slot if it names no write).
+  A replica reads every slot with one ``list_collections`` per poll. A
   replica applies a record once it is ``done`` (it re-reads the ids after the data write ended,
   so it sees that write or a later one, and any later write has its own record). An intent that
   stays pending for ``intent_timeout_seconds`` on the replica's own monotonic clock (its writer
@@ -35,7 +42,9 @@ Design (no compare-and-swap needed; Chroma is the truth):
   more than ``overlap_seconds`` (default 30 s) after a record stamped later by another writer:
   keep writers' clocks within a few seconds of each other (NTP) and the window covers the rest.
 * **Compaction.** Every ``compact_every`` writes, a writer deletes the records older than
-  ``retention_seconds`` (default 1 h) by its clock, after raising its own marker record
+  ``retention_seconds`` (default 1 h) by its clock, and other writers' slots untouched for as
+  long (their writers are gone; a live writer recreates a dropped slot), after raising its own
+  marker record
   (``~compacted.<writer>``, ``before``: the cutoff; markers carry ``t`` = 1e18 so every poll
   reads them; one marker per writer, so compactors never overwrite each other). A replica whose
   window starts before the largest marker may have missed deleted records: it rebuilds its BM25
@@ -77,6 +86,12 @@ FEED_SUFFIX = "-feed"
 MARKER_PREFIX = "~compacted."
 _MARKER_T = 1.0e18  # a marker's ``t``: inside every poll window
 _DUMMY = [0.0]  # the feed collection's one-dimensional placeholder vector
+SLOT_KEYS = ("lh_writer", "lh_t", "lh_unfinished")
+"""Metadata keys of a writer's intent slot: its writer id, clock, and unfinished writes."""
+_SLOT_MAX_IDS = 64
+"""Writes of up to this many ids announce their intent in the writer's slot (a metadata
+``modify``); larger ones with an intent record (their data write dwarfs either)."""
+_MAX_NAME = 512  # Chroma's longest collection name
 _MAX_APPLIED = 20_000
 """Own completions remembered by a process that writes but never polls (a later poll that
 meets a forgotten one re-reads its ids from Chroma: harmless, applying is idempotent)."""
@@ -204,6 +219,8 @@ class ChangeFeed:
         self._writes_since_compaction = 0
         self._collection: Any = None
         self._lock = threading.Lock()
+        self._slot_lock = threading.Lock()  # slot modifies, foreground and background, in turn
+        self._seen_slot_ids: dict[str, list[str]] = {}  # intents read from slots: their ids
         self._done = threading.Condition()
         self._new_writer()
         self.cursor = FeedCursor(clock())
@@ -243,6 +260,8 @@ class ChangeFeed:
         self._queue: list[tuple[str, list[str]]] = []
         self._flushing = 0
         self._thread: threading.Thread | None = None
+        self._slot: Any = None
+        self._unfinished: dict[int, list[str]] = {}  # seq -> ids, until its completion is written
 
     def intent(self, ids: Sequence[str]) -> str:
         """Record that a write of ``ids`` begins (before the data write); returns the record id.
@@ -256,8 +275,56 @@ class ChangeFeed:
             self._seq += 1
             seq = self._seq
         record = f"{self.writer}.{seq:012d}"
-        self._put([(record, list(ids))], "intent", add=True)
+        if len(ids) <= _SLOT_MAX_IDS and len(self._slot_name()) <= _MAX_NAME:
+            with self._slot_lock:
+                self._unfinished[seq] = list(ids)
+                try:
+                    self._write_slot()
+                except BaseException:
+                    self._unfinished.pop(seq, None)
+                    raise
+        else:
+            self._put([(record, list(ids))], "intent", add=True)
         return record
+
+    def _slot_name(self) -> str:
+        """This writer's intent slot: a companion collection only this writer modifies."""
+        return f"{self.name}.{self.writer}"
+
+    def _write_slot(self) -> None:
+        """Write this writer's unfinished writes into its slot's metadata (``_slot_lock`` held).
+
+        One metadata ``modify`` (a third of a record's data write on ``chroma run``). Only this
+        writer modifies its slot and its writes are serialised, so the whole state is written
+        each time and no compare-and-swap is needed. A slot deleted by compaction (it lay idle
+        past ``retention_seconds``) is created again.
+        """
+        from chromadb.errors import NotFoundError  # noqa: PLC0415
+
+        metadata = {
+            "lh_writer": self.writer,
+            "lh_t": self.clock(),
+            "lh_unfinished": json.dumps(
+                {str(seq): ids for seq, ids in self._unfinished.items()}, ensure_ascii=False
+            ),
+        }
+        store = self.store
+        for attempt in (1, 2):
+            if self._slot is None:
+                self._slot = store.call(
+                    "get_or_create_collection",
+                    store.client.get_or_create_collection,
+                    self._slot_name(),
+                    embedding_function=None,
+                )
+            try:
+                store.call("feed intent", self._slot.modify, metadata=metadata)
+            except StoreError as e:
+                if attempt == 1 and isinstance(e.__cause__, NotFoundError):
+                    self._slot = None
+                    continue
+                raise
+            return
 
     def done(self, record: str, ids: Sequence[str], *, wait: bool = False) -> None:
         """Record that the write of ``record`` ended (after the data write), in the background.
@@ -313,6 +380,7 @@ class ChangeFeed:
                 self._flushing = len(batch)
             try:
                 self._put(batch, "done", add=False)
+                self._finish_slot(batch)
             except Exception as e:  # noqa: BLE001 - replicas time the intents out instead
                 logger.warning("feed completion of %d writes failed: %s", len(batch), e)
             self._writes_since_compaction += len(batch)
@@ -326,6 +394,13 @@ class ChangeFeed:
             with self._done:
                 self._flushing = 0
                 self._done.notify_all()
+
+    def _finish_slot(self, batch: list[tuple[str, list[str]]]) -> None:
+        """Drop completed writes from the slot (their completion records are written)."""
+        with self._slot_lock:
+            dropped = [self._unfinished.pop(int(r.rpartition(".")[2]), None) for r, _ in batch]
+            if any(d is not None for d in dropped):
+                self._write_slot()
 
     def _put(self, records: list[tuple[str, list[str]]], state: State, *, add: bool) -> None:
         feed = self._feed(create=True)
@@ -372,7 +447,43 @@ class ChangeFeed:
             logger.info(
                 "feed %s: compacted %d records older than %.0f", self.name, len(doomed), cutoff
             )
+        self._drop_idle_slots(cutoff)
         return len(doomed)
+
+    def _drop_idle_slots(self, cutoff: float) -> None:
+        """Delete other writers' slots untouched since ``cutoff`` (writers gone long ago).
+
+        Their unfinished writes, if any, were applied by every replica after
+        ``intent_timeout_seconds``; a replica starting later rebuilds from Chroma. A live
+        writer whose slot was dropped creates it again at its next write.
+        """
+        store, prefix, own = self.store, f"{self.name}.", self._slot_name()
+        for collection in store.call("list_collections", store.client.list_collections):
+            name = getattr(collection, "name", "")
+            t = (getattr(collection, "metadata", None) or {}).get("lh_t")
+            idle = isinstance(t, int | float) and t < cutoff
+            if idle and name.startswith(prefix) and name != own:
+                try:
+                    store.call("delete_collection", store.client.delete_collection, name)
+                except StoreError as e:  # another compactor was first, or the server failed
+                    logger.debug("feed slot %s not dropped: %s", name, e)
+
+    def close(self) -> None:
+        """Write queued completions, then delete this writer's slot if it names no write.
+
+        Runs at interpreter exit. A slot left behind (the process was killed) is dropped by
+        a later compaction once idle for ``retention_seconds``.
+        """
+        self.flush(timeout=10.0)
+        with self._slot_lock:
+            if self._slot is None or self._unfinished or self._pid != os.getpid():
+                return
+            store = self.store
+            try:
+                store.call("delete_collection", store.client.delete_collection, self._slot_name())
+            except Exception as e:  # noqa: BLE001 - at exit: a later compaction drops it
+                logger.debug("feed slot %s not deleted at exit: %s", self._slot_name(), e)
+            self._slot = None
 
     # ------------------------------------------------------------------ consumer
     def restart(self, watermark: float | None = None) -> None:
@@ -394,17 +505,27 @@ class ChangeFeed:
             StoreError: the server did not answer.
         """
         cursor, settings = self.cursor, self.settings
+        slots = self._slot_intents()  # read first: a write it names is then in the feed read
         feed = self._feed(create=False)
-        if feed is None:
+        if feed is None and not slots:
             return FeedBatch([], [], {}, frozenset(), 0, behind=False, max_t=None)
         low = cursor.watermark - settings.overlap_seconds
-        got = self.store.call(
-            "feed get", feed.get, where={"t": {"$gte": low}}, include=["metadatas"]
-        )
+        got: dict[str, Any] = {"ids": [], "metadatas": []}
+        if feed is not None:
+            got = self.store.call(
+                "feed get", feed.get, where={"t": {"$gte": low}}, include=["metadatas"]
+            )
         now = self.monotonic()
         waiting = dict(cursor.pending)  # a copy: status() polls without the index's lock
         scan = _Scan(low, waiting, cursor.applied)
         for record_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+            scan.see(record_id, meta)
+        finished = {f.id for f in scan.fresh} | scan.resolved
+        for record_id, (meta, named) in slots.items():
+            applied = cursor.applied.get(record_id)
+            if record_id in finished or (applied is not None and applied[0] == "done"):
+                continue  # its completion is read (or applied): the slot lags behind it
+            self._seen_slot_ids[record_id] = named
             scan.see(record_id, meta)
         timeout = settings.intent_timeout_seconds
         stale = [
@@ -424,9 +545,47 @@ class ChangeFeed:
             max_t=scan.max_t,
         )
 
+    def _slot_intents(self) -> dict[str, tuple[dict[str, Any], list[str]]]:
+        """Every writer's unfinished writes, from the slots' metadata (one ``list_collections``).
+
+        Returns:
+            record id -> (its metadata as an intent record, the ids it names).
+        """
+        prefix = f"{self.name}."
+        store = self.store
+        out: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for collection in store.call("list_collections", store.client.list_collections):
+            name = getattr(collection, "name", "")
+            if not isinstance(name, str) or not name.startswith(prefix):
+                continue
+            meta = getattr(collection, "metadata", None) or {}
+            writer, t, raw = (meta.get(key) for key in SLOT_KEYS)
+            if not isinstance(writer, str) or not isinstance(t, int | float):
+                continue
+            try:
+                unfinished = json.loads(raw) if isinstance(raw, str) else None
+            except ValueError:
+                unfinished = None
+            if not isinstance(unfinished, dict):
+                logger.warning("feed slot %r is unreadable: ignored", name)
+                continue
+            for seq, named in unfinished.items():
+                record = {"writer": writer, "seq": int(seq), "state": "intent", "t": float(t)}
+                out[f"{writer}.{int(seq):012d}"] = (record, [str(i) for i in named])
+        return out
+
     def _ids(self, records: list[str], feed: Any) -> list[str]:
-        got = self.store.call("feed get", feed.get, ids=records, include=["documents"])
         out: dict[str, None] = {}
+        in_feed = []
+        for record in records:
+            named = self._seen_slot_ids.get(record)
+            if named is None:
+                in_feed.append(record)
+            else:
+                out.update(dict.fromkeys(named))
+        if not in_feed or feed is None:
+            return list(out)
+        got = self.store.call("feed get", feed.get, ids=in_feed, include=["documents"])
         for text in got["documents"] or []:
             try:
                 named = json.loads(text or "[]")
@@ -445,6 +604,9 @@ class ChangeFeed:
             cursor.pending.pop(record.id, None)
         for record_id in batch.resolved:
             cursor.pending.pop(record_id, None)
+        for record_id in [r for r in self._seen_slot_ids if r not in cursor.pending]:
+            if record_id in cursor.applied or record_id in batch.resolved:
+                del self._seen_slot_ids[record_id]
         for record_id in batch.seen_pending:
             cursor.pending.setdefault(record_id, now)
         if batch.max_t is not None and math.isfinite(batch.max_t):
@@ -532,4 +694,4 @@ _FEEDS: weakref.WeakSet[ChangeFeed] = weakref.WeakSet()
 @atexit.register
 def _flush_all() -> None:
     for feed in list(_FEEDS):
-        feed.flush(timeout=10.0)
+        feed.close()

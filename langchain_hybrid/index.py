@@ -530,8 +530,9 @@ class HybridIndex:
     def _begin(self, ids: Sequence[str] = ()) -> _Write:
         """Mark a write of ``ids`` as begun, before any data is written.
 
-        With a change feed (``http``): the feed's intent record, which replicas read as "a
-        write under way" (if it fails, nothing was written). Without one, over HTTP: the odd
+        With a change feed (``http``): the feed's intent (in the writer's slot, or a record for
+        a large write), which replicas read as "a write under way" (if it fails, nothing was
+        written). Without one, over HTTP: the odd
         generation in the collection metadata; embedded and in-memory: the odd intent marker
         (see the module docstring).
         """

@@ -63,20 +63,40 @@ def test_a_record_is_an_intent_before_the_write_and_done_after(collection_name: 
     writer, reader = ChangeFeed(store), ChangeFeed(store)
     assert reader.poll().quiet  # no feed collection yet: nothing to read, nothing created
     record = writer.intent(["a", "b"])
-    feed = store.client.get_collection(f"{store.config.chroma_collection}{FEED_SUFFIX}")
-    got = feed.get(ids=[record], include=["documents", "metadatas"])
-    assert json.loads(got["documents"][0]) == ["a", "b"]
-    assert got["metadatas"][0]["state"] == "intent"
+    feed_name = f"{store.config.chroma_collection}{FEED_SUFFIX}"
+    slot = store.client.get_collection(f"{feed_name}.{writer.writer}")  # the writer's own slot
+    seq = int(record.rpartition(".")[2])
+    assert json.loads(slot.metadata["lh_unfinished"]) == {str(seq): ["a", "b"]}
     batch = reader.poll()
     assert (batch.ids, batch.pending) == ([], 1)  # a write under way is waited for
     reader.commit(batch)
     writer.done(record, ["a", "b"], wait=True)
+    got = store.client.get_collection(feed_name).get(
+        ids=[record], include=["documents", "metadatas"]
+    )
+    assert json.loads(got["documents"][0]) == ["a", "b"]
+    assert got["metadatas"][0]["state"] == "done"
+    assert json.loads(store.client.get_collection(slot.name).metadata["lh_unfinished"]) == {}
     batch = reader.poll()
     assert sorted(batch.ids) == ["a", "b"]
     assert batch.pending == 0
     reader.commit(batch)
     assert reader.poll().quiet  # applied: not read again
     assert writer.poll().quiet  # a writer's own completed records are already applied
+
+
+def test_a_large_write_announces_its_intent_with_a_record(collection_name: str) -> None:
+    store = _store(collection_name)
+    writer, reader = ChangeFeed(store), ChangeFeed(store)
+    ids = [f"d{i}" for i in range(65)]  # more ids than a slot takes
+    record = writer.intent(ids)
+    feed = store.client.get_collection(f"{store.config.chroma_collection}{FEED_SUFFIX}")
+    got = feed.get(ids=[record], include=["documents", "metadatas"])
+    assert json.loads(got["documents"][0]) == ids
+    assert got["metadatas"][0]["state"] == "intent"
+    assert reader.poll().pending == 1
+    writer.done(record, ids, wait=True)
+    assert sorted(reader.poll().ids) == sorted(ids)
 
 
 def test_a_writers_own_intent_seen_pending_resolves_when_it_completes(
@@ -131,6 +151,30 @@ def test_an_intent_whose_writer_died_is_applied_after_the_timeout(collection_nam
     assert reader.poll().quiet
     writer.done(record, ["x"], wait=True)  # it was only slow: its completion is applied once more
     assert reader.poll().ids == ["x"]
+
+
+def _slots(store: ChromaStore) -> list[str]:
+    prefix = f"{store.config.chroma_collection}{FEED_SUFFIX}."
+    return sorted(c.name for c in store.client.list_collections() if c.name.startswith(prefix))
+
+
+def test_idle_slots_are_dropped_by_compaction_and_a_writer_deletes_its_own_at_exit(
+    collection_name: str,
+) -> None:
+    store = _store(collection_name)
+    wall = Clock()
+    settings = FeedSettings(retention_seconds=3600)
+    gone, alive = ChangeFeed(store, settings, clock=wall), ChangeFeed(store, settings, clock=wall)
+    gone.intent(["x"])  # killed mid-write: its slot names the write
+    alive.done(alive.intent(["y"]), ["y"], wait=True)
+    assert _slots(store) == sorted([gone._slot_name(), alive._slot_name()])
+    wall.now += 3601
+    alive.compact()  # gone's slot is idle past the retention: dropped; alive keeps its own
+    assert _slots(store) == [alive._slot_name()]
+    alive.done(alive.intent(["z"]), ["z"], wait=True)  # still works (and recreates if dropped)
+    alive.close()  # nothing unfinished: its slot goes too
+    assert _slots(store) == []
+    assert alive.poll().quiet
 
 
 def test_records_outside_the_overlap_window_are_not_read(collection_name: str) -> None:
