@@ -219,7 +219,6 @@ class ChangeFeed:
         self._writes_since_compaction = 0
         self._collection: Any = None
         self._lock = threading.Lock()
-        self._slot_lock = threading.Lock()  # slot modifies, foreground and background, in turn
         self._seen_slot_ids: dict[str, list[str]] = {}  # intents read from slots: their ids
         self._done = threading.Condition()
         self._new_writer()
@@ -262,6 +261,7 @@ class ChangeFeed:
         self._thread: threading.Thread | None = None
         self._slot: Any = None
         self._unfinished: dict[int, list[str]] = {}  # seq -> ids, until its completion is written
+        self._slot_lock = threading.Lock()  # slot modifies, foreground and background, in turn
 
     def intent(self, ids: Sequence[str]) -> str:
         """Record that a write of ``ids`` begins (before the data write); returns the record id.
