@@ -652,8 +652,11 @@ def _config_error(error: ValidationError, sources: _Sources) -> ConfigError:
             continue
         value = item.get("input")
         secret = not _SECRET_KEYS.isdisjoint(loc)
-        shown = "" if secret or isinstance(value, (dict, list)) else f" (got {value!r})"
-        problems.append(f"{where}: {key}: {item['msg']}{shown}")
+        # our validators' messages (pydantic prefixes them) already name the value
+        message = item["msg"].removeprefix("Value error, ")
+        named = message.endswith(f"got {value!r}")
+        shown = "" if secret or named or isinstance(value, (dict, list)) else f" (got {value!r})"
+        problems.append(f"{where}: {key}: {message}{shown}")
     return ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 

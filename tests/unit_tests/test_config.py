@@ -443,3 +443,13 @@ def test_group_by_and_rerank_k_settings() -> None:
         load_config({"fusion": {"rerank_k": 0}}, environ={})
     with pytest.raises(ConfigError, match=r"fusion\.group_by"):
         load_config({"fusion": {"group_by": ""}}, environ={})
+
+
+def test_a_validators_message_names_the_value_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({"fusion": {"rrf_k": float("nan")}, "cache": {"max_entries": -1}})
+    text = str(caught.value)
+    assert "fusion.rrf_k: rrf_k must be a finite number >= 0" in text
+    assert text.count("got nan") == 1
+    assert "Value error" not in text
+    assert "cache.max_entries: Input should be greater than 0 (got -1)" in text
