@@ -12,7 +12,7 @@ Glossary: "generation" alone names nothing here; each kind has its own word.
 
 * *write generation* (:meth:`HybridIndex.write_generation`): the seqlock counter every reader
   goes by, odd while a write is under way (or after its writer died), even once it completed;
-  the larger of the next two. (With a change feed, the feed's intent record marks a write
+  the larger of the next two. (With a change feed, the feed's intent marks a write
   under way instead, and this stays even.)
 * *metadata generation* (:meth:`ChromaStore.metadata_generation`): the counter kept in the
   collection's metadata (key ``langchain_hybrid_generation``); each completed write makes it
@@ -44,7 +44,7 @@ The write protocol (a seqlock over the collection):
    ``<path>/.write-intent-<collection>`` (``"<collection id> <odd generation>"``, flushed to
    disk, about 0.1 ms), which every process opening that directory reads; for an ``ephemeral``
    store it is kept in this process (no other process can see the collection); over HTTP it is
-   the change feed's intent record (see below), or without a feed the collection's metadata
+   the change feed's intent (see below), or without a feed the collection's metadata
    key ``langchain_hybrid_generation`` (other clients of the server see nothing else).
 3. The data write (batched by :class:`ChromaStore`), then the BM25 update.
 4. *End*: the collection's metadata generation becomes the next even value (one ``modify``),
@@ -549,7 +549,7 @@ class HybridIndex:
         """Mark the write complete: next even generation, feed completion, then save BM25.
 
         The completion record is written by the feed's background thread (the write returns
-        without waiting); if it never reaches the server, replicas apply the intent record
+        without waiting); if it never reaches the server, replicas apply the intent
         after its timeout instead.
         """
         self.bm25.generation = self.store.end_write(at_least=write.generation)
@@ -716,7 +716,7 @@ class HybridIndex:
         A catch-up reads the feed only (Chroma's ``count`` grows with the collection: 8 ms at
         20k documents here). When the feed is quiet, the generation and count are read, then
         the feed again: if it is still quiet, every write through this package that changed the
-        collection before the count had its intent record in that second read, so BM25 holds
+        collection before the count had its intent in that second read, so BM25 holds
         the state the count was taken from, and a count that differs was changed by a foreign
         writer: BM25 is rebuilt (and the event counted).
         """

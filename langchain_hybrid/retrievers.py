@@ -122,7 +122,7 @@ _OVERLAP_MIN_SECONDS = 0.5e-3
 :meth:`HybridRetriever._run_legs`)."""
 _UNDER_WAY_RECHECK_SECONDS = 0.25
 """How soon a query checks the change feed again after a refresh saw another replica's write
-under way (its intent record without a completion yet)."""
+under way (its intent without a completion yet)."""
 _EMBED_SMOOTHING = 0.2
 """Weight of the newest query-embedding time in its running average."""
 _SEARCH_PARAMS_NEW = tuple.__new__
