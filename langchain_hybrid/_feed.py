@@ -301,13 +301,14 @@ class ChangeFeed:
         """
         from chromadb.errors import NotFoundError  # noqa: PLC0415
 
-        metadata = {
-            "lh_writer": self.writer,
-            "lh_t": self.clock(),
-            "lh_unfinished": json.dumps(
-                {str(seq): ids for seq, ids in self._unfinished.items()}, ensure_ascii=False
-            ),
-        }
+        unfinished = {str(seq): ids for seq, ids in self._unfinished.items()}
+        metadata = dict(
+            zip(
+                SLOT_KEYS,
+                (self.writer, self.clock(), json.dumps(unfinished, ensure_ascii=False)),
+                strict=True,
+            )
+        )
         store = self.store
         for attempt in (1, 2):
             if self._slot is None:
@@ -457,12 +458,10 @@ class ChangeFeed:
         ``intent_timeout_seconds``; a replica starting later rebuilds from Chroma. A live
         writer whose slot was dropped creates it again at its next write.
         """
-        store, prefix, own = self.store, f"{self.name}.", self._slot_name()
-        for collection in store.call("list_collections", store.client.list_collections):
-            name = getattr(collection, "name", "")
-            t = (getattr(collection, "metadata", None) or {}).get("lh_t")
-            idle = isinstance(t, int | float) and t < cutoff
-            if idle and name.startswith(prefix) and name != own:
+        store, own = self.store, self._slot_name()
+        for name, meta in self._slots():
+            t = meta.get("lh_t")
+            if isinstance(t, int | float) and t < cutoff and name != own:
                 try:
                     store.call("delete_collection", store.client.delete_collection, name)
                 except StoreError as e:  # another compactor was first, or the server failed
@@ -551,28 +550,35 @@ class ChangeFeed:
         Returns:
             record id -> (its metadata as an intent record, the ids it names).
         """
-        prefix = f"{self.name}."
-        store = self.store
         out: dict[str, tuple[dict[str, Any], list[str]]] = {}
-        for collection in store.call("list_collections", store.client.list_collections):
-            name = getattr(collection, "name", "")
-            if not isinstance(name, str) or not name.startswith(prefix):
-                continue
-            meta = getattr(collection, "metadata", None) or {}
+        for name, meta in self._slots():
             writer, t, raw = (meta.get(key) for key in SLOT_KEYS)
-            if not isinstance(writer, str) or not isinstance(t, int | float):
-                continue
+            if writer is None and raw is None:
+                continue  # a collection of that name that is not a slot
             try:
                 unfinished = json.loads(raw) if isinstance(raw, str) else None
-            except ValueError:
-                unfinished = None
-            if not isinstance(unfinished, dict):
+                if not (
+                    isinstance(writer, str)
+                    and isinstance(t, int | float)
+                    and isinstance(unfinished, dict)
+                ):
+                    raise TypeError  # noqa: TRY301 - one handler for every malformed slot
+                for seq, named in unfinished.items():
+                    record = {"writer": writer, "seq": int(seq), "state": "intent", "t": float(t)}
+                    out[f"{writer}.{int(seq):012d}"] = (record, [str(i) for i in named])
+            except (ValueError, TypeError):
                 logger.warning("feed slot %r is unreadable: ignored", name)
-                continue
-            for seq, named in unfinished.items():
-                record = {"writer": writer, "seq": int(seq), "state": "intent", "t": float(t)}
-                out[f"{writer}.{int(seq):012d}"] = (record, [str(i) for i in named])
         return out
+
+    def _slots(self) -> list[tuple[str, dict[str, Any]]]:
+        """The writers' slots on the server: name and metadata (one ``list_collections``)."""
+        prefix, store = f"{self.name}.", self.store
+        slots = []
+        for collection in store.call("list_collections", store.client.list_collections):
+            name = getattr(collection, "name", "")
+            if isinstance(name, str) and name.startswith(prefix):
+                slots.append((name, dict(getattr(collection, "metadata", None) or {})))
+        return slots
 
     def _ids(self, records: list[str], feed: Any) -> list[str]:
         out: dict[str, None] = {}

@@ -177,6 +177,18 @@ def test_idle_slots_are_dropped_by_compaction_and_a_writer_deletes_its_own_at_ex
     assert alive.poll().quiet
 
 
+def test_an_unreadable_slot_is_ignored(collection_name: str) -> None:
+    store = _store(collection_name)
+    feed_name = f"{store.config.chroma_collection}{FEED_SUFFIX}"
+    bad = {"lh_writer": "w", "lh_t": 1.0, "lh_unfinished": json.dumps({"not-a-seq": ["a"]})}
+    store.client.create_collection(f"{feed_name}.broken", metadata=bad)
+    store.client.create_collection(f"{feed_name}.other", metadata={"owner": "someone"})
+    writer, reader = ChangeFeed(store), ChangeFeed(store)
+    writer.intent(["x"])
+    batch = reader.poll()  # the broken slot and the foreign collection are skipped
+    assert (batch.ids, batch.pending) == ([], 1)
+
+
 def test_records_outside_the_overlap_window_are_not_read(collection_name: str) -> None:
     """The documented clock limit: a record stamped more than the overlap behind is missed."""
     store = _store(collection_name)
