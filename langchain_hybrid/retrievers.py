@@ -119,7 +119,7 @@ _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
 _OVERLAP_MIN_SECONDS = 0.5e-3
 """Below this typical query-embedding time the legs run one after the other (see
-:meth:`HybridRetriever._run_legs`)."""
+:meth:`HybridRetriever.legs_overlap`)."""
 _UNDER_WAY_RECHECK_SECONDS = 0.25
 """How soon a query checks the change feed again after a refresh saw another replica's write
 under way (its intent without a completion yet)."""
