@@ -117,14 +117,9 @@ _DEEPER_ROUNDS = 2
 _DEEPER_FACTOR = 4
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
-_OVERLAP_MIN_SECONDS = 0.5e-3
-"""Below this typical query-embedding time the legs run one after the other (see
-:meth:`HybridRetriever.legs_overlap`)."""
 _UNDER_WAY_RECHECK_SECONDS = 0.25
 """How soon a query checks the change feed again after a refresh saw another replica's write
 under way (its intent without a completion yet)."""
-_EMBED_SMOOTHING = 0.2
-"""Weight of the newest query-embedding time in its running average."""
 _SEARCH_PARAMS_NEW = tuple.__new__
 
 
@@ -451,8 +446,6 @@ class HybridRetriever(BaseRetriever):
     _rerank: _Rerank | None = PrivateAttr(default=None)
     _reranker_seen: BaseDocumentCompressor | None = PrivateAttr(default=None)
     """The reranker the cached answers were computed with (another one clears the cache)."""
-    _embed_seconds: float = PrivateAttr(default=math.inf)
-    """Running average of the vector leg's query-embedding time (``inf`` until measured)."""
 
     def __init__(self, **data: Any) -> None:
         """Create the retriever from its fields and handles (see the class docstring).
@@ -1147,9 +1140,7 @@ class HybridRetriever(BaseRetriever):
             hits.population = population
             return hits
         if embedding is None:
-            started = time.perf_counter()
             embedding = self.embedding.embed_query(params.query)
-            self._note_embedding(time.perf_counter() - started)
         found = self.store.query(embedding, params.fetch_k, params.where, include_documents=False)
         return LegHits([LegHit(h.id, h.score, None, {}) for h in found])
 
@@ -1233,39 +1224,20 @@ class HybridRetriever(BaseRetriever):
     def _run_legs(
         self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
     ) -> dict[str, LegHits | BaseException]:
-        """Each active leg's hits (or its error), the two legs in parallel threads."""
+        """Each active leg's hits (or its error): the vector leg in a pool thread, BM25 here.
+
+        The two legs overlap because the vector leg spends most of its time outside Python's
+        GIL: in Chroma's Rust core (in-process), on the network (``chroma run``) or in the
+        embedding model, while the BM25 leg is Python and numpy. The vector leg goes to the
+        thread: handed the other way round, the legs measured no faster than one after the
+        other (the pool thread waits for the GIL the calling thread holds).
+        """
         active = params.active_legs()
         if len(active) == 1:
             return {active[0]: self._run_leg(active[0], params, run_manager)}
-        if not self.legs_overlap():
-            vector = self._run_leg("vector", params, run_manager)
-            return {"bm25": self._run_leg("bm25", params, run_manager), "vector": vector}
-        future = _executor().submit(self._run_leg, "bm25", params, run_manager)
-        vector = self._run_leg("vector", params, run_manager)
-        return {"bm25": future.result(), "vector": vector}
-
-    def legs_overlap(self) -> bool:
-        """Whether a query runs its two legs in parallel threads (else one after the other).
-
-        Threads pay only where the vector leg waits without holding Python's GIL: on the
-        network (``store.mode: http``) or in the embedding model (onnxruntime, a remote API).
-        An in-process Chroma query holds the GIL (two threads querying take twice as long as
-        one), so when the query embedding is cheap (a :class:`CachedEmbeddings` hit, a hashing
-        model) the BM25 leg has nothing to run beside, and a thread hand-off only adds to the
-        answer's latency. Decided per query from the running average of the embedding time
-        (parallel until the first one is measured, and whenever it is at least
-        ``_OVERLAP_MIN_SECONDS``). Results are identical either way.
-        """
-        embed_seconds: float = self._private_attrs()["_embed_seconds"]
-        return self.store.config.mode == "http" or embed_seconds >= _OVERLAP_MIN_SECONDS
-
-    def _note_embedding(self, seconds: float) -> None:
-        """Fold one query-embedding time into the running average (:meth:`legs_overlap`)."""
-        private = self._private_attrs()
-        before: float = private["_embed_seconds"]
-        private["_embed_seconds"] = (
-            seconds if math.isinf(before) else before + _EMBED_SMOOTHING * (seconds - before)
-        )
+        future = _executor().submit(self._run_leg, "vector", params, run_manager)
+        bm25 = self._run_leg("bm25", params, run_manager)
+        return {"bm25": bm25, "vector": future.result()}
 
     def _run_leg(
         self, leg: str, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
