@@ -18,7 +18,6 @@ from __future__ import annotations
 
 __all__ = ["MiniLMEmbeddings"]
 
-import asyncio
 import logging
 import os
 import threading
@@ -518,25 +517,3 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
             Its 384-d unit vector.
         """
         return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed texts in a worker thread, so the event loop is not blocked.
-
-        Args:
-            texts: The texts to embed.
-
-        Returns:
-            One 384-d unit vector per text, in the order of ``texts``.
-        """
-        return await asyncio.to_thread(self.embed_documents, texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        """Embed one text in a worker thread, so the event loop is not blocked.
-
-        Args:
-            text: The text to embed.
-
-        Returns:
-            Its 384-d unit vector.
-        """
-        return await asyncio.to_thread(self.embed_query, text)

@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, cast
 
@@ -210,6 +210,8 @@ class LegHits(list[LegHit]):
     """
 
     population: Population | None = None
+    query_vector: Sequence[float] | None = None
+    """The query's embedding the vector leg searched with (``None`` for the BM25 leg)."""
 
 
 def leg_run(leg: str, hits: Sequence[LegHit], depth: int) -> LegRun:
@@ -245,14 +247,18 @@ class _Leg(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        hits: LegHits = self.parent._rank(self.leg, kwargs["params"])  # noqa: SLF001
+        hits: LegHits = self.parent._rank(  # noqa: SLF001
+            self.leg, kwargs["params"], kwargs.get("embedding")
+        )
         kwargs["ranked"].append(hits)
         return _trace_documents(self.leg, hits)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        hits: LegHits = await self.parent._arank(self.leg, kwargs["params"])  # noqa: SLF001
+        hits: LegHits = await self.parent._arank(  # noqa: SLF001
+            self.leg, kwargs["params"], kwargs.get("embedding")
+        )
         kwargs["ranked"].append(hits)
         return _trace_documents(self.leg, hits)
 
@@ -1142,11 +1148,16 @@ class HybridRetriever(BaseRetriever):
         if embedding is None:
             embedding = self.embedding.embed_query(params.query)
         found = self.store.query(embedding, params.fetch_k, params.where, include_documents=False)
-        return LegHits([LegHit(h.id, h.score, None, {}) for h in found])
+        hits = LegHits([LegHit(h.id, h.score, None, {}) for h in found])
+        hits.query_vector = embedding
+        return hits
 
-    async def _arank(self, leg: str, params: SearchParams) -> LegHits:
-        """:meth:`_rank` on the event loop: ``aembed_query``, then the search in a thread."""
-        embedding = await self.embedding.aembed_query(params.query) if leg == "vector" else None
+    async def _arank(
+        self, leg: str, params: SearchParams, embedding: Sequence[float] | None = None
+    ) -> LegHits:
+        """:meth:`_rank` on the event loop: ``aembed_query`` unless given, then a thread."""
+        if leg == "vector" and embedding is None:
+            embedding = await self.embedding.aembed_query(params.query)
         return await asyncio.get_running_loop().run_in_executor(
             _executor(), self._rank, leg, params, embedding
         )
@@ -1213,18 +1224,40 @@ class HybridRetriever(BaseRetriever):
         self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
         """The query pipeline: legs, fusion, grouping (deeper while short), rerank, cut to k."""
-        candidates, short = self._combine(params, self._run_legs(params, run_manager))
-        for _ in range(_DEEPER_ROUNDS if short else 0):
-            params = _deeper(params)
-            candidates, short = self._combine(params, self._run_legs(params, run_manager))
-            if not short:
-                break
+        params, candidates = self._candidates(params, run_manager)
         return self._reranked(params, candidates, run_manager)
 
+    def _candidates(
+        self,
+        params: SearchParams,
+        run_manager: CallbackManagerForRetrieverRun,
+        embedding: Sequence[float] | BaseException | None = None,
+    ) -> tuple[SearchParams, list[Document]]:
+        """Legs and fusion, searched deeper while grouping is short; the parameters last used.
+
+        The query is embedded once: a deeper search reuses the vector the first one used.
+        ``embedding``: see :meth:`_run_legs`.
+        """
+        outcomes = self._run_legs(params, run_manager, embedding)
+        candidates, short = self._combine(params, outcomes)
+        for _ in range(_DEEPER_ROUNDS if short else 0):
+            params = _deeper(params)
+            outcomes = self._run_legs(params, run_manager, _query_vector(outcomes, embedding))
+            candidates, short = self._combine(params, outcomes)
+            if not short:
+                break
+        return params, candidates
+
     def _run_legs(
-        self, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
+        self,
+        params: SearchParams,
+        run_manager: CallbackManagerForRetrieverRun,
+        embedding: Sequence[float] | BaseException | None = None,
     ) -> dict[str, LegHits | BaseException]:
         """Each active leg's hits (or its error): the vector leg in a pool thread, BM25 here.
+
+        ``embedding``: the query's vector if already known, or the error embedding it raised
+        (the vector leg's outcome); ``None``: the vector leg embeds the query.
 
         The two legs overlap because the vector leg spends most of its time outside Python's
         GIL: in Chroma's Rust core (in-process), on the network (``chroma run``) or in the
@@ -1234,28 +1267,35 @@ class HybridRetriever(BaseRetriever):
         """
         active = params.active_legs()
         if len(active) == 1:
-            return {active[0]: self._run_leg(active[0], params, run_manager)}
-        future = _executor().submit(self._run_leg, "vector", params, run_manager)
+            return {active[0]: self._run_leg(active[0], params, run_manager, embedding)}
+        future = _executor().submit(self._run_leg, "vector", params, run_manager, embedding)
         bm25 = self._run_leg("bm25", params, run_manager)
         return {"bm25": bm25, "vector": future.result()}
 
     def _run_leg(
-        self, leg: str, params: SearchParams, run_manager: CallbackManagerForRetrieverRun
+        self,
+        leg: str,
+        params: SearchParams,
+        run_manager: CallbackManagerForRetrieverRun,
+        embedding: Sequence[float] | BaseException | None = None,
     ) -> LegHits | BaseException:
         """One leg's hits (:meth:`_rank`), or its error (reported by :meth:`_combine`).
 
         With a callback handler attached the leg runs as its child run (:class:`_Leg`), which
         hands back the hits it ranked; without one that bookkeeping is skipped.
         """
+        if isinstance(embedding, BaseException):
+            return embedding
         try:
             if not run_manager.handlers:
-                return self._rank(leg, params)
+                return self._rank(leg, params, embedding)
             ranked: list[LegHits] = []
             self._legs[leg].invoke(
                 params.query,
                 config={"callbacks": run_manager.get_child(leg), "run_name": leg},
                 params=params,
                 ranked=ranked,
+                embedding=embedding,
             )
             return ranked[0]
         except Exception as e:  # noqa: BLE001 - one leg failing is reported in _combine
@@ -1284,28 +1324,89 @@ class HybridRetriever(BaseRetriever):
     async def _asearch(
         self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
     ) -> list[Document]:
-        """:meth:`_search` on the event loop: fusion and hydration run in a worker thread."""
+        """:meth:`_search` on the event loop: ``aembed_query``, the rest in worker threads.
+
+        Unwatched, the legs and fusion run in one worker thread (each hand-off to a thread
+        cost about a quarter of a millisecond here, 2 cores): the BM25 leg starts in the pool
+        before the query is embedded, so the two overlap, and the vector leg and fusion follow
+        in one thread (:meth:`_candidates_after`). An embedding whose ``aembed_query`` is
+        LangChain's default (``embed_query`` in a thread) is embedded in that thread instead,
+        as in :meth:`_search`. Watched, each leg is a child run (:meth:`_acandidates_watched`).
+        """
+        if run_manager.handlers:
+            params, candidates = await self._acandidates_watched(params, run_manager)
+            return await self._areranked(params, candidates, run_manager)
         loop = asyncio.get_running_loop()
-        # fusion is pure, but hydration may read texts from Chroma (a network call in HTTP mode)
+        quiet = CallbackManagerForRetrieverRun.get_noop_manager()
+        if "vector" not in params.active_legs() or _embeds_in_a_thread(self.embedding):
+            params, candidates = await loop.run_in_executor(
+                _executor(), self._candidates, params, quiet
+            )
+            return await self._areranked(params, candidates, run_manager)
+        bm25 = (
+            _executor().submit(self._run_leg, "bm25", params, quiet)
+            if "bm25" in params.active_legs()
+            else None
+        )
+        embedding: Sequence[float] | BaseException
+        try:
+            embedding = await self.embedding.aembed_query(params.query)
+        except Exception as e:  # noqa: BLE001 - the vector leg's failure, reported in _combine
+            embedding = e
+        params, candidates = await loop.run_in_executor(
+            _executor(), self._candidates_after, params, quiet, embedding, bm25
+        )
+        return await self._areranked(params, candidates, run_manager)
+
+    def _candidates_after(
+        self,
+        params: SearchParams,
+        run_manager: CallbackManagerForRetrieverRun,
+        embedding: Sequence[float] | BaseException,
+        bm25: Future[LegHits | BaseException] | None,
+    ) -> tuple[SearchParams, list[Document]]:
+        """:meth:`_candidates` once the query is embedded and the BM25 leg already started."""
+        if bm25 is None:
+            return self._candidates(params, run_manager, embedding)
+        outcomes = {
+            "vector": self._run_leg("vector", params, run_manager, embedding),
+            "bm25": bm25.result(),
+        }
+        candidates, short = self._combine(params, outcomes)
+        if not short:
+            return params, candidates
+        return self._candidates(_deeper(params), run_manager, _query_vector(outcomes, embedding))
+
+    async def _acandidates_watched(
+        self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> tuple[SearchParams, list[Document]]:
+        """:meth:`_candidates` with each leg a child run of ``run_manager``."""
+        loop = asyncio.get_running_loop()
         outcomes = await self._arun_legs(params, run_manager)
         candidates, short = await loop.run_in_executor(_executor(), self._combine, params, outcomes)
         for _ in range(_DEEPER_ROUNDS if short else 0):
             params = _deeper(params)
-            outcomes = await self._arun_legs(params, run_manager)
+            vector = _query_vector(outcomes, None)
+            outcomes = await self._arun_legs(
+                params, run_manager, None if isinstance(vector, BaseException) else vector
+            )
             candidates, short = await loop.run_in_executor(
                 _executor(), self._combine, params, outcomes
             )
             if not short:
                 break
-        return await self._areranked(params, candidates, run_manager)
+        return params, candidates
 
     async def _arun_legs(
-        self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
+        self,
+        params: SearchParams,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        embedding: Sequence[float] | None = None,
     ) -> dict[str, LegHits | BaseException]:
         """:meth:`_run_legs` on the event loop: the legs run concurrently."""
         active = params.active_legs()
         results = await asyncio.gather(
-            *(self._arun_leg(leg, params, run_manager) for leg in active),
+            *(self._arun_leg(leg, params, run_manager, embedding) for leg in active),
             return_exceptions=True,
         )
         outcomes: dict[str, LegHits | BaseException] = {}
@@ -1316,17 +1417,22 @@ class HybridRetriever(BaseRetriever):
         return outcomes
 
     async def _arun_leg(
-        self, leg: str, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun
+        self,
+        leg: str,
+        params: SearchParams,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        embedding: Sequence[float] | None = None,
     ) -> LegHits:
         """:meth:`_run_leg` for the event loop (:meth:`_arank`); errors go to ``gather``."""
         if not run_manager.handlers:
-            return await self._arank(leg, params)
+            return await self._arank(leg, params, embedding)
         ranked: list[LegHits] = []
         await self._legs[leg].ainvoke(
             params.query,
             config={"callbacks": run_manager.get_child(leg), "run_name": leg},
             params=params,
             ranked=ranked,
+            embedding=embedding,
         )
         return ranked[0]
 
@@ -1531,6 +1637,22 @@ def _best_per_group(found: Iterable[_Found], key: str, seen: set[tuple[str, Any]
 def _some_leg_cut(runs: Mapping[str, Sequence[LegHit]], fetch_k: int) -> bool:
     """Whether a leg returned all ``fetch_k`` hits asked for (so it may hold more)."""
     return fetch_k < MAX_K and any(len(hits) >= fetch_k for hits in runs.values())
+
+
+def _query_vector(
+    outcomes: Mapping[str, LegHits | BaseException],
+    embedding: Sequence[float] | BaseException | None,
+) -> Sequence[float] | BaseException | None:
+    """The query vector the vector leg searched with, for a deeper search (else as given)."""
+    vector = outcomes.get("vector")
+    if isinstance(vector, LegHits) and vector.query_vector is not None:
+        return vector.query_vector
+    return embedding
+
+
+def _embeds_in_a_thread(embedding: Embeddings) -> bool:
+    """Whether ``aembed_query`` is LangChain's default: ``embed_query`` in a worker thread."""
+    return type(embedding).aembed_query is Embeddings.aembed_query
 
 
 def _deeper(params: SearchParams) -> SearchParams:

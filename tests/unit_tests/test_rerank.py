@@ -425,6 +425,40 @@ def test_group_by_searches_deeper_until_k_groups(collection_name: str) -> None:
     assert legs.bm25 == 3  # fetch_k 5, then 20, then 80 (every chunk)
 
 
+@pytest.mark.parametrize("handler", ["none", "watched"])
+@pytest.mark.parametrize("run", ["sync", "async", "async-native"])
+async def test_a_deeper_search_embeds_the_query_once(
+    collection_name: str, handler: str, run: str
+) -> None:
+    docs = [
+        Document(id=f"big-{i:02d}", page_content=f"router error {i}", metadata={"source": "big"})
+        for i in range(40)
+    ]
+    docs += [Document(id=f"s-{s}", page_content="router", metadata={"source": s}) for s in "abc"]
+    embedding = _NativeAsync() if run == "async-native" else HashEmbeddings()
+    retriever = HybridRetriever.from_documents(
+        docs, embedding=embedding, collection_name=collection_name, k=4, fetch_k=5, cache=False
+    )
+    legs = _LegRuns()
+    config: Any = {"callbacks": [legs]} if handler == "watched" else {}
+    before = embedding.embedded_queries
+    if run == "sync":
+        grouped = retriever.invoke("router error", group_by="source", config=config)
+    else:
+        grouped = await retriever.ainvoke("router error", group_by="source", config=config)
+    assert {d.metadata["source"] for d in grouped} == {"big", "a", "b", "c"}
+    assert embedding.embedded_queries == before + 1  # three searches (fetch_k 5, 20, 80)
+    assert legs.bm25 == (3 if handler == "watched" else 0)
+
+
+class _NativeAsync(HashEmbeddings):
+    """An embedding with its own ``aembed_query`` (an async client), not LangChain's default."""
+
+    async def aembed_query(self, text: str) -> list[float]:
+        await asyncio.sleep(0)
+        return self.embed_query(text)
+
+
 def test_group_by_stops_when_the_corpus_has_fewer_groups(retriever: HybridRetriever) -> None:
     legs = _LegRuns()
     grouped = retriever.invoke("coffee", k=5, group_by="source", config={"callbacks": [legs]})
