@@ -27,8 +27,9 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, cast
 
@@ -116,28 +117,47 @@ _DEEPER_ROUNDS = 2
 """How many times grouping searches again, each time with ``fetch_k`` times ``_DEEPER_FACTOR``."""
 _DEEPER_FACTOR = 4
 _EXECUTOR_LOCK = threading.Lock()
-_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTORS: dict[str, ThreadPoolExecutor] = {}
+_LEG_START_WAIT_SECONDS = 0.002
+"""How long the calling thread waits for the vector leg's thread to start before its BM25 leg."""
 _UNDER_WAY_RECHECK_SECONDS = 0.25
 """How soon a query checks the change feed again after a refresh saw another replica's write
 under way (its intent without a completion yet)."""
 _SEARCH_PARAMS_NEW = tuple.__new__
 
 
-def _executor() -> ThreadPoolExecutor:
-    """The shared pool that runs a leg beside the calling thread (created on first use)."""
-    global _EXECUTOR  # noqa: PLW0603
+def _executor(name: str = "langchain-hybrid") -> ThreadPoolExecutor:
+    """A shared thread pool (created on first use).
+
+    ``langchain-hybrid`` runs the async API's work off the event loop (writes, refreshes, a
+    search's legs and fusion); ``langchain-hybrid-leg`` (:func:`_leg_executor`) runs one leg
+    beside the thread that runs the other. A job of the first pool may wait for one of the
+    second; a leg waits for nothing, so every waiting job waits on one that can run.
+    """
     with _EXECUTOR_LOCK:
-        if _EXECUTOR is None:
+        pool = _EXECUTORS.get(name)
+        if pool is None:
             workers = min(32, (os.cpu_count() or 1) + 4)
-            _EXECUTOR = ThreadPoolExecutor(workers, thread_name_prefix="langchain-hybrid")
-        return _EXECUTOR
+            pool = _EXECUTORS[name] = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        return pool
+
+
+def _leg_executor() -> ThreadPoolExecutor:
+    """The pool of the legs that run beside another thread's work (see :func:`_executor`)."""
+    return _executor("langchain-hybrid-leg")
 
 
 def _forget_executor_after_fork() -> None:
-    """In a forked child the parent's pool threads do not exist: a new pool starts on demand."""
-    global _EXECUTOR, _EXECUTOR_LOCK  # noqa: PLW0603
+    """In a forked child the parent's pool threads do not exist: new pools start on demand."""
+    global _EXECUTOR_LOCK  # noqa: PLW0603
     _EXECUTOR_LOCK = threading.Lock()
-    _EXECUTOR = None
+    _EXECUTORS.clear()
+
+
+def _started(started: threading.Event, leg: Callable[[], LegHits | BaseException]) -> Any:
+    """Run ``leg`` after telling the thread that waits on ``started`` that it has begun."""
+    started.set()
+    return leg()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -1261,14 +1281,19 @@ class HybridRetriever(BaseRetriever):
 
         The two legs overlap because the vector leg spends most of its time outside Python's
         GIL: in Chroma's Rust core (in-process), on the network (``chroma run``) or in the
-        embedding model, while the BM25 leg is Python and numpy. The vector leg goes to the
-        thread: handed the other way round, the legs measured no faster than one after the
-        other (the pool thread waits for the GIL the calling thread holds).
+        embedding model, while the BM25 leg is Python and numpy. The calling thread starts
+        its BM25 leg once the vector leg's thread has begun (or after
+        ``_LEG_START_WAIT_SECONDS``), so the vector leg takes the GIL first and gives it up as
+        it enters Chroma or the model; started the other way, the pool thread waited for the
+        GIL while BM25 ran, and the legs measured no faster than one after the other.
         """
         active = params.active_legs()
         if len(active) == 1:
             return {active[0]: self._run_leg(active[0], params, run_manager, embedding)}
-        future = _executor().submit(self._run_leg, "vector", params, run_manager, embedding)
+        started = threading.Event()
+        vector = partial(self._run_leg, "vector", params, run_manager, embedding)
+        future = _leg_executor().submit(_started, started, vector)
+        started.wait(_LEG_START_WAIT_SECONDS)
         bm25 = self._run_leg("bm25", params, run_manager)
         return {"bm25": bm25, "vector": future.result()}
 
@@ -1344,7 +1369,7 @@ class HybridRetriever(BaseRetriever):
             )
             return await self._areranked(params, candidates, run_manager)
         bm25 = (
-            _executor().submit(self._run_leg, "bm25", params, quiet)
+            _leg_executor().submit(self._run_leg, "bm25", params, quiet)
             if "bm25" in params.active_legs()
             else None
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
@@ -658,6 +659,31 @@ async def test_watched_and_unwatched_searches_take_one_path(
                     ], (query, leg, run)
         assert all(answer == answers[0] for answer in answers), query
         assert len(answers[0]) == (4 if group_by is None else 3), query  # three sources
+
+
+class _SlowNativeAsync(_SlowQueries):
+    """A slow query embedding with its own ``aembed_query`` (an async client)."""
+
+    async def aembed_query(self, text: str) -> list[float]:
+        await asyncio.sleep(0.05)
+        return HashEmbeddings.embed_query(self, text)
+
+
+@pytest.mark.parametrize("embedding", [_SlowQueries, _SlowNativeAsync])
+async def test_more_concurrent_async_queries_than_pool_threads(
+    collection_name: str, embedding: type[HashEmbeddings]
+) -> None:
+    """A search's worker thread waits for a leg in another pool: it never waits on a job
+    queued behind itself, however many searches run at once."""
+    retriever = HybridRetriever.from_documents(
+        corpus_documents(), embedding=embedding(), collection_name=collection_name, k=3, cache=False
+    )
+    queries = [f"coffee {i}" for i in range(4 * ((os.cpu_count() or 1) + 4))]
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(retriever.ainvoke(q) for q in queries)), timeout=60
+    )
+    assert [len(a) for a in answers] == [3] * len(queries)
+    assert answers[0] == retriever.invoke(queries[0])
 
 
 async def test_async_legs_are_child_runs(retriever: HybridRetriever) -> None:
