@@ -1252,13 +1252,15 @@ class HybridRetriever(BaseRetriever):
         params: SearchParams,
         run_manager: CallbackManagerForRetrieverRun,
         embedding: Sequence[float] | BaseException | None = None,
+        outcomes: dict[str, LegHits | BaseException] | None = None,
     ) -> tuple[SearchParams, list[Document]]:
         """Legs and fusion, searched deeper while grouping is short; the parameters last used.
 
         The query is embedded once: a deeper search reuses the vector the first one used.
-        ``embedding``: see :meth:`_run_legs`.
+        ``embedding``: see :meth:`_run_legs`; ``outcomes``: the first search's legs, if run.
         """
-        outcomes = self._run_legs(params, run_manager, embedding)
+        if outcomes is None:
+            outcomes = self._run_legs(params, run_manager, embedding)
         candidates, short = self._combine(params, outcomes)
         for _ in range(_DEEPER_ROUNDS if short else 0):
             params = _deeper(params)
@@ -1391,16 +1393,13 @@ class HybridRetriever(BaseRetriever):
         bm25: Future[LegHits | BaseException] | None,
     ) -> tuple[SearchParams, list[Document]]:
         """:meth:`_candidates` once the query is embedded and the BM25 leg already started."""
-        if bm25 is None:
-            return self._candidates(params, run_manager, embedding)
-        outcomes = {
-            "vector": self._run_leg("vector", params, run_manager, embedding),
-            "bm25": bm25.result(),
-        }
-        candidates, short = self._combine(params, outcomes)
-        if not short:
-            return params, candidates
-        return self._candidates(_deeper(params), run_manager, _query_vector(outcomes, embedding))
+        outcomes = None
+        if bm25 is not None:
+            outcomes = {
+                "vector": self._run_leg("vector", params, run_manager, embedding),
+                "bm25": bm25.result(),
+            }
+        return self._candidates(params, run_manager, embedding, outcomes)
 
     async def _acandidates_watched(
         self, params: SearchParams, run_manager: AsyncCallbackManagerForRetrieverRun

@@ -428,7 +428,7 @@ def test_group_by_searches_deeper_until_k_groups(collection_name: str) -> None:
 @pytest.mark.parametrize("handler", ["none", "watched"])
 @pytest.mark.parametrize("run", ["sync", "async", "async-native"])
 async def test_a_deeper_search_embeds_the_query_once(
-    collection_name: str, handler: str, run: str
+    collection_name: str, handler: str, run: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = [
         Document(id=f"big-{i:02d}", page_content=f"router error {i}", metadata={"source": "big"})
@@ -441,6 +441,15 @@ async def test_a_deeper_search_embeds_the_query_once(
     )
     legs = _LegRuns()
     config: Any = {"callbacks": [legs]} if handler == "watched" else {}
+    ranked: list[int] = []
+    real_rank = HybridRetriever._rank
+
+    def counting_rank(self: HybridRetriever, leg: str, params: Any, vector: Any = None) -> Any:
+        if leg == "bm25":
+            ranked.append(params.fetch_k)
+        return real_rank(self, leg, params, vector)
+
+    monkeypatch.setattr(HybridRetriever, "_rank", counting_rank)
     before = embedding.embedded_queries
     if run == "sync":
         grouped = retriever.invoke("router error", group_by="source", config=config)
@@ -448,6 +457,7 @@ async def test_a_deeper_search_embeds_the_query_once(
         grouped = await retriever.ainvoke("router error", group_by="source", config=config)
     assert {d.metadata["source"] for d in grouped} == {"big", "a", "b", "c"}
     assert embedding.embedded_queries == before + 1  # three searches (fetch_k 5, 20, 80)
+    assert sorted(ranked) == [5, 20, 80]  # each round once, as deep as the sync search goes
     assert legs.bm25 == (3 if handler == "watched" else 0)
 
 
