@@ -38,7 +38,7 @@ bench: setup
 	$(BIN)/pytest benchmarks --benchmark-only --benchmark-json .benchmarks/latest.json
 	$(BIN)/python benchmarks/report.py .benchmarks/latest.json
 
-# Cost growth at 1M documents (benchmarks/test_bench_writes.py; about 50 min on 2 cores; CI never runs it)
+# Cost growth at 1M documents (benchmarks/test_bench_writes.py; 30-50 min on 2 cores; CI never runs it)
 bench-scale: setup
 	mkdir -p .benchmarks
 	BENCH_WRITE_SIZES=1000000 $(BIN)/pytest benchmarks/test_bench_writes.py --benchmark-only \
