@@ -154,7 +154,9 @@ def _forget_executor_after_fork() -> None:
     _EXECUTORS.clear()
 
 
-def _started(started: threading.Event, leg: Callable[[], LegHits | BaseException]) -> Any:
+def _started(
+    started: threading.Event, leg: Callable[[], LegHits | BaseException]
+) -> LegHits | BaseException:
     """Run ``leg`` after telling the thread that waits on ``started`` that it has begun."""
     started.set()
     return leg()
@@ -1264,7 +1266,8 @@ class HybridRetriever(BaseRetriever):
         candidates, short = self._combine(params, outcomes)
         for _ in range(_DEEPER_ROUNDS if short else 0):
             params = _deeper(params)
-            outcomes = self._run_legs(params, run_manager, _query_vector(outcomes, embedding))
+            vector = _query_vector(outcomes)
+            outcomes = self._run_legs(params, run_manager, embedding if vector is None else vector)
             candidates, short = self._combine(params, outcomes)
             if not short:
                 break
@@ -1410,10 +1413,7 @@ class HybridRetriever(BaseRetriever):
         candidates, short = await loop.run_in_executor(_executor(), self._combine, params, outcomes)
         for _ in range(_DEEPER_ROUNDS if short else 0):
             params = _deeper(params)
-            vector = _query_vector(outcomes, None)
-            outcomes = await self._arun_legs(
-                params, run_manager, None if isinstance(vector, BaseException) else vector
-            )
+            outcomes = await self._arun_legs(params, run_manager, _query_vector(outcomes))
             candidates, short = await loop.run_in_executor(
                 _executor(), self._combine, params, outcomes
             )
@@ -1663,15 +1663,10 @@ def _some_leg_cut(runs: Mapping[str, Sequence[LegHit]], fetch_k: int) -> bool:
     return fetch_k < MAX_K and any(len(hits) >= fetch_k for hits in runs.values())
 
 
-def _query_vector(
-    outcomes: Mapping[str, LegHits | BaseException],
-    embedding: Sequence[float] | BaseException | None,
-) -> Sequence[float] | BaseException | None:
-    """The query vector the vector leg searched with, for a deeper search (else as given)."""
+def _query_vector(outcomes: Mapping[str, LegHits | BaseException]) -> Sequence[float] | None:
+    """The query vector the vector leg searched with (``None``: it failed or did not run)."""
     vector = outcomes.get("vector")
-    if isinstance(vector, LegHits) and vector.query_vector is not None:
-        return vector.query_vector
-    return embedding
+    return vector.query_vector if isinstance(vector, LegHits) else None
 
 
 def _embeds_in_a_thread(embedding: Embeddings) -> bool:
