@@ -119,6 +119,8 @@ __all__ = [
 import math
 import numbers
 from collections.abc import Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Literal, NamedTuple, Protocol, TypeAlias
 
 from langchain_hybrid.errors import InvalidQueryError
@@ -201,19 +203,45 @@ def as_leg_run(run: Run) -> LegRun:
     return run if isinstance(run, LegRun) else LegRun(run)
 
 
-def _order(scores: dict[str, float], best_rank: dict[str, int]) -> list[Fused]:
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], best_rank[kv[0]], kv[0]))
-    return [Fused(doc_id, score) for doc_id, score in ranked]
+def _order(
+    scores: dict[str, float], runs: Sequence[LegRun], limit: int | None = None
+) -> list[Fused]:
+    """The documents by fused score, descending; equal scores by best rank, then id.
+
+    Sorted on the score alone (a C-level key); only runs of equal scores, common where BM25
+    gives several documents the same score, are sorted again by the best rank any leg gave
+    them and their id: the order of one sort on ``(-score, best rank, id)``, at a fraction of
+    its cost on the query path. ``limit``: only the best ``limit`` (ties broken up to there).
+    """
+    ranked = sorted(scores.items(), key=itemgetter(1), reverse=True)
+    if limit is not None and limit < len(ranked):
+        # keep the run of equal scores that straddles the cut: its order decides the last ones
+        end, last = limit, ranked[limit - 1][1]
+        while end < len(ranked) and ranked[end][1] == last:
+            end += 1
+        ranked = ranked[:end]
+    if len(set(map(itemgetter(1), ranked))) < len(ranked):
+        ranked = _break_ties(ranked, runs)
+    return list(map(Fused._make, ranked[:limit]))
 
 
-def _best_ranks(runs: Sequence[LegRun]) -> dict[str, int]:
-    best: dict[str, int] = {}
-    get, inf = best.get, math.inf
-    for run in runs:
-        for rank, (doc_id, _) in enumerate(run.hits, start=1):
-            if rank < get(doc_id, inf):
-                best[doc_id] = rank
-    return best
+def _break_ties(ranked: list[tuple[str, float]], runs: Sequence[LegRun]) -> list[tuple[str, float]]:
+    """``ranked`` (by score, descending) with each run of equal scores by best rank, then id."""
+    # each leg's rank of each id; reversed so that an id listed twice keeps its first rank
+    positions = [
+        {doc_id: rank for rank, (doc_id, _) in reversed(list(enumerate(run.hits, start=1)))}
+        for run in runs
+    ]
+    inf = math.inf
+
+    def tie_key(item: tuple[str, float]) -> tuple[float, str]:
+        return min([p.get(item[0], inf) for p in positions]), item[0]
+
+    out: list[tuple[str, float]] = []
+    for _, group in groupby(ranked, key=itemgetter(1)):
+        tied = list(group)
+        out += sorted(tied, key=tie_key) if len(tied) > 1 else tied
+    return out
 
 
 def fractional_ranks(hits: Hits, offset: float = 0.0) -> list[float]:
@@ -317,7 +345,11 @@ def rank_norm(leg: LegRun, rrf_k: float = 60) -> Normalised:
 
 # -------------------------------------------------------------------------- combination
 def weighted_sum(
-    runs: Sequence[Run], weights: Sequence[float], normalise: Normaliser
+    runs: Sequence[Run],
+    weights: Sequence[float],
+    normalise: Normaliser,
+    *,
+    limit: int | None = None,
 ) -> list[Fused]:
     """``sum_i w_i * n_i(d)`` over the legs that returned ``d``, ``n_i`` from ``normalise``.
 
@@ -326,7 +358,8 @@ def weighted_sum(
     ``value - credit`` to the ones it returned, which is what :class:`Normalised` holds. An
     empty leg adds nothing; a leg weighted 0 adds 0 to its documents (they are still listed).
     ``weights`` are taken as valid (:func:`fuse` checks them; the retriever checks them where
-    they enter).
+    they enter). ``limit``: only the best ``limit`` documents are ordered and returned (the
+    retriever keeps ``rerank_k``); ``None``: all.
     """
     legs = [as_leg_run(run) for run in runs]
     scores: dict[str, float] = {}
@@ -341,7 +374,7 @@ def weighted_sum(
         else:
             for (doc_id, _), value in zip(leg.hits, normalised.values, strict=True):
                 scores[doc_id] = get(doc_id, 0.0) + weight * value
-    return _order(scores, _best_ranks(legs))
+    return _order(scores, legs, limit)
 
 
 # ------------------------------------------------------------------------------ methods
@@ -349,51 +382,80 @@ class FusionFunction(Protocol):
     """What every fusion method is: the type of :data:`FUSION_METHODS`' values.
 
     ``runs`` holds one ranked list per leg, ``weights`` one valid weight per leg (see
-    :func:`check_weights`), ``rrf_k`` the RRF constant (the score-based methods ignore it).
+    :func:`check_weights`), ``rrf_k`` the RRF constant (the score-based methods ignore it),
+    ``limit`` how many of the best to return (``None``: all; see :func:`weighted_sum`).
     """
 
     def __call__(
-        self, runs: Sequence[Run], weights: Sequence[float], /, *, rrf_k: float = 60
+        self,
+        runs: Sequence[Run],
+        weights: Sequence[float],
+        /,
+        *,
+        rrf_k: float = 60,
+        limit: int | None = None,
     ) -> list[Fused]:
         """The fused documents, best first (ties: best rank any leg gave, then id)."""
         ...  # pragma: no cover
 
 
-def rrf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
+def rrf(
+    runs: Sequence[Run],
+    weights: Sequence[float],
+    *,
+    rrf_k: float = 60,
+    limit: int | None = None,
+) -> list[Fused]:
     """Weighted Reciprocal Rank Fusion: ``sum_i w_i / (rrf_k + rank_i)``, ranks from 1.
 
     Tied scores within a leg share the mean of their ranks (:func:`rank_norm`).
     """
-    return weighted_sum(runs, weights, lambda leg: rank_norm(leg, rrf_k))
+    return weighted_sum(runs, weights, lambda leg: rank_norm(leg, rrf_k), limit=limit)
 
 
 def relative_score(
-    runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60
+    runs: Sequence[Run],
+    weights: Sequence[float],
+    *,
+    rrf_k: float = 60,
+    limit: int | None = None,
 ) -> list[Fused]:
     """Min-max normalise each leg between its credit and its best score (:func:`min_max_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored.
     """
     del rrf_k
-    return weighted_sum(runs, weights, min_max_norm)
+    return weighted_sum(runs, weights, min_max_norm, limit=limit)
 
 
-def zscore(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
+def zscore(
+    runs: Sequence[Run],
+    weights: Sequence[float],
+    *,
+    rrf_k: float = 60,
+    limit: int | None = None,
+) -> list[Fused]:
     """Standardise each leg's scores, over its population if known (:func:`zscore_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored. Fused scores can be negative.
     """
     del rrf_k
-    return weighted_sum(runs, weights, zscore_norm)
+    return weighted_sum(runs, weights, zscore_norm, limit=limit)
 
 
-def dbsf(runs: Sequence[Run], weights: Sequence[float], *, rrf_k: float = 60) -> list[Fused]:
+def dbsf(
+    runs: Sequence[Run],
+    weights: Sequence[float],
+    *,
+    rrf_k: float = 60,
+    limit: int | None = None,
+) -> list[Fused]:
     """Normalise each leg with limits mean +- 3 sigma, clipped to [0, 1] (:func:`dbsf_norm`).
 
     ``rrf_k`` is accepted for a uniform signature and ignored.
     """
     del rrf_k
-    return weighted_sum(runs, weights, dbsf_norm)
+    return weighted_sum(runs, weights, dbsf_norm, limit=limit)
 
 
 FUSION_METHODS: dict[str, FusionFunction] = {

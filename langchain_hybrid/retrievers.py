@@ -1473,13 +1473,15 @@ class HybridRetriever(BaseRetriever):
         legs = [leg_run(leg, runs.get(leg, []), params.fetch_k) for leg in LEGS]
         weights = leg_weights(params.adaptive, params.query, params.weights, legs)
         # checked where they entered (_validate); adaptive weights are valid by construction
-        ranked = FUSION_METHODS[params.fusion](legs, weights, rrf_k=params.rrf_k)
+        # grouping reads down the fused order until it has rerank_k groups; else rerank_k do
+        limit = params.rerank_k if params.group_by is None else None
+        ranked = FUSION_METHODS[params.fusion](legs, weights, rrf_k=params.rrf_k, limit=limit)
         table = _LegTable(runs)
         short = False
         # the vector leg answered but Chroma then failed to give texts only it had: degrade
         unread: list[StoreError] | None = [] if self.on_leg_error == "degrade" else None
         if params.group_by is None:
-            found = self._found(ranked[: params.rerank_k], unread)
+            found = self._found(ranked, unread)
         else:
             found = self._found_groups(ranked, params.group_by, params.rerank_k, unread)
             short = len(found) < params.rerank_k and _some_leg_cut(runs, params.fetch_k)

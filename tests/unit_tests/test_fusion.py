@@ -602,12 +602,14 @@ def test_weighted_sum_skips_empty_legs_without_normalising_them() -> None:
 
 def test_fusion_methods_have_the_protocol_signature() -> None:
     # mypy checks FUSION_METHODS' values against FusionFunction; at run time, the same shape
-    expected = ["runs", "weights", "rrf_k"]
+    expected = ["runs", "weights", "rrf_k", "limit"]
     for function in FUSION_METHODS.values():
         parameters = inspect.signature(function).parameters
         assert list(parameters) == expected
         assert parameters["rrf_k"].kind is inspect.Parameter.KEYWORD_ONLY
         assert parameters["rrf_k"].default == 60
+        assert parameters["limit"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameters["limit"].default is None
     assert isinstance(FusionFunction, type)
     assert set(FUSION_METHODS) == set(typing.get_args(FusionMethod))
 
@@ -843,6 +845,20 @@ def test_outputs_are_bit_identical_to_the_pinned_ones(method: str) -> None:
     for number, ((runs, weights, rrf_k), digest) in enumerate(zip(cases, pinned, strict=True)):
         fused = fuse(method, runs, weights, rrf_k=rrf_k)
         assert pinned_digest(fused) == digest, (number, runs, weights, rrf_k, fused)
+
+
+@pytest.mark.parametrize("method", sorted(FUSION_METHODS))
+def test_a_limit_returns_the_head_of_the_full_order(method: str) -> None:
+    # the retriever asks for rerank_k only; ties straddling the cut are broken as in full
+    function = FUSION_METHODS[method]
+    cut_in_a_tie = 0
+    for runs, weights, rrf_k in pinned_cases():
+        full = function(runs, weights, rrf_k=rrf_k)
+        for limit in range(1, len(full) + 2):
+            assert function(runs, weights, rrf_k=rrf_k, limit=limit) == full[:limit]
+            if 0 < limit < len(full) and full[limit - 1].score == full[limit].score:
+                cut_in_a_tie += 1
+    assert cut_in_a_tie >= 20
 
 
 if __name__ == "__main__":
