@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from langchain_hybrid._docstore import DocStore, MappedDocs, id_hash, id_hashes, map_blob
+from langchain_hybrid._docstore import (
+    DocStore,
+    MappedDocs,
+    decode_metadata,
+    encode_metadata,
+    id_hash,
+    id_hashes,
+    map_blob,
+)
 from langchain_hybrid.bm25 import BM25Index
 from langchain_hybrid.errors import IndexCorruptError
 
@@ -127,3 +136,39 @@ def test_bad_bytes_in_a_mapped_file_are_a_typed_error(tmp_path: Path) -> None:
 def test_an_empty_file_maps_to_empty_bytes(tmp_path: Path) -> None:
     (tmp_path / "empty").write_bytes(b"")
     assert map_blob(tmp_path / "empty") == b""
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"n": 0},
+        {"source": "docs/guide.md", "page": 3, "score": 0.25, "draft": False, "note": None},
+        {"title": "設定ガイド", "emoji": "café ☕", "escaped": 'a "quoted" \\ tab\t'},
+        {"tags": ["a", "b"], "nested": {"x": [1, 2.5, {"y": "z"}]}},
+    ],
+)
+def test_stored_metadata_reads_back_as_written(metadata: dict[str, Any]) -> None:
+    assert decode_metadata(encode_metadata(metadata)) == metadata
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b'{"a": "\xff"}', "not UTF-8"),
+        (b'{"a": 1', "not JSON"),
+        (b' {"a": 1}', "not JSON"),  # encode_metadata writes no whitespace around it
+        (b'{"a": 1} ', "bytes after"),
+        (b'{"a": 1}{"b": 2}', "bytes after"),
+        (b"[1, 2]", "metadata is a list"),
+    ],
+)
+def test_damaged_stored_metadata_is_a_typed_error(data: bytes, says: str) -> None:
+    with pytest.raises(IndexCorruptError, match=says):
+        decode_metadata(data)
+
+
+def test_id_hashes_are_the_id_hash_of_each_id() -> None:
+    ids = ["doc-1", "é", "設定", "", "doc-1"]
+    assert id_hashes(ids).tolist() == [id_hash(i) for i in ids]
+    assert id_hashes(ids).dtype == np.uint64
+    assert id_hashes([]).tolist() == []
