@@ -356,6 +356,34 @@ def test_search_ties_broken_by_id() -> None:
     assert [h.id for h in index.search("words", k=3)] == ["e", "a", "b"]
 
 
+def test_rank_is_the_top_k_of_every_score_with_ties_at_the_cut() -> None:
+    # a small vocabulary and short texts give many equal scores; deletes leave dead slots
+    rng = np.random.default_rng(20261204)
+    words = [f"w{i}" for i in range(12)]
+    ids = [f"doc-{i:03d}" for i in rng.permutation(300)]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(1, 4)))) for _ in ids]
+    index = BM25Index()
+    index.add(ids, texts, [{"even": i % 2 == 0} for i in range(len(ids))])
+    index.delete(ids[::7])
+    live = {i: n % 2 == 0 for n, i in enumerate(ids) if n % 7}
+    cut_in_a_tie = 0
+    for n in range(60):
+        query = " ".join(rng.choice(words, size=int(rng.integers(1, 3))))
+        k = int(rng.integers(1, 40))
+        where = parse_filter({"even": True}) if n % 3 == 0 else None
+        scores = {i: s for i, s in scores_by_id(index, query).items() if where is None or live[i]}
+        expected = sorted(((i, s) for i, s in scores.items() if s > 0), key=lambda t: (-t[1], t[0]))
+        ranked, population = index.rank(query, k, where)
+        assert [(i, s) for i, s, _ in ranked] == expected[:k], (query, k)
+        assert [index._docs.id(slot) for i, _, slot in ranked] == [i for i, _, _ in ranked]
+        assert population.size == len(scores)
+        assert population.total == pytest.approx(sum(scores.values()))
+        assert population.total_sq == pytest.approx(sum(s * s for s in scores.values()))
+        if len(expected) > k and expected[k - 1][1] == expected[k][1]:
+            cut_in_a_tie += 1
+    assert cut_in_a_tie >= 10
+
+
 def test_search_k_larger_than_matches(fruit: BM25Index) -> None:
     results = fruit.search("cherry", k=50)
     assert sorted(h.id for h in results) == ["d2", "d4"]
