@@ -272,6 +272,30 @@ def _slice(ptr: _Ints, terms: _Ints, tfs: _Ints, lo: int, hi: int) -> tuple[_Int
     return p - start, terms[start:end], tfs[start:end]
 
 
+_SAMPLE = 1024
+_MIN_STEP = 4  # with fewer values per sampled one, sampling saves about what it costs
+
+
+def _kth_largest(values: _Float, k: int) -> float:
+    """The ``k``-th largest of ``values`` (``0 < k <= len(values)``), exactly.
+
+    A full partition of the matched scores costs ~0.2 ms per 27,000 (many of them equal). A
+    strided sample of about :data:`_SAMPLE` gives a threshold that about ``2k`` of the values
+    reach (plus eight sample steps); if at least ``k`` do, the ``k``-th largest is among them
+    and only they are partitioned; otherwise (a skewed sample) the whole array is.
+    """
+    n = len(values)
+    step = n // _SAMPLE
+    if step >= _MIN_STEP:
+        sample = values[::step]
+        m = min(len(sample), 2 * (k * len(sample)) // n + 8)
+        threshold = np.partition(sample, len(sample) - m)[len(sample) - m]
+        top = values[values >= threshold]
+        if len(top) >= k:
+            values, n = top, len(top)
+    return float(np.partition(values, n - k)[n - k])
+
+
 class BM25Index:
     """An exact Okapi BM25 index with add, upsert, delete, filters and atomic persistence.
 
@@ -750,7 +774,7 @@ class BM25Index:
             values = scores[matched]
             population = Population(size, float(values.sum()), float((values * values).sum()))
             if len(values) > k:  # every slot scoring at least the k-th best (ties included)
-                keep = values >= max(np.partition(values, len(values) - k)[len(values) - k], _TINY)
+                keep = values >= max(_kth_largest(values, k), _TINY)
                 matched, values = matched[keep], values[keep]
             slots = matched.tolist()
             ranked = sorted(

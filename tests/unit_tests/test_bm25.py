@@ -356,6 +356,24 @@ def test_search_ties_broken_by_id() -> None:
     assert [h.id for h in index.search("words", k=3)] == ["e", "a", "b"]
 
 
+@pytest.mark.parametrize("n", [1, 7, 4095, 4096, 27_000, 100_003])
+def test_kth_largest_is_exact_on_every_shape(n: int) -> None:
+    rng = np.random.default_rng(n)
+    shapes = {
+        "spread": rng.random(n),
+        "ties": np.round(rng.random(n) ** 3 * 20, 1),
+        "equal": np.full(n, 2.5),
+        "sorted": np.sort(rng.random(n)),  # a strided sample of a sorted array is skewed
+        "one high": np.concatenate([np.zeros(n - 1), [9.0]]),
+        # the high values exactly where the strided sample looks: the threshold overshoots
+        "aliased": (np.arange(n) % max(n // 1024, 1) == 0).astype(np.float64),
+    }
+    for shape, values in shapes.items():
+        for k in sorted({min(k, n) for k in (1, 2, 10, 50, n // 3 or 1, n - 1 or 1, n)}):
+            expected = float(np.sort(values)[::-1][k - 1])
+            assert bm25_module._kth_largest(values, k) == expected, (shape, k)
+
+
 def test_rank_is_the_top_k_of_every_score_with_ties_at_the_cut() -> None:
     # a small vocabulary and short texts give many equal scores; deletes leave dead slots
     rng = np.random.default_rng(20261204)
