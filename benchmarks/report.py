@@ -12,9 +12,10 @@ Sections (each only when the file has benchmarks for it, so a partial run report
   raw per-round data in the file) and the p50 ratio to the group's baseline
   (``extra_info["role"] == "baseline"``);
 * scale (``test_bench_scale.py``): a pivot of p50 ms, one row per document count, one column
-  per component: BM25 leg, vector leg, fusion alone (z-score, the hybrid's default), hybrid
-  uncached, hybrid cached, LangChain's stock ``EnsembleRetriever``; a benchmark that did not run
-  (e.g. skipped by ``BENCH_SCALE_VECTOR_MAX``) shows ``-``;
+  per component: BM25 leg, vector leg (ids and scores, as the hybrid runs them), fusion alone
+  (z-score, the hybrid's default), the vector-only retriever, hybrid uncached, hybrid cached,
+  LangChain's stock ``EnsembleRetriever``, and hybrid uncached / vector leg (issue 11: 1.2x); a
+  benchmark that did not run (e.g. skipped by ``BENCH_SCALE_VECTOR_MAX``) shows ``-``;
 * throughput (``test_bench_throughput.py``, any benchmark with ``extra_info["qps"]``): queries
   per second and per-query latency by thread count; these are left out of the first table,
   whose p50 would be the wall time of the whole run;
@@ -26,7 +27,8 @@ Sections (each only when the file has benchmarks for it, so a partial run report
   Chroma (and the BM25 part alone), a new process's open + first query against raw Chroma's,
   peak RSS of a serving process against raw Chroma + bm25s, our BM25 leg against bm25s, and
   BM25 query p99 during a merge, the hybrid answer against the vector leg alone (with the final
-  k's texts read from the BM25 files, and from Chroma); issue 11's targets checked per row;
+  k's texts read from the BM25 files, and from Chroma; beside it the retriever answering from
+  its vector leg alone, ``weights=[0, 1]``); issue 11's targets checked per row;
 * every target a benchmark declares in ``extra_info["targets"]`` (``{"vs": name,
   "max_ratio": x}`` or ``{"vs": name, "min_speedup": x}``, by p50), with PASS or FAIL;
   ``--check`` exits with status 1 if any non-informational target fails;
@@ -149,6 +151,7 @@ SCALE_COLUMNS: tuple[tuple[str, Matcher], ...] = (
     ("BM25 leg", _scale_test("test_scale_leg", leg="bm25")),
     ("vector leg", _scale_test("test_scale_leg", leg="vector")),
     ("fusion alone (zscore)", _scale_test("test_scale_fusion", method="zscore")),
+    ("vector-only retriever", _scale_test("test_scale_vector_only")),
     ("hybrid uncached", _scale_test("test_scale_hybrid_uncached")),
     ("hybrid cached", _scale_test("test_scale_hybrid_cached")),
     ("LangChain stock", _scale_test("test_scale_langchain_ensemble")),
@@ -163,7 +166,7 @@ def _docs(entry: dict[str, Any]) -> int | None:
 
 def scale_pivot(entries: list[dict[str, Any]]) -> list[str]:
     """p50 ms by document count (rows) and component (columns); empty without scale data."""
-    cells: dict[int, dict[str, str]] = {}
+    cells: dict[int, dict[str, float]] = {}
     for e in entries:
         if not (e.get("group") or "").startswith("scale-") or is_throughput(e):
             continue
@@ -176,18 +179,24 @@ def scale_pivot(entries: list[dict[str, Any]]) -> list[str]:
             continue
         row = cells.setdefault(docs, {})  # a scale that ran gets a row, even if all "-"
         if timing is not None and column is not None:
-            row[column] = fmt_ms(timing[50])
+            row[column] = timing[50]
     if not cells:
         return []
     labels = [label for label, _ in SCALE_COLUMNS]
     lines = [
-        "Scale: p50 ms per query (`test_bench_scale.py`; `-`: not run)",
+        (
+            "Scale: p50 ms per query (`test_bench_scale.py`; `-`: not run); the last column is "
+            "issue 11's query target (<= 1.2x)"
+        ),
         "",
-        "| docs | " + " | ".join(labels) + " |",
-        "| ---: |" + " ---: |" * len(labels),
+        "| docs | " + " | ".join(labels) + " | hybrid uncached / vector leg |",
+        "| ---: |" + " ---: |" * (len(labels) + 1),
     ]
     for docs in sorted(cells):
-        shown = [cells[docs].get(label, "-") for label in labels]
+        row = cells[docs]
+        shown = [fmt_ms(row[label]) if label in row else "-" for label in labels]
+        hybrid, vector = row.get("hybrid uncached"), row.get("vector leg")
+        shown.append(f"{hybrid / vector:.2f}x" if hybrid and vector else "-")
         lines.append(f"| {docs:,} | " + " | ".join(shown) + " |")
     return lines
 
@@ -277,7 +286,9 @@ def writes_table(entries: list[dict[str, Any]]) -> tuple[list[str], bool]:
             f"{w['query_p99_ms']:.2f} / {w['merge_query_p99_ms']:.1f} ({w['merge_s']:.1f})",
             (
                 f"{w['hybrid_query_ms']:.2f} / {w['vector_leg_ms']:.2f} = "
-                f"{w['hybrid_ratio']:.2f}x; "
+                f"{w['hybrid_ratio']:.2f}x (vector-only retriever "
+                f"{w.get('vector_only_ms', math.nan):.2f} = "
+                f"{w.get('vector_only_ratio', math.nan):.2f}x); "
                 f"{w['hybrid_chroma_texts_ms']:.2f} ms = {w['hybrid_chroma_texts_ratio']:.2f}x "
                 f"(RSS {w['rss_chroma_texts_mb']:.0f} MB)"
             ),

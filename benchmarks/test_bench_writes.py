@@ -16,6 +16,10 @@ every figure), then, all in the same run:
   leg) against raw Chroma serving the same vector queries plus bm25s (its own tokenizer)
   indexing the same texts and serving the same queries (target 1.3x of the sum), and the query
   p50 of our BM25 leg against bm25s's ``retrieve`` measured in those processes (target 1.5x);
+* **query**: in the serving process, query by query in turn, the hybrid ``invoke`` (k=10), the
+  vector leg as the hybrid runs it (embed, ids and distances from Chroma) and the retriever
+  answering from its vector leg alone (``weights=[0, 1]``): p50 and ratios to the vector leg
+  (target: hybrid <= 1.2x);
 * **merge**: p50/p99 of BM25 queries while a merge rewrites the segment in another thread,
   against the same queries without a merge.
 
@@ -131,16 +135,20 @@ opened = time.perf_counter() - start
 leg = []
 for q in args["queries"]:
     t = time.perf_counter(); r.bm25.search(q, args["k"]); leg.append(time.perf_counter() - t)
-hybrid, vector, answers = [], [], []
-for q in args["queries"]:  # interleaved: the hybrid answer, then the vector leg alone
+hybrid, vector, vector_only, answers = [], [], [], []
+for q in args["queries"]:  # interleaved: the hybrid answer, the vector leg, the vector-only answer
     t = time.perf_counter(); docs = r.invoke(q, k=args["k"]); hybrid.append(time.perf_counter() - t)
     answers.append([[d.id, d.page_content] for d in docs])
     t = time.perf_counter()  # the vector leg as the hybrid runs it: embed, ids and distances
     r.store.query(embeddings.embed_query(q), r.fetch_k, None, include_documents=False)
     vector.append(time.perf_counter() - t)
+    t = time.perf_counter()  # the retriever answering from the vector leg alone (no BM25 leg)
+    r.invoke(q, k=args["k"], weights=[0.0, 1.0])
+    vector_only.append(time.perf_counter() - t)
 top = [h.id for h in r.bm25.search(args["queries"][1], args["k"])]
 print(json.dumps({"open_s": opened, "first": first, "bm25_top": top, "leg_s": leg,
-                  "hybrid_s": hybrid, "vector_s": vector, "answers": answers,
+                  "hybrid_s": hybrid, "vector_s": vector, "vector_only_s": vector_only,
+                  "answers": answers,
                   "rss_kb": peak_rss_kb()}))
 """
 
@@ -330,6 +338,9 @@ def _open_and_memory(built: Built, n_docs: int, settings: BenchSettings) -> dict
         "hybrid_query_ms": round(_p50(ours[-1]["hybrid_s"]), 3),
         "vector_leg_ms": round(_p50(ours[-1]["vector_s"]), 3),
         "hybrid_ratio": round(_p50(ours[-1]["hybrid_s"]) / _p50(ours[-1]["vector_s"]), 2),
+        # what invoke, fusion and hydration add to the vector leg with no BM25 leg beside it
+        "vector_only_ms": round(_p50(ours[-1]["vector_only_s"]), 3),
+        "vector_only_ratio": round(_p50(ours[-1]["vector_only_s"]) / _p50(ours[-1]["vector_s"]), 2),
         "hybrid_chroma_texts_ms": round(_p50(from_chroma["hybrid_s"]), 3),
         "hybrid_chroma_texts_ratio": round(
             _p50(from_chroma["hybrid_s"]) / _p50(from_chroma["vector_s"]), 2
