@@ -214,7 +214,7 @@ def _order(
     its cost on the query path. ``limit``: only the best ``limit`` (ties broken up to there).
     """
     ranked = sorted(scores.items(), key=itemgetter(1), reverse=True)
-    if limit is not None and limit < len(ranked):
+    if limit is not None and check_count("limit", limit) < len(ranked):
         # keep the run of equal scores that straddles the cut: its order decides the last ones
         end, last = limit, ranked[limit - 1][1]
         while end < len(ranked) and ranked[end][1] == last:
@@ -360,6 +360,9 @@ def weighted_sum(
     ``weights`` are taken as valid (:func:`fuse` checks them; the retriever checks them where
     they enter). ``limit``: only the best ``limit`` documents are ordered and returned (the
     retriever keeps ``rerank_k``); ``None``: all.
+
+    Raises:
+        InvalidQueryError: ``limit`` is not a count (:func:`check_count`).
     """
     legs = [as_leg_run(run) for run in runs]
     scores: dict[str, float] = {}

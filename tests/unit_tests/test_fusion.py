@@ -859,6 +859,9 @@ def test_a_limit_returns_the_head_of_the_full_order(method: str) -> None:
             if 0 < limit < len(full) and full[limit - 1].score == full[limit].score:
                 cut_in_a_tie += 1
     assert cut_in_a_tie >= 20
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InvalidQueryError, match="limit must be an integer"):
+            function([[("a", 1.0)]], [1.0], limit=bad)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
