@@ -15,10 +15,14 @@ Per method, two comparisons, each timed per call (``perf_counter_ns``), the vari
 call by call (A B B A ...) over ``--rounds`` passes of the 200 queries:
 
 * ``retriever``: what ``HybridRetriever`` calls per query: the previous revision's checked
-  ``fuse(method, ...)`` against the current ``FUSION_METHODS[method](...)``;
-* ``method``: the method function of each revision, called directly (no checks in either).
+  ``fuse(method, ...)`` and its first :data:`KEPT` documents against the current
+  ``FUSION_METHODS[method](..., limit=KEPT)`` (the retriever keeps ``rerank_k``, which is ``k``
+  without a reranker: 10 by default; a ``group_by`` search takes the whole list);
+* ``method``: the method function of each revision, called directly (no checks in either),
+  the whole fused list.
 
-Every output of the current module is checked bit for bit against the previous one. Prints
+Every output of the current module is checked bit for bit against the previous one (and the
+limited one against the head of the previous one's). Prints
 p50 and p95 (microseconds) and the ratio of p50s (current / previous; below 1 is faster).
 The machine may be shared: the ratios within one run are the figure, not the absolute times.
 """
@@ -41,6 +45,7 @@ from langchain_hybrid import fusion
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = 200
 DEPTH = 50
+KEPT = 10
 
 
 def load_previous(rev: str) -> types.ModuleType:
@@ -142,13 +147,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, legs in enumerate(cases):
             new = current(legs, weights, rrf_k=60.0)
             old = previous.fuse(method, old_cases[i], weights, rrf_k=60.0)
-            if [(f.id, f.score.hex()) for f in new] != [(f.id, f.score.hex()) for f in old]:
+            head = current(legs, weights, rrf_k=60.0, limit=KEPT)
+            exact = [(f.id, f.score.hex()) for f in old]
+            if [(f.id, f.score.hex()) for f in new] != exact or [
+                (f.id, f.score.hex()) for f in head
+            ] != exact[:KEPT]:
                 _print(f"{method}: query {i} differs from {args.rev}")
                 return 1
         comparisons: dict[str, dict[str, Callable[[int], list[Any]]]] = {
             "retriever": {
-                "previous": lambda i, m=method: previous.fuse(m, old_cases[i], weights, rrf_k=60.0),
-                "current": lambda i, f=current: f(cases[i], weights, rrf_k=60.0),
+                "previous": lambda i, m=method: previous.fuse(m, old_cases[i], weights, rrf_k=60.0)[
+                    :KEPT
+                ],
+                "current": lambda i, f=current: f(cases[i], weights, rrf_k=60.0, limit=KEPT),
             },
             "method": {
                 "previous": lambda i, f=old_method: f(old_cases[i], weights, rrf_k=60.0),

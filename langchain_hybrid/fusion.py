@@ -119,7 +119,6 @@ __all__ = [
 import math
 import numbers
 from collections.abc import Sequence
-from itertools import groupby
 from operator import itemgetter
 from typing import Literal, NamedTuple, Protocol, TypeAlias
 
@@ -208,40 +207,38 @@ def _order(
 ) -> list[Fused]:
     """The documents by fused score, descending; equal scores by best rank, then id.
 
-    Sorted on the score alone (a C-level key); only runs of equal scores, common where BM25
-    gives several documents the same score, are sorted again by the best rank any leg gave
-    them and their id: the order of one sort on ``(-score, best rank, id)``, at a fraction of
-    its cost on the query path. ``limit``: only the best ``limit`` (ties broken up to there).
+    Without equal scores, one sort on the score alone (a C-level key); with them (BM25's equal
+    scores and RRF's equal ranks make them common), on ``(-score, best rank, id)``. ``limit``:
+    only the best ``limit``: sorted on the score, cut after the run of equal scores the cut
+    falls in, and only that head ordered on the whole key (the retriever's query path).
     """
-    ranked = sorted(scores.items(), key=itemgetter(1), reverse=True)
-    if limit is not None and check_count("limit", limit) < len(ranked):
+    if limit is not None and check_count("limit", limit) < len(scores):
+        ranked = sorted(scores.items(), key=itemgetter(1), reverse=True)
         # keep the run of equal scores that straddles the cut: its order decides the last ones
         end, last = limit, ranked[limit - 1][1]
         while end < len(ranked) and ranked[end][1] == last:
             end += 1
         ranked = ranked[:end]
-    if len(set(map(itemgetter(1), ranked))) < len(ranked):
-        ranked = _break_ties(ranked, runs)
+        tied = len(set(map(itemgetter(1), ranked))) < len(ranked)
+    else:
+        ranked = list(scores.items())
+        tied = len(set(scores.values())) < len(ranked)
+        if not tied:
+            ranked.sort(key=itemgetter(1), reverse=True)
+    if tied:
+        best = _best_ranks(runs)
+        ranked.sort(key=lambda kv: (-kv[1], best[kv[0]], kv[0]))
     return list(map(Fused._make, ranked[:limit]))
 
 
-def _break_ties(ranked: list[tuple[str, float]], runs: Sequence[LegRun]) -> list[tuple[str, float]]:
-    """``ranked`` (by score, descending) with each run of equal scores by best rank, then id."""
-    # each leg's rank of each id; reversed so that an id listed twice keeps its first rank
-    positions = [
-        {doc_id: rank for rank, (doc_id, _) in reversed(list(enumerate(run.hits, start=1)))}
-        for run in runs
-    ]
-    inf = math.inf
-
-    def tie_key(item: tuple[str, float]) -> tuple[float, str]:
-        return min([p.get(item[0], inf) for p in positions]), item[0]
-
-    out: list[tuple[str, float]] = []
-    for _, group in groupby(ranked, key=itemgetter(1)):
-        tied = list(group)
-        out += sorted(tied, key=tie_key) if len(tied) > 1 else tied
-    return out
+def _best_ranks(runs: Sequence[LegRun]) -> dict[str, int]:
+    best: dict[str, int] = {}
+    get, inf = best.get, math.inf
+    for run in runs:
+        for rank, (doc_id, _) in enumerate(run.hits, start=1):
+            if rank < get(doc_id, inf):
+                best[doc_id] = rank
+    return best
 
 
 def fractional_ranks(hits: Hits, offset: float = 0.0) -> list[float]:
