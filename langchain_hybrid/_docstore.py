@@ -29,15 +29,18 @@ _U64 = npt.NDArray[np.uint64]
 Blob = bytes | mmap.mmap
 
 
+def _digest(doc_id: str) -> bytes:
+    return hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
+
+
 def id_hash(doc_id: str) -> int:
     """A stable 64-bit hash of a document id (BLAKE2b), the key of the segment's id table."""
-    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "little")
+    return int.from_bytes(_digest(doc_id), "little")
 
 
 def id_hashes(ids: Sequence[str]) -> _U64:
     """:func:`id_hash` of each id, as an array."""
-    digests = b"".join(hashlib.blake2b(i.encode("utf-8"), digest_size=8).digest() for i in ids)
-    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+    return np.frombuffer(b"".join(map(_digest, ids)), dtype="<u8").astype(np.uint64)
 
 
 def map_blob(path: Path) -> Blob:
