@@ -129,7 +129,6 @@ _Float = npt.NDArray[np.float64]
 _Int = npt.NDArray[np.int64]
 _Ints = npt.NDArray[Any]  # int32 or int64 (postings in files are int32)
 _MAX_CACHED_POSTINGS = 32_000_000  # 256 MB of float64 weights at most
-_TINY = np.finfo(np.float64).tiny  # "greater than zero" for scores
 _MERGE_MIN = 2048  # a save merges once the log holds more changed documents than this ...
 _MERGE_FRACTION = 16  # ... and more than this fraction of the segment's documents
 _LOG_MAGIC = b"LHB2"
@@ -774,7 +773,7 @@ class BM25Index:
             values = scores[matched]
             population = Population(size, float(values.sum()), float((values * values).sum()))
             if len(values) > k:  # every slot scoring at least the k-th best (ties included)
-                keep = values >= max(_kth_largest(values, k), _TINY)
+                keep = values >= _kth_largest(values, k)
                 matched, values = matched[keep], values[keep]
             slots = matched.tolist()
             ranked = sorted(
